@@ -1,0 +1,74 @@
+-- API keys: creation (the key is returned once) and authentication by hash.
+
+CREATE OR REPLACE FUNCTION picloud.known_capabilities() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ARRAY['instance:admin', 'app:admin', 'topics:manage', 'topics:publish', 'tokens:mint',
+                 'kv:read', 'kv:write', 'docs:read', 'docs:write', 'files:read', 'files:write',
+                 'triggers:manage', 'deliveries:read', 'dead_letters:manage']::text[]
+$$;
+COMMENT ON FUNCTION picloud.known_capabilities() IS 'Every capability an API key may carry.';
+
+DROP FUNCTION IF EXISTS picloud.create_api_key(uuid, text, text[], timestamptz);
+CREATE OR REPLACE FUNCTION picloud.create_api_key(
+    app_id uuid, name text, capabilities text[], expires_at timestamptz DEFAULT NULL)
+RETURNS TABLE (id uuid, key text, key_prefix text, created_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_unknown text[];
+    v_key     text := 'pck_' || encode(picloud.random_bytes_32(), 'hex');
+BEGIN
+    IF create_api_key.capabilities IS NULL OR cardinality(create_api_key.capabilities) = 0 THEN
+        RAISE EXCEPTION 'capabilities must be a non-empty list' USING ERRCODE = '22023';
+    END IF;
+    SELECT array_agg(c) INTO v_unknown
+      FROM unnest(create_api_key.capabilities) c
+     WHERE c IS NULL OR NOT c = ANY (picloud.known_capabilities());
+    IF v_unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown capabilities: %', array_to_string(v_unknown, ', ', 'null')
+            USING ERRCODE = '22023';
+    END IF;
+    IF create_api_key.app_id IS NULL
+       AND create_api_key.capabilities <> ARRAY['instance:admin']::text[] THEN
+        RAISE EXCEPTION 'an instance-level key carries exactly instance:admin' USING ERRCODE = '22023';
+    END IF;
+    IF create_api_key.app_id IS NOT NULL AND 'instance:admin' = ANY (create_api_key.capabilities) THEN
+        RAISE EXCEPTION 'instance:admin cannot be bound to an app' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    INSERT INTO picloud.api_keys AS k (app_id, name, key_hash, key_prefix, capabilities, expires_at)
+    VALUES (create_api_key.app_id, create_api_key.name, sha256(convert_to(v_key, 'UTF8')),
+            left(v_key, 12),
+            ARRAY(SELECT DISTINCT c FROM unnest(create_api_key.capabilities) c ORDER BY c),
+            create_api_key.expires_at)
+    RETURNING k.id, v_key, k.key_prefix, k.created_at;
+END
+$$;
+COMMENT ON FUNCTION picloud.create_api_key(uuid, text, text[], timestamptz) IS
+    'Create an API key; returns the key itself, which is never stored (only its SHA-256). app_id NULL: instance key.';
+
+DROP FUNCTION IF EXISTS picloud.authenticate_key(text);
+CREATE OR REPLACE FUNCTION picloud.authenticate_key(key text)
+RETURNS TABLE (id uuid, app_id uuid, capabilities text[])
+LANGUAGE sql STABLE AS $$
+    SELECT k.id, k.app_id, k.capabilities
+      FROM picloud.api_keys k
+     WHERE k.key_hash = sha256(convert_to(authenticate_key.key, 'UTF8'))
+       AND k.revoked_at IS NULL
+       AND (k.expires_at IS NULL OR k.expires_at > now())
+$$;
+COMMENT ON FUNCTION picloud.authenticate_key(text) IS
+    'The live (unrevoked, unexpired) key with this secret: its id, app and capabilities; no row otherwise.';
+
+CREATE OR REPLACE FUNCTION picloud.ensure_admin_key(key text, name text DEFAULT 'bootstrap')
+RETURNS uuid
+LANGUAGE sql VOLATILE AS $$
+    -- Registers a key chosen by the operator (PICLOUD_ADMIN_KEY) as an instance admin key.
+    INSERT INTO picloud.api_keys (app_id, name, key_hash, key_prefix, capabilities)
+    VALUES (NULL, ensure_admin_key.name, sha256(convert_to(ensure_admin_key.key, 'UTF8')),
+            left(ensure_admin_key.key, 12), ARRAY['instance:admin'])
+    ON CONFLICT (key_hash) DO UPDATE
+        SET app_id = NULL, revoked_at = NULL, expires_at = NULL, capabilities = ARRAY['instance:admin']
+    RETURNING id
+$$;
+COMMENT ON FUNCTION picloud.ensure_admin_key(text, text) IS
+    'Make the given key a live instance:admin key (idempotent). Used for PICLOUD_ADMIN_KEY.';

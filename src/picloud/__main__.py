@@ -1,0 +1,3 @@
+from picloud.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Settings from the environment, parsed and validated in one place.
+
+A bad value raises SettingsError naming the variable, and start-up stops there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+ROLES = ("relay", "dispatcher", "cron", "gc", "sweeper")
+
+
+class SettingsError(ValueError):
+    """A setting has a value PiCloud cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    data_dir: Path = Path(".picloud")
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    admin_key: str | None = None
+    base_domain: str = "localhost"
+    realtime_heartbeat_sec: float = 30.0
+    realtime_broadcast_capacity: int = 64
+    realtime_retention_sec: int = 86400
+    max_message_bytes: int = 65536
+    max_file_bytes: int = 64 * 1024 * 1024
+    cron_tick_interval_ms: int = 30000
+    files_root: Path = Path(".picloud/files")
+    files_orphan_sweep_interval_sec: float = 21600.0
+    files_orphan_tmp_ttl_sec: float = 3600.0
+    dispatch_lease_sec: int = 30
+    sql_handler_schemas: tuple[str, ...] = ("picloud_handlers",)
+    roles: frozenset[str] = field(default_factory=lambda: frozenset(ROLES))
+    migrate_on_start: bool = True
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _get(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, what: str) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"{name}={raw!r}: expected {what}") from exc
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(raw)
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def _listen(raw: str) -> tuple[str, int]:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host:
+        raise ValueError(raw)
+    port_no = int(port)
+    if not 0 <= port_no <= 65535:
+        raise ValueError(raw)
+    return host.strip("[]"), port_no
+
+
+def _identifier_list(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not names or not all(n.replace("_", "a").isalnum() and not n[0].isdigit() for n in names):
+        raise ValueError(raw)
+    return names
+
+
+def parse_roles(raw: str) -> frozenset[str]:
+    if raw.lower() == "none":
+        return frozenset()
+    names = frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+    if not names <= set(ROLES):
+        raise ValueError(raw)
+    return names
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def _domain(raw: str) -> str:
+    value = raw.lower().strip(".")
+    if not value or any(c.isspace() or c in "/:@" for c in value):
+        raise ValueError(raw)
+    return value
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("postgres://", "postgresql://")) and "=" not in raw:
+        raise ValueError(raw)
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every PICLOUD_* setting (and DATABASE_URL) from ``env`` (default: os.environ)."""
+    env = os.environ if env is None else env
+    data_dir = _get(env, "PICLOUD_DATA_DIR", Path, Path(".picloud"), "a directory path")
+    host, port = _get(env, "PICLOUD_LISTEN", _listen, ("127.0.0.1", 8080), "HOST:PORT")
+    return Settings(
+        database_url=_get(env, "DATABASE_URL", _database_url, None, "a postgresql:// URL"),
+        data_dir=data_dir,
+        listen_host=host,
+        listen_port=port,
+        admin_key=_get(env, "PICLOUD_ADMIN_KEY", str, None, "a key"),
+        base_domain=_get(env, "PICLOUD_BASE_DOMAIN", _domain, "localhost", "a domain name"),
+        realtime_heartbeat_sec=_get(
+            env, "PICLOUD_REALTIME_HEARTBEAT_SEC", _positive_float, 30.0, "a positive number"
+        ),
+        realtime_broadcast_capacity=_get(
+            env, "PICLOUD_REALTIME_BROADCAST_CAPACITY", _positive_int, 64, "a positive integer"
+        ),
+        realtime_retention_sec=_get(
+            env, "PICLOUD_REALTIME_RETENTION_SEC", _positive_int, 86400, "a positive integer"
+        ),
+        max_message_bytes=_get(
+            env, "PICLOUD_MAX_MESSAGE_BYTES", _positive_int, 65536, "a positive integer"
+        ),
+        max_file_bytes=_get(
+            env, "PICLOUD_MAX_FILE_BYTES", _positive_int, 64 * 1024 * 1024, "a positive integer"
+        ),
+        cron_tick_interval_ms=_get(
+            env, "PICLOUD_CRON_TICK_INTERVAL_MS", _positive_int, 30000, "a positive integer"
+        ),
+        files_root=_get(env, "PICLOUD_FILES_ROOT", Path, data_dir / "files", "a directory path"),
+        files_orphan_sweep_interval_sec=_get(
+            env,
+            "PICLOUD_FILES_ORPHAN_SWEEP_INTERVAL_SEC",
+            _positive_float,
+            21600.0,
+            "a positive number",
+        ),
+        files_orphan_tmp_ttl_sec=_get(
+            env, "PICLOUD_FILES_ORPHAN_TMP_TTL_SEC", _positive_float, 3600.0, "a positive number"
+        ),
+        dispatch_lease_sec=_get(
+            env, "PICLOUD_DISPATCH_LEASE_SEC", _positive_int, 30, "a positive integer"
+        ),
+        sql_handler_schemas=_get(
+            env,
+            "PICLOUD_SQL_HANDLER_SCHEMAS",
+            _identifier_list,
+            ("picloud_handlers",),
+            "a comma-separated list of schema names",
+        ),
+        roles=_get(
+            env,
+            "PICLOUD_ROLES",
+            parse_roles,
+            frozenset(ROLES),
+            f"a comma-separated subset of {', '.join(ROLES)}, or none",
+        ),
+        migrate_on_start=_get(env, "PICLOUD_MIGRATE", _bool, True, "true or false"),
+    )

@@ -1,0 +1,1 @@
+"""The HTTP layer: parse, authorise, call one SQL function, shape the response."""

@@ -1,0 +1,71 @@
+"""The aiohttp application: middlewares, routes, the pool and the background roles."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from picloud.db import open_pool
+from picloud.roles import start_roles, stop_roles
+from picloud.settings import Settings
+
+# Importing these modules registers their routes and roles.
+from picloud.web import apps as _apps  # noqa: F401
+from picloud.web import meta as _meta  # noqa: F401
+from picloud.web.errors import Handler, error_middleware
+from picloud.web.routing import routes
+from picloud.web.state import STATE, AppState
+
+JSON_BODY_LIMIT = 1024 * 1024
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics = request.app[STATE].metrics
+        metrics.http_requests.labels(request.method, name, str(status)).inc()
+        metrics.http_seconds.labels(request.method, name).observe(time.perf_counter() - started)
+
+
+def new_node_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def create_app(settings: Settings, conninfo: str) -> web.Application:
+    """The server for ``settings`` on the database at ``conninfo`` (already migrated)."""
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=max(JSON_BODY_LIMIT, settings.max_message_bytes * 2),
+    )
+    state = AppState(settings=settings, conninfo=conninfo, node_id=new_node_id())
+    app[STATE] = state
+    routes.install(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async with open_pool(conninfo, settings) as pool:
+            state.pool = pool
+            start_roles(state)
+            try:
+                yield
+            finally:
+                await stop_roles(state)
+                state.pool = None
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
