@@ -334,4 +334,7 @@ async def test_relay_survives_losing_its_listen_connection(rt: Realtime, databas
     assert await stream.messages(6) == [(i, i) for i in range(2, 8)]
     await rt.publish("t", 8)
     assert await stream.messages(1) == [(8, 8)], "no duplicates after the back-fill"
+    metrics = (await rt.api.get("/metrics", key=None)).raw.decode()
+    assert "picloud_realtime_listen_connections 2.0" in metrics
+    assert "picloud_realtime_subscribers 1.0" in metrics
     stream.close()

@@ -21,6 +21,7 @@ import sys
 from collections import defaultdict
 
 import psycopg
+from prometheus_client import Gauge
 from psycopg_pool import PoolTimeout
 
 from picloud.db import connect_options
@@ -53,6 +54,29 @@ class Relay:
         self.listening = asyncio.Event()
         self.connections = 0  # LISTEN connections opened so far (1 + reconnects)
         self.listen_pid: int | None = None
+        self._register_metrics()
+
+    def _register_metrics(self) -> None:
+        registry = self.state.metrics.registry
+        hub = self.hub
+        gauges = {
+            "picloud_realtime_subscribers": ("Live SSE subscribers", hub.subscriber_count),
+            "picloud_realtime_channels": ("Channels with subscribers", lambda: len(hub.channels)),
+            "picloud_realtime_frames_delivered": (
+                "Frames written to live subscribers since start",
+                lambda: hub.delivered,
+            ),
+            "picloud_realtime_overflows": (
+                "Subscribers cut off for falling behind since start",
+                lambda: hub.overflows,
+            ),
+            "picloud_realtime_listen_connections": (
+                "LISTEN connections opened since start (1 + reconnects)",
+                lambda: self.connections,
+            ),
+        }
+        for name, (doc, read) in gauges.items():
+            Gauge(name, doc, registry=registry).set_function(read)
 
     # -- called by the SSE handler -------------------------------------------------
     def channel_created(self, key: ChannelKey) -> None:
