@@ -360,3 +360,15 @@ async def test_subscriber_counts_reach_the_operators_view(rt: Realtime, database
     await until(lambda: rt.relay.hub.subscriber_count() == 0)
     await rt.relay.report_presence()
     assert view() == {"busy": (0, 0), "quiet": (0, 0)}
+
+
+async def test_rolled_back_publish_never_reaches_a_subscriber(rt: Realtime, database: str) -> None:
+    await rt.topic("t")
+    stream = await rt.subscribe("t")
+    with psycopg.connect(database) as conn:
+        conn.execute("SELECT picloud.publish(%s, 't', '\"doomed\"')", (rt.app["id"],))
+        conn.rollback()
+        conn.execute("SELECT picloud.publish(%s, 't', '\"kept\"')", (rt.app["id"],))
+        conn.commit()
+    assert await stream.messages(1) == [(1, "kept")]
+    stream.close()
