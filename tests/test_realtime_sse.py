@@ -372,3 +372,16 @@ async def test_rolled_back_publish_never_reaches_a_subscriber(rt: Realtime, data
         conn.commit()
     assert await stream.messages(1) == [(1, "kept")]
     stream.close()
+
+
+async def test_relay_ignores_malformed_notifications(rt: Realtime, database: str) -> None:
+    await rt.topic("t")
+    stream = await rt.subscribe("t")
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("SELECT pg_notify('picloud_realtime', 'garbage')")
+        conn.execute("SELECT pg_notify('picloud_realtime_control', 'nonsense')")
+        conn.execute(f"SELECT pg_notify('picloud_realtime', '{rt.app['id']} x t')")
+    await rt.publish("t", 1)
+    assert await stream.messages(1) == [(1, 1)]
+    assert rt.relay.connections == 1, "the relay did not restart"
+    stream.close()

@@ -10,6 +10,10 @@ SELECT r.app_id,
          WHERE m.app_id = r.app_id AND m.topic = %(topic)s) AS oldest
   FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r;
 
+-- name: relay_listen
+-- Subscribe the relay's connection to published messages and to control messages.
+LISTEN picloud_realtime; LISTEN picloud_realtime_control;
+
 -- name: replay_messages
 -- SSE frames (id and data text) of one topic after a sequence number.
 SELECT m.seq,

@@ -121,8 +121,7 @@ class Relay:
             application_name=f"picloud-relay {self.state.node_id}"[:63],
         )
         async with conn:
-            await conn.execute(f"LISTEN {MESSAGES_CHANNEL}")
-            await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+            await conn.execute(q("relay_listen"))
             self.listen_pid = conn.info.backend_pid
             self.connections += 1
             # Anything published while nobody listened is read back from the table.
@@ -143,20 +142,23 @@ class Relay:
     async def _consume(self, conn: psycopg.AsyncConnection[object]) -> None:
         channels = self.hub.channels
         async for note in conn.notifies():
-            if note.channel == MESSAGES_CHANNEL:
-                app_id, seq, topic = note.payload.split(" ", 2)
-                key = (app_id, topic)
-                if key in channels:
-                    n = int(seq)
-                    if n > self.dirty.get(key, 0):
-                        self.dirty[key] = n  # (the pump swaps self.dirty: no local alias)
-                    self.wake.set()
-            elif note.channel == CONTROL_CHANNEL:
-                verb, app_id, topic = note.payload.split(" ", 2)
-                if verb == "close":
-                    ended = self.hub.close_channel((app_id, topic))
-                    if ended:
-                        log.info("topic %s/%s closed: ended %d stream(s)", app_id, topic, ended)
+            try:
+                if note.channel == MESSAGES_CHANNEL:
+                    app_id, seq, topic = note.payload.split(" ", 2)
+                    key = (app_id, topic)
+                    if key in channels:
+                        n = int(seq)
+                        if n > self.dirty.get(key, 0):
+                            self.dirty[key] = n  # (the pump swaps self.dirty: no local alias)
+                        self.wake.set()
+                elif note.channel == CONTROL_CHANNEL:
+                    verb, app_id, topic = note.payload.split(" ", 2)
+                    if verb == "close":
+                        ended = self.hub.close_channel((app_id, topic))
+                        if ended:
+                            log.info("topic %s/%s closed: ended %d stream(s)", app_id, topic, ended)
+            except ValueError:
+                log.warning("ignored a malformed %s notification: %r", note.channel, note.payload)
 
     async def _pump(self) -> None:
         while True:
