@@ -385,3 +385,12 @@ async def test_relay_ignores_malformed_notifications(rt: Realtime, database: str
     assert await stream.messages(1) == [(1, 1)]
     assert rt.relay.connections == 1, "the relay did not restart"
     stream.close()
+
+
+async def test_last_event_id_past_the_head_goes_live_from_the_head(rt: Realtime) -> None:
+    await rt.topic("t")
+    await rt.publish("t", 1)
+    ahead = await rt.subscribe("t", headers={"Last-Event-ID": "99"})
+    await rt.publish("t", 2)
+    assert await ahead.messages(1) == [(2, 2)]
+    ahead.close()
