@@ -323,9 +323,9 @@ async def test_relay_survives_losing_its_listen_connection(rt: Realtime, databas
     with psycopg.connect(database, autocommit=True) as conn:
         killed = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE 'picloud-relay%%'"
+            " WHERE datname = current_database() AND application_name LIKE 'picloud-relay %%'"
         ).fetchall()
-        assert killed == [(True,)]
+        assert killed == [(True,)], "exactly the LISTEN connection"
         # Published while the relay has no LISTEN connection: NOTIFYs nobody hears.
         for i in range(2, 7):
             conn.execute("SELECT picloud.publish(%s, 't', %s::jsonb)", (rt.app["id"], str(i)))
@@ -334,6 +334,15 @@ async def test_relay_survives_losing_its_listen_connection(rt: Realtime, databas
     assert await stream.messages(6) == [(i, i) for i in range(2, 8)]
     await rt.publish("t", 8)
     assert await stream.messages(1) == [(8, 8)], "no duplicates after the back-fill"
+    # The connection the relay reads messages on can die too.
+    with psycopg.connect(database, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE 'picloud-relay-reader%%'"
+        ).fetchall()
+        assert killed == [(True,)]
+    await rt.publish("t", 9)
+    assert await stream.messages(1) == [(9, 9)]
     metrics = (await rt.api.get("/metrics", key=None)).raw.decode()
     assert "picloud_realtime_listen_connections 2.0" in metrics
     assert "picloud_realtime_subscribers 1.0" in metrics

@@ -19,12 +19,14 @@ import contextlib
 import logging
 import sys
 from collections import defaultdict
+from typing import Any
 
 import psycopg
 from prometheus_client import Gauge
+from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
-from picloud.db import connect_options
+from picloud.db import Row, connect_options
 from picloud.queries import q
 from picloud.realtime.hub import ChannelKey, Hub
 from picloud.realtime.sse import Frame
@@ -55,7 +57,30 @@ class Relay:
         self.listening = asyncio.Event()
         self.connections = 0  # LISTEN connections opened so far (1 + reconnects)
         self.listen_pid: int | None = None
+        # The pump reads on a connection of its own: busy API traffic on the pool never
+        # delays delivery, and its two queries stay prepared.
+        self._reader: psycopg.AsyncConnection[Row] | None = None
         self._register_metrics()
+
+    async def _reader_conn(self) -> psycopg.AsyncConnection[Row]:
+        if self._reader is None or self._reader.closed:
+            self._reader = await psycopg.AsyncConnection.connect(
+                self.state.conninfo,
+                autocommit=True,
+                row_factory=dict_row,
+                options=connect_options(self.state.settings),
+                application_name=f"picloud-relay-reader {self.state.node_id}"[:63],
+            )
+        return self._reader
+
+    async def _read(self, query: str, params: dict[str, Any]) -> list[Row]:
+        conn = await self._reader_conn()
+        try:
+            return await (await conn.execute(q(query), params, prepare=True)).fetchall()
+        except psycopg.OperationalError:
+            await conn.close()
+            self._reader = None
+            raise
 
     def _register_metrics(self) -> None:
         registry = self.state.metrics.registry
@@ -111,6 +136,9 @@ class Relay:
             for task in (pump, beat, presence):
                 task.cancel()
             await asyncio.gather(pump, beat, presence, return_exceptions=True)
+            if self._reader is not None:
+                await self._reader.close()
+                self._reader = None
 
     async def _listen_once(self) -> None:
         settings = self.state.settings
@@ -189,8 +217,7 @@ class Relay:
         if not live:
             return
         params = {"app_ids": [k[0] for k in live], "topics": [k[1] for k in live]}
-        async with self.state.db.connection() as conn:
-            rows = await (await conn.execute(q("relay_open_topics"), params)).fetchall()
+        rows = await self._read("relay_open_topics", params)
         still_open = {(r["app_id"], r["topic"]) for r in rows}
         for key in live:
             if key not in still_open:
@@ -207,9 +234,7 @@ class Relay:
             "afters": [channels[k].last_seq for k in keys],
             "limit": self.page,
         }
-        async with self.state.db.connection() as conn:
-            cur = await conn.execute(q("relay_fetch"), params)
-            rows = await cur.fetchall()
+        rows = await self._read("relay_fetch", params)
         frames: dict[ChannelKey, list[Frame]] = defaultdict(list)
         for row in rows:
             frames[(row["app_id"], row["topic"])].append(Frame.message(row["seq"], row["data"]))
