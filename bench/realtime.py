@@ -376,49 +376,88 @@ class Bench:
 
     # ----------------------------------------------------------------------- latency
 
-    async def latency(self, subscribers: int, rate: float = 50.0) -> dict[str, Any]:
+    async def latency(
+        self, subscribers: int, rate: float = 50.0, workers: int = 2
+    ) -> dict[str, Any]:
+        """Subscribers live in ``workers`` load-generator processes (one Python process
+        cannot parse 50,000 frames/s and also keep time); the publisher lives here."""
         topic = self.topic(f"lat{subscribers}")
-        latencies: list[float] = []
         host = f"bench.localhost:{self.port}"
-        clients = await open_clients(
-            self.port, host, f"/realtime/topics/{topic}", subscribers, latencies
-        )
-        duration = self.duration + 1
-        sent = 0
-        assert self.server is not None
-        meter = CpuMeter(self.server.pid)
-        async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
-            started = time.monotonic()
-            while True:
-                due = started + sent / rate
-                if due - started >= duration:
-                    break
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                message = orjson.dumps({"t": time.time(), "n": sent}).decode()
-                await conn.execute(
-                    "SELECT picloud.publish(%s, %s, %s::jsonb)", (self.app_id, topic, message)
+        procs = []
+        for i in range(workers):
+            count = subscribers // workers + (1 if i < subscribers % workers else 0)
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    __file__,
+                    "--latency-worker",
+                    str(self.port),
+                    host,
+                    f"/realtime/topics/{topic}",
+                    str(count),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    limit=256 * 1024 * 1024,  # the report is one long JSON line
                 )
-                sent += 1
-            achieved = sent / (time.monotonic() - started)
-            cpu = meter.report()
-        await poll_until(
-            lambda: all(c.last >= sent for c in clients if not c.closed.done()), within=10
+            )
+        try:
+            for proc in procs:
+                assert proc.stdout is not None
+                ready = await asyncio.wait_for(proc.stdout.readline(), 120)
+                if ready.strip() != b"ready":
+                    raise RuntimeError(f"latency worker failed: {ready!r}")
+            duration = self.duration + 1
+            sent = 0
+            assert self.server is not None
+            meter = CpuMeter(self.server.pid)
+            async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
+                started = time.monotonic()
+                while True:
+                    due = started + sent / rate
+                    if due - started >= duration:
+                        break
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    message = orjson.dumps({"t": time.time(), "n": sent}).decode()
+                    await conn.execute(
+                        "SELECT picloud.publish(%s, %s, %s::jsonb)", (self.app_id, topic, message)
+                    )
+                    sent += 1
+                wall = time.monotonic() - started
+                achieved = sent / wall
+                cpu = meter.report()
+            results = []
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write(f"stop {sent}\n".encode())
+                await proc.stdin.drain()
+            for proc in procs:
+                assert proc.stdout is not None
+                line = await asyncio.wait_for(proc.stdout.readline(), 60)
+                results.append(json.loads(line))
+        finally:
+            for proc in procs:
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        latencies = [x for r in results for x in r["latencies"]]
+        cpu["load_generator_cpu_pct"] = round(
+            100 * sum(r["cpu_s"] for r in results) / wall + cpu["load_generator_cpu_pct"], 1
         )
-        lost = sum(c.lost + (sent - c.last) for c in clients)
-        duplicated = sum(c.duplicated for c in clients)
-        await close_clients(clients)
         return {
             "subscribers": subscribers,
+            "load_generator_processes": workers,
             "publishes": sent,
             "publish_rate_per_s": round(achieved, 1),
             "deliveries": len(latencies),
             "p50_ms": round(percentile(latencies, 50) * 1000, 2),
             "p99_ms": round(percentile(latencies, 99) * 1000, 2),
             "max_ms": round(max(latencies) * 1000, 2) if latencies else None,
-            "lost": lost,
-            "duplicated": duplicated,
+            "lost": sum(r["lost"] for r in results),
+            "duplicated": sum(r["duplicated"] for r in results),
             **cpu,
         }
 
@@ -493,6 +532,29 @@ class Bench:
             "server_rss_after_kib": after,
             "kib_per_connection": round((after - before) / connections, 2),
         }
+
+
+# --------------------------------------------------------------------------- latency worker
+
+
+async def latency_worker(port: int, host: str, path: str, count: int) -> None:
+    """Hold ``count`` subscribers; on 'stop <sent>' from stdin, report as one JSON line."""
+    latencies: list[float] = []
+    clients = await open_clients(port, host, path, count, latencies)
+    cpu_start = time.process_time()
+    print("ready", flush=True)
+    line = await asyncio.to_thread(sys.stdin.readline)
+    cpu_s = time.process_time() - cpu_start
+    sent = int(line.split()[1])
+    await poll_until(lambda: all(c.last >= sent for c in clients if not c.closed.done()), within=10)
+    result = {
+        "latencies": latencies,
+        "lost": sum(c.lost + (sent - c.last) for c in clients),
+        "duplicated": sum(c.duplicated for c in clients),
+        "cpu_s": cpu_s,
+    }
+    print(json.dumps(result), flush=True)
+    await close_clients(clients)
 
 
 # --------------------------------------------------------------------------- bare server
@@ -589,10 +651,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
     parser.add_argument("--connections", type=int, default=5000, help="idle SSE connections")
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--latency-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     nofile = raise_nofile()
     if args.bare_server:
         bare_server(args.bare_server)
+        return 0
+    if args.latency_worker:
+        port, host, path, count = args.latency_worker
+        asyncio.run(latency_worker(int(port), host, path, int(count)))
         return 0
     from picloud.embedded import embedded_postgres
     from picloud.migrate import migrate
