@@ -47,7 +47,9 @@ def complete(db: Conn, delivery_id: int, worker: str) -> bool:
 
 
 def fail(db: Conn, delivery_id: int, worker: str, error: str = "boom") -> str:
-    outcome: str = scalar(db, "SELECT picloud.fail_delivery(%s, %s, %s)", delivery_id, worker, error)
+    outcome: str = scalar(
+        db, "SELECT picloud.fail_delivery(%s, %s, %s)", delivery_id, worker, error
+    )
     return outcome
 
 
@@ -204,7 +206,8 @@ def test_expired_last_attempt_goes_dead(db: Conn, app_id: Any, hook: Any) -> Non
     [d] = claim(db, "w", lease=timedelta(milliseconds=20))
     time.sleep(0.05)  # let the lease run out
     assert claim(db, "w2") == []
-    assert scalar(db, "SELECT count(*) FROM picloud.dead_letters WHERE delivery_id = %s", d["id"]) == 1
+    dead = "SELECT count(*) FROM picloud.dead_letters WHERE delivery_id = %s"
+    assert scalar(db, dead, d["id"]) == 1
     assert complete(db, d["id"], "w") is False
 
 
