@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
+from picloud.queries import q
 
 # schema.function, both plain lower-case identifiers (as handlers_validate requires too).
 FUNCTION_NAME = re.compile(r"^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$")
@@ -127,29 +128,70 @@ def sql_call(d: Claimed, worker: str, timeout_ms: int, allowed: tuple[str, ...])
     )
 
 
-async def run_sql_handler(
-    pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]],
-    d: Claimed,
-    worker: str,
-    timeout_ms: int,
-    allowed: tuple[str, ...],
-) -> bool:
-    """Call the function and complete the delivery in one transaction (one round trip).
+def _handler_error(exc: psycopg.Error, timeout_ms: int) -> HandlerFailed | None:
+    """The recorded error for a failed SQL handler run; None when the lease was lost."""
+    if exc.diag.sqlstate == LEASE_LOST:
+        return None
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return HandlerFailed(f"timed out after {timeout_ms} ms")
+    message = exc.diag.message_primary or str(exc)
+    return HandlerFailed(f"{exc.diag.sqlstate or 'error'}: {message}")
 
-    Returns False when the lease was lost (everything rolled back); raises HandlerFailed
-    when the function raised or ran out of time.
+
+SqlOutcome = HandlerFailed | bool  # True: done; False: lease lost; HandlerFailed: failed
+
+
+async def run_sql_handlers(
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]],
+    runs: list[tuple[Claimed, int]],
+    worker: str,
+    allowed: tuple[str, ...],
+) -> dict[int, SqlOutcome]:
+    """Run SQL handlers ``(delivery, timeout_ms)`` in order on one connection, each in a
+    transaction of its own with its completion, several per round trip.
+
+    The server stops at the first error in a message; which runs before it committed is
+    read back from their attempt records (ok, by this worker), and the rest is sent again.
     """
-    call = sql_call(d, worker, timeout_ms, allowed)
-    async with pool.connection() as conn:
+    outcomes: dict[int, SqlOutcome] = {}
+    pending: list[tuple[Claimed, int, sql.Composed]] = []
+    for d, timeout_ms in runs:
         try:
-            await psycopg.AsyncClientCursor(conn).execute(call)
-        except psycopg.errors.QueryCanceled as exc:
-            raise HandlerFailed(f"timed out after {timeout_ms} ms") from exc
-        except psycopg.Error as exc:
-            if exc.diag.sqlstate == LEASE_LOST:
-                return False
-            if isinstance(exc, psycopg.OperationalError):
-                raise
-            message = exc.diag.message_primary or str(exc)
-            raise HandlerFailed(f"{exc.diag.sqlstate or 'error'}: {message}") from exc
-    return True
+            pending.append((d, timeout_ms, sql_call(d, worker, timeout_ms, allowed)))
+        except HandlerFailed as exc:
+            outcomes[d.id] = exc
+    async with pool.connection() as conn:
+        while pending:
+            message = sql.SQL("; ").join(
+                sql.SQL("BEGIN; {}; COMMIT").format(call) for _, _, call in pending
+            )
+            try:
+                await psycopg.AsyncClientCursor(conn).execute(message)
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise  # the database went away: the leases run out, the runs repeat
+                await conn.rollback()
+                done = await conn.execute(
+                    q("completed_by"),
+                    {
+                        "app_ids": [d.app_id for d, _, _ in pending],
+                        "ids": [d.id for d, _, _ in pending],
+                        "worker": worker,
+                    },
+                )
+                ok = {row["delivery_id"] for row in await done.fetchall()}
+                failed_at = next(
+                    (i for i, (d, _, _) in enumerate(pending) if d.id not in ok), len(pending)
+                )
+                for d, _, _ in pending[:failed_at]:
+                    outcomes[d.id] = True
+                if failed_at < len(pending):
+                    d, timeout_ms, _ = pending[failed_at]
+                    error = _handler_error(exc, timeout_ms)
+                    outcomes[d.id] = False if error is None else error
+                pending = pending[failed_at + 1 :]
+                continue
+            for d, _, _ in pending:
+                outcomes[d.id] = True
+            pending = []
+    return outcomes
