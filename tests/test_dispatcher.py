@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from picloud.db import Row, session_settings
 from picloud.dispatcher import Claimed, HandlerFailed, signature
 from picloud.dispatcher.handlers import run_sql_handlers
+from picloud.dispatcher.runner import Completer
 from picloud.settings import SettingsError, load_settings
 from tests.fix_server import ServerFactory, free_port
 
@@ -373,3 +374,21 @@ async def test_grouped_sql_runs_isolate_failures_and_lost_leases(db: Conn, datab
     assert seen == sorted(["a", "b", "c", keys[-1]]), "failed and stale runs rolled back"
     done = db.execute("SELECT subject FROM picloud.deliveries WHERE status = 'done'").fetchall()
     assert sorted(r["subject"] for r in done) == sorted(["a", "b", "c", keys[-1]])
+
+
+async def test_batched_completions_refuse_lost_leases(db: Conn, database: str) -> None:
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", webhook(db, app_id, "h", "http://127.0.0.1:9/"))
+    for key in ("a", "b", "c"):
+        enqueue(db, app_id, "kv", key, {"type": "set"})
+    ids = [r["id"] for r in db.execute("SELECT id FROM picloud.claim_deliveries('w', 9, '1 min')")]
+    db.execute("UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id = %s", (ids[1],))
+    async with AsyncConnectionPool(
+        database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    ) as pool:
+        completer = Completer(pool)
+        results = await asyncio.gather(*(completer.complete(i, "w") for i in ids))
+        assert results == [True, False, True]
+        assert await completer.complete(ids[0], "w") is False, "already done"
+    done = db.execute("SELECT id FROM picloud.deliveries WHERE status = 'done' ORDER BY id")
+    assert [r["id"] for r in done.fetchall()] == [ids[0], ids[2]]

@@ -47,6 +47,51 @@ class DispatcherMetrics:
         )
 
 
+class Completer:
+    """Completes webhook deliveries in batches: every completion asked for while one batch
+    is in the database goes into the next, so a busy dispatcher makes few round trips and
+    an idle one waits for nobody."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]]) -> None:
+        self.pool = pool
+        self.waiting: list[tuple[int, str, asyncio.Future[bool]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def complete(self, delivery_id: int, worker: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((delivery_id, worker, future))
+        if self.flusher is None:
+            self.flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self.waiting:
+                batch = self.waiting[: self.MAX_BATCH]
+                del self.waiting[: self.MAX_BATCH]
+                try:
+                    async with self.pool.connection() as conn:
+                        rows = await (
+                            await conn.execute(
+                                q("complete_deliveries"),
+                                {"ids": [b[0] for b in batch], "workers": [b[1] for b in batch]},
+                            )
+                        ).fetchall()
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                ok = {row["id"]: bool(row["ok"]) for row in rows}
+                for delivery_id, _, future in batch:
+                    if not future.done():
+                        future.set_result(ok.get(delivery_id, False))
+        finally:
+            self.flusher = None
+
+
 class Dispatcher:
     """Claims deliveries for ``node_id`` and runs up to ``concurrency`` handlers at once."""
 
@@ -70,6 +115,7 @@ class Dispatcher:
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.batches = 0
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None = None
+        self.completer: Completer | None = None
         self.session: aiohttp.ClientSession | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -92,6 +138,7 @@ class Dispatcher:
         await pool.open(wait=True, timeout=30)
         connector = aiohttp.TCPConnector(limit=self.concurrency)
         self.pool = pool
+        self.completer = Completer(pool)
         self.session = aiohttp.ClientSession(connector=connector)
         listener = asyncio.create_task(self._listen(stopping), name="picloud-dispatch-listen")
         stop_waiter = asyncio.create_task(self._kick_on(stopping))
@@ -290,9 +337,10 @@ class Dispatcher:
                     raise HandlerFailed("the handler no longer exists")
                 assert self.session is not None
                 await call_webhook(self.session, d, self._timeout_sec(d))
-                row = await self._one("complete_delivery", {"id": d.id, "worker": worker})
+                assert self.completer is not None
+                completed = await self.completer.complete(d.id, worker)
                 finished = True
-                outcome = "ok" if row and row["ok"] else "stale"
+                outcome = "ok" if completed else "stale"
                 if outcome == "stale":
                     log.warning("delivery %d: lease lost before completion", d.id)
             except HandlerFailed as exc:

@@ -36,3 +36,9 @@ SELECT a.delivery_id
   JOIN unnest(%(app_ids)s::uuid[], %(ids)s::bigint[]) AS d (app_id, id)
     ON a.app_id = d.app_id AND a.delivery_id = d.id
  WHERE a.worker = %(worker)s AND a.outcome = 'ok';
+
+-- name: complete_deliveries
+-- Complete several leased deliveries at once (each refused when its lease was lost).
+SELECT c.id, picloud.complete_delivery(c.id, c.worker) AS ok
+  FROM unnest(%(ids)s::bigint[], %(workers)s::text[]) AS c (id, worker)
+ ORDER BY c.id;
