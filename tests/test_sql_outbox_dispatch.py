@@ -13,20 +13,12 @@ from psycopg import errors
 from psycopg.rows import dict_row
 
 from picloud.db import Row
-from tests.test_sql_outbox import enqueue, make_app, make_trigger, make_webhook
+from tests.test_sql_outbox import app_id, enqueue, hook, make_trigger, make_webhook
+
+__all__ = ["app_id", "hook"]  # fixtures shared with test_sql_outbox
 
 Conn = psycopg.Connection[Row]
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def app_id(db: Conn) -> Any:
-    return make_app(db)
-
-
-@pytest.fixture
-def hook(db: Conn, app_id: Any) -> Any:
-    return make_webhook(db, app_id)
 
 
 def claim(db: Conn, worker: str, n: int = 10, lease: timedelta = MINUTE) -> list[Row]:
