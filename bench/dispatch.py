@@ -10,7 +10,9 @@ Figures, from one run:
   start = clock_timestamp() inside the SQL handler: both read from the database clock);
 - a raw claim loop on the same database as the reference (UPDATE ... WHERE (app_id, id) IN
   (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING, then DELETE), and each drain
-  rate as a fraction of it.
+  rate as a fraction of it;
+- the same loop through picloud.claim_deliveries and complete_delivery, without handlers:
+  what the SQL API itself (leases, attempt records, reclaiming) costs next to the raw loop.
 """
 
 from __future__ import annotations
@@ -152,16 +154,19 @@ async def latency(
     }
 
 
-async def raw_claim_rate(conn: Conn, app_id: Any, n: int, batch: int) -> dict[str, float]:
+async def claim_loop_rate(
+    conn: Conn, app_id: Any, n: int, batch: int, claim: str, finish: str
+) -> dict[str, float]:
+    """One connection claiming ``batch`` rows at a time and finishing them, no handlers."""
     await conn.execute(q("reset"))
     await scalar(conn, "enqueue_many", app_id=app_id, prefix="sql:", n=n)
     started = time.perf_counter()
     done = 0
     while True:
-        rows = await (await conn.execute(q("raw_claim"), {"n": batch})).fetchall()
+        rows = await (await conn.execute(q(claim), {"n": batch})).fetchall()
         if not rows:
             break
-        await conn.execute(q("raw_delete"), {"ids": [r["id"] for r in rows]})
+        await conn.execute(q(finish), {"ids": [r["id"] for r in rows]})
         done += len(rows)
     elapsed = time.perf_counter() - started
     assert done == n, done
@@ -200,7 +205,9 @@ async def bench(args: argparse.Namespace, uri: str, hook_url: str) -> dict[str, 
         sql_drain = await drain_rate(conn, settings, uri, app_id, "sql:", args.n)
         hook_drain = await drain_rate(conn, settings, uri, app_id, "hook:", args.n)
         lat = await latency(conn, settings, uri, app_id, args.latency_n, args.rate)
-        raw = await raw_claim_rate(conn, app_id, args.n, settings.dispatch_concurrency)
+        batch = settings.dispatch_concurrency
+        raw = await claim_loop_rate(conn, app_id, args.n, batch, "raw_claim", "raw_delete")
+        api = await claim_loop_rate(conn, app_id, args.n, batch, "api_claim", "api_complete")
         await conn.execute(q("reset"))
     return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -212,8 +219,10 @@ async def bench(args: argparse.Namespace, uri: str, hook_url: str) -> dict[str, 
         "webhook_drain": hook_drain,
         "idle_latency_sql": lat,
         "raw_claim_loop": raw,
+        "api_claim_loop_no_handlers": api,
         "ratio_sql_to_raw": round(sql_drain["per_sec"] / raw["per_sec"], 3),
         "ratio_webhook_to_raw": round(hook_drain["per_sec"] / raw["per_sec"], 3),
+        "ratio_api_loop_to_raw": round(api["per_sec"] / raw["per_sec"], 3),
     }
 
 

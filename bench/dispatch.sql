@@ -62,3 +62,11 @@ DELETE FROM picloud.deliveries WHERE id = ANY(%(ids)s);
 -- name: reset
 -- Empty the outbox between runs.
 TRUNCATE picloud.delivery_attempts, picloud.deliveries, picloud.dead_letters;
+
+-- name: api_claim
+-- picloud.claim_deliveries, as the dispatcher calls it.
+SELECT id FROM picloud.claim_deliveries('api', %(n)s, '30 seconds');
+
+-- name: api_complete
+-- Complete what was claimed, as the dispatcher's batched completions do.
+SELECT * FROM picloud.complete_deliveries(%(ids)s, array_fill('api'::text, ARRAY[cardinality(%(ids)s::bigint[])]));

@@ -120,6 +120,34 @@ $$;
 COMMENT ON FUNCTION picloud.claim_deliveries(text, integer, interval) IS
     'Lease up to max due deliveries to worker for lease (FOR UPDATE SKIP LOCKED, so concurrent claimers never share one), with their handler. Expired leases are reclaimed first: their attempt is recorded as lease_expired and they run again, or go dead if that was the last attempt.';
 
+DROP FUNCTION IF EXISTS picloud.complete_deliveries(bigint[], text[]);
+CREATE OR REPLACE FUNCTION picloud.complete_deliveries(ids bigint[], workers text[])
+RETURNS TABLE (id bigint, ok boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- plpgsql, not sql: the plan is cached across calls.
+    RETURN QUERY
+    WITH c AS (
+        SELECT c.id, c.worker
+          FROM unnest(complete_deliveries.ids, complete_deliveries.workers) AS c (id, worker)
+    ), done AS (
+        UPDATE picloud.deliveries d
+           SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
+               finished_at = now(), updated_at = now()
+          FROM c
+         WHERE d.id = c.id AND d.status = 'running' AND d.lease_owner = c.worker
+        RETURNING d.app_id, d.id, d.attempts
+    ), recorded AS (
+        UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'ok'
+          FROM done
+         WHERE a.app_id = done.app_id AND a.delivery_id = done.id AND a.attempt = done.attempts
+    )
+    SELECT c.id, EXISTS (SELECT 1 FROM done WHERE done.id = c.id) FROM c ORDER BY c.id;
+END
+$$;
+COMMENT ON FUNCTION picloud.complete_deliveries(bigint[], text[]) IS
+    'complete_delivery for many (ids[i] leased to workers[i]) in one statement: which were completed, and which refused because the lease was lost.';
+
 DROP FUNCTION IF EXISTS picloud.complete_delivery(bigint, text);
 CREATE OR REPLACE FUNCTION picloud.complete_delivery(id bigint, worker text)
 RETURNS boolean
@@ -128,6 +156,8 @@ DECLARE
     v_app     uuid;
     v_attempt integer;
 BEGIN
+    -- The single-delivery path (every SQL handler run) of complete_deliveries, kept
+    -- direct because it is the hot one.
     UPDATE picloud.deliveries d
        SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
            finished_at = now(), updated_at = now()

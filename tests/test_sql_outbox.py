@@ -147,7 +147,7 @@ def test_enqueue_notifies_the_dispatcher_on_commit_only(
             conn.rollback()
             enqueue(conn, app_id, "kv", "k3", {"type": "set"})  # type: ignore[arg-type]
             conn.commit()
-        got = list(listener.notifies(timeout=2.0, stop_after=2))
+        got = list(listener.notifies(timeout=0.5, stop_after=2))
     assert len(got) == 1
     assert got[0].channel == "picloud_dispatch"
 

@@ -39,6 +39,4 @@ SELECT a.delivery_id
 
 -- name: complete_deliveries
 -- Complete several leased deliveries at once (each refused when its lease was lost).
-SELECT c.id, picloud.complete_delivery(c.id, c.worker) AS ok
-  FROM unnest(%(ids)s::bigint[], %(workers)s::text[]) AS c (id, worker)
- ORDER BY c.id;
+SELECT id, ok FROM picloud.complete_deliveries(%(ids)s, %(workers)s);
