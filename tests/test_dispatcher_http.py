@@ -14,8 +14,10 @@ import pytest
 from picloud.db import Row
 from tests.fix_server import Api, ServerFactory
 from tests.procs import picloud_env
+from tests.test_dispatcher import FAST, Receiver, receiver, verify_signature
 
 Conn = psycopg.Connection[Row]
+__all__ = ["receiver"]  # the fixture, shared with test_dispatcher
 
 
 @pytest.fixture
@@ -264,3 +266,47 @@ def test_dead_letters_cli(database: str, db: Conn) -> None:
     missing = _cli(database, "dead-letters", "retry", str(dead_id))
     assert missing.returncode == 1 and f"no dead letter {dead_id}" in missing.stderr
     assert _cli(database, "dead-letters", "discard", "12345").returncode == 1
+
+
+async def test_publish_over_http_reaches_a_pubsub_webhook(
+    server_factory: ServerFactory, http_session: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    server = await server_factory(**FAST)
+    admin = Api(http_session, server.url)
+    app = await admin.create_app("e2e")
+    key = await admin.create_key(app["id"], "triggers:manage", "topics:manage", "topics:publish")
+    base = f"/api/v1/apps/{app['id']}"
+    assert (await admin.post(f"{base}/topics", json={"name": "orders.eu"}, key=key)).status == 201
+    hook = await admin.post(
+        f"{base}/handlers",
+        json={"name": "h", "kind": "webhook", "url": receiver.url + "/hook"},
+        key=key,
+    )
+    assert hook.status == 201
+    trig = await admin.post(
+        f"{base}/triggers",
+        json={
+            "name": "orders",
+            "source": "pubsub",
+            "filter": {"match": "orders.*"},
+            "handler_id": hook.json["id"],
+        },
+        key=key,
+    )
+    assert trig.status == 201
+    published = await admin.post(
+        f"{base}/topics/orders.eu/messages", json={"message": {"total": 3}}, key=key
+    )
+    assert published.status == 201
+
+    hit = await receiver.next("/hook")
+    verify_signature(hook.json["secret"], hit)
+    body = hit.json
+    assert (body["source"], body["trigger_id"], body["attempt"]) == ("pubsub", trig.json["id"], 1)
+    event = body["event"]
+    assert (event["type"], event["topic"], event["message"]) == (
+        "publish",
+        "orders.eu",
+        {"total": 3},
+    )
+    assert event["message_id"] == published.json["id"]
