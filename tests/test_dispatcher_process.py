@@ -19,6 +19,7 @@ from tests.test_dispatcher import (
     FAST,
     Receiver,
     enqueue,
+    eventually,
     new_app,
     one,
     receiver,
@@ -123,6 +124,51 @@ async def test_two_dispatchers_never_run_a_delivery_twice(
     ).fetchall()
     assert [w["node"] for w in workers] == ["node-a", "node-b"], "both took a share"
     assert sum(w["n"] for w in workers) == 300
+
+
+async def test_a_dispatcher_process_and_another_share_the_queue(
+    db: Conn, database: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.delay["/hook"] = 0.01
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
+    settings = make_test_settings(database, tmp_path, dispatch_concurrency=4, **FAST)
+    stopping = asyncio.Event()
+    local = asyncio.create_task(Dispatcher(settings, database, "local").run(stopping))
+    other = dispatcher_process(database, tmp_path, "other", lease_sec=30)
+    try:
+
+        async def both_listening() -> bool:
+            n = one(
+                db,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND query LIKE '%%LISTEN picloud_dispatch%%'",
+            )
+            return bool(n >= 2)
+
+        await eventually(both_listening, within=30)
+        db.execute(
+            "SELECT picloud.enqueue_event(%s, 'kv', 'k' || i, jsonb_build_object('type', 'set'))"
+            " FROM generate_series(1, 200) i",
+            (app_id,),
+        )
+
+        async def drained() -> bool:
+            left = one(db, "SELECT count(*) FROM picloud.deliveries WHERE status <> 'done'")
+            return bool(left == 0)
+
+        await eventually(drained, within=60)
+    finally:
+        stopping.set()
+        await local
+        assert stop(other) == 0  # type: ignore[arg-type]
+    per_delivery = Counter(hit.json["delivery_id"] for hit in receiver.log)
+    assert len(per_delivery) == 200 and set(per_delivery.values()) == {1}, "each ran once"
+    shares = db.execute(
+        "SELECT worker LIKE 'local#%%' AS local, count(*) AS n"
+        " FROM picloud.delivery_attempts GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [s["local"] for s in shares] == [False, True], "both took a share"
 
 
 async def test_shutdown_releases_unfinished_leases(
