@@ -126,6 +126,41 @@ async def test_two_dispatchers_never_run_a_delivery_twice(
     assert sum(w["n"] for w in workers) == 300
 
 
+async def test_a_held_lease_is_never_run_by_another_dispatcher(
+    db: Conn, database: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    held = receiver.hold["/hook"] = asyncio.Event()
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
+    trigger(db, app_id, "c", "cron", webhook(db, app_id, "other", receiver.url + "/other"))
+    settings = make_test_settings(database, tmp_path, **{**FAST, "dispatch_poll_ms": 100})
+    stopping = asyncio.Event()
+    runs = [
+        asyncio.create_task(Dispatcher(settings, database, node).run(stopping))
+        for node in ("node-a", "node-b")
+    ]
+    try:
+        enqueue(db, app_id, "kv", "k", {"type": "set"})
+        first = await receiver.next("/hook")
+        # For a second both keep polling (every 100 ms) and are woken to claim new work.
+        for i in range(10):
+            enqueue(db, app_id, "cron", f"tick{i}", {"type": "fire"})
+            await receiver.next("/other")
+            await asyncio.sleep(0.1)
+        assert receiver.hits["/hook"].empty(), "nobody else ran the leased delivery"
+        held.set()
+        await wait_status(database, first.json["delivery_id"], "done")
+    finally:
+        held.set()
+        stopping.set()
+        await asyncio.gather(*runs)
+    assert [hit.path for hit in receiver.log].count("/hook") == 1
+    nodes = db.execute(
+        "SELECT DISTINCT split_part(worker, '#', 1) AS node FROM picloud.delivery_attempts"
+    ).fetchall()
+    assert {n["node"] for n in nodes} == {"node-a", "node-b"}, "both were claiming meanwhile"
+
+
 async def test_a_dispatcher_process_and_another_share_the_queue(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
