@@ -251,3 +251,30 @@ async def test_notify_wakes_an_idle_dispatcher_quickly(
     finally:
         stopping.set()
         await run
+
+
+async def test_dispatcher_resumes_after_its_connections_are_killed(
+    db: Conn, database: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
+    settings = make_test_settings(database, tmp_path, **FAST)
+    stopping = asyncio.Event()
+    run = asyncio.create_task(Dispatcher(settings, database, "node-r").run(stopping))
+    try:
+        enqueue(db, app_id, "kv", "before", {"type": "set"})
+        await receiver.next("/hook")
+        killed = one(
+            db,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        assert killed >= 2, "the LISTEN connection and the pool's"
+        enqueue(db, app_id, "kv", "after", {"type": "set"})
+        hit = await receiver.next("/hook", within=15)
+        after = one(db, "SELECT id FROM picloud.deliveries WHERE subject = 'after'")
+        assert hit.json["delivery_id"] == after
+        await wait_status(database, after, "done")
+    finally:
+        stopping.set()
+        await run
