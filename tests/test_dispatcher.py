@@ -16,15 +16,16 @@ import orjson
 import psycopg
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row, session_settings
-from picloud.dispatcher import Claimed, HandlerFailed, signature
+from picloud.dispatcher import Claimed, Dispatcher, HandlerFailed, signature
 from picloud.dispatcher.handlers import run_sql_handlers
 from picloud.dispatcher.runner import Completer
-from picloud.settings import SettingsError, load_settings
+from picloud.settings import Settings, SettingsError, load_settings
 from tests.fix_server import ServerFactory, free_port
 
 Conn = psycopg.Connection[Row]
@@ -392,3 +393,18 @@ async def test_batched_completions_refuse_lost_leases(db: Conn, database: str) -
         assert await completer.complete(ids[0], "w") is False, "already done"
     done = db.execute("SELECT id FROM picloud.deliveries WHERE status = 'done' ORDER BY id")
     assert [r["id"] for r in done.fetchall()] == [ids[0], ids[2]]
+
+
+def test_a_restarted_dispatcher_role_reuses_its_metrics() -> None:
+    registry = CollectorRegistry()
+    settings = Settings(database_url="postgresql://unused/x")
+    first = Dispatcher(settings, "postgresql://unused/x", "a", registry)
+    second = Dispatcher(settings, "postgresql://unused/x", "b", registry)
+    assert first.metrics is second.metrics
+    first.metrics.deliveries.labels("sql", "ok").inc()
+    assert (
+        registry.get_sample_value(
+            "picloud_dispatcher_deliveries_total", {"kind": "sql", "outcome": "ok"}
+        )
+        == 1.0
+    )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,19 @@ SQL_GROUP = 8
 
 
 class DispatcherMetrics:
+    """The dispatcher's Prometheus metrics, made once per registry (a restarted role, or
+    several dispatchers in one process, share them)."""
+
+    _made: weakref.WeakKeyDictionary[CollectorRegistry, DispatcherMetrics] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> DispatcherMetrics:
+        if registry not in cls._made:
+            cls._made[registry] = cls(registry)
+        return cls._made[registry]
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.deliveries = Counter(
             "picloud_dispatcher_deliveries",
@@ -110,7 +124,7 @@ class Dispatcher:
         self.node_id = node_id
         self.concurrency = settings.dispatch_concurrency
         self.lease = timedelta(seconds=settings.dispatch_lease_sec)
-        self.metrics = DispatcherMetrics(registry or CollectorRegistry())
+        self.metrics = DispatcherMetrics.of(registry or CollectorRegistry())
         self.kick = asyncio.Event()
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.batches = 0
