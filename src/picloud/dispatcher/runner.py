@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SEC = 5.0
 LISTEN_RETRY_SEC = 1.0
+MIN_WAIT_SEC = 0.01
 PRUNE_EVERY_SEC = 600.0
 # A handler gets at most this share of the lease, so it ends before the lease does.
 LEASE_SHARE = 0.8
@@ -224,7 +225,9 @@ class Dispatcher:
                     continue
                 due = await self._seconds_until_due()
                 if due is not None:
-                    timeout = min(poll, max(due, 0.001))
+                    # Due now yet not claimed (rows another claimer still holds): look
+                    # again shortly rather than spin.
+                    timeout = min(poll, max(due, MIN_WAIT_SEC))
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY_SEC
                 await self._prune()
