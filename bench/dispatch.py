@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -239,6 +240,8 @@ def main() -> None:
     if args.receiver:
         run_receiver(args.receiver)
         return
+    # SIGTERM ends the run like Ctrl-C, so the embedded PostgreSQL is stopped and removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
     port = free_port()
