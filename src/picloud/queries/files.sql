@@ -22,3 +22,7 @@ SELECT path, size, sha256, content_type, created_at, updated_at FROM picloud.fil
    AND (%(cursor)s::text IS NULL OR path > %(cursor)s::text)
  ORDER BY path
  LIMIT %(limit)s;
+
+-- name: check_file_path
+-- Validate a file path (22023 saying why it is refused).
+SELECT picloud.check_file_path(%(path)s) AS path;

@@ -10,12 +10,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+# Importing these modules registers their routes and roles.
+from picloud.cron import ticker as _cron_ticker  # noqa: F401
 from picloud.db import open_pool
+from picloud.files import sweeper as _files_sweeper  # noqa: F401
 from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
-
-# Importing these modules registers their routes and roles.
 from picloud.web import apps as _apps  # noqa: F401
+from picloud.web import cron as _cron  # noqa: F401
+from picloud.web import docs as _docs  # noqa: F401
+from picloud.web import files as _files  # noqa: F401
+from picloud.web import kv as _kv  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
