@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from picloud.cron.expressions import CronError, next_after
+from picloud.cron.expressions import CronError, next_after, parse_expression
 from picloud.queries import q
 from picloud.roles import role
 from picloud.web.state import AppState
@@ -43,7 +43,8 @@ async def tick(conn: psycopg.AsyncConnection[Any]) -> int:
 async def _handle(conn: psycopg.AsyncConnection[Any], job: dict[str, Any]) -> int:
     key = {"app_id": job["app_id"], "name": job["name"]}
     try:
-        nxt = next_after(job["expression"], job["timezone"], job["now"])
+        expression = parse_expression(job["expression"], job["timezone"])
+        nxt = next_after(expression, job["timezone"], job["now"])
     except (CronError, ValueError, KeyError) as exc:
         log.warning("cron job %s/%s disabled: %s", job["app_id"], job["name"], exc)
         await conn.execute(q("cron_disable"), {**key, "error": str(exc)})
