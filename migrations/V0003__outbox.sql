@@ -70,10 +70,10 @@ CREATE TABLE picloud.deliveries (
     finished_at      timestamptz,
     PRIMARY KEY (app_id, id)
 );
--- Claimable rows: pending and due, or running with an expired lease (run_at = lease expiry).
-CREATE INDEX deliveries_due_idx ON picloud.deliveries (run_at) WHERE status IN ('pending', 'running');
+-- Claimable rows: pending and due; running ones whose lease (run_at = lease expiry) ran out.
+CREATE INDEX deliveries_pending_idx ON picloud.deliveries (run_at) WHERE status = 'pending';
+CREATE INDEX deliveries_running_idx ON picloud.deliveries (run_at) WHERE status = 'running';
 CREATE INDEX deliveries_id_idx ON picloud.deliveries (id);
-CREATE INDEX deliveries_app_status_idx ON picloud.deliveries (app_id, status, id);
 CREATE INDEX deliveries_finished_idx ON picloud.deliveries (finished_at) WHERE status = 'done';
 COMMENT ON TABLE picloud.deliveries IS 'The outbox: one row per (event, trigger). status pending -> running (leased to lease_owner until lease_expires_at; run_at is the lease expiry then) -> done | dead. attempts counts claims.';
 

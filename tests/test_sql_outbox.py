@@ -200,3 +200,41 @@ def test_concurrent_enqueues_all_land(database: str, db: Conn, app_id: Any, hook
         t.join()
     row = db.execute("SELECT count(DISTINCT subject) AS n FROM picloud.deliveries").fetchone()
     assert row is not None and row["n"] == 80
+
+
+def test_publish_fans_out_to_matching_pubsub_triggers(
+    database: str, db: Conn, app_id: Any, hook: Any
+) -> None:
+    db.execute("INSERT INTO picloud.topics (app_id, name) VALUES (%s, 'orders.eu')", (app_id,))
+    db.execute("INSERT INTO picloud.topics (app_id, name) VALUES (%s, 'news')", (app_id,))
+    exact = make_trigger(db, app_id, hook, "pubsub", {"match": "orders.eu"}, name="exact")
+    star = make_trigger(db, app_id, hook, "pubsub", {"match": "orders.*"}, name="star")
+    make_trigger(db, app_id, hook, "kv", {"match": "orders.eu"}, name="kv")
+
+    seq = db.execute(
+        "SELECT picloud.publish(%s, 'orders.eu', %s) AS id", (app_id, Jsonb({"total": 12}))
+    ).fetchone()
+    assert seq is not None and seq["id"] == 1
+    rows = db.execute(
+        "SELECT trigger_id, subject, event FROM picloud.deliveries ORDER BY trigger_id"
+    ).fetchall()
+    assert {r["trigger_id"] for r in rows} == {exact, star}
+    published = db.execute("SELECT published_at FROM picloud.messages").fetchone()
+    assert published is not None
+    for r in rows:
+        assert r["subject"] == "orders.eu"
+        event = r["event"]
+        assert (event["type"], event["topic"], event["message_id"]) == ("publish", "orders.eu", 1)
+        assert event["message"] == {"total": 12}
+        assert event["published_at"] is not None
+
+    db.execute("SELECT picloud.publish(%s, 'news', '\"hi\"')", (app_id,))
+    count = db.execute("SELECT count(*) AS n FROM picloud.deliveries").fetchone()
+    assert count is not None and count["n"] == 2, "no trigger matches 'news'"
+
+    # A rolled-back publish enqueues nothing.
+    with psycopg.connect(database) as conn:
+        conn.execute("SELECT picloud.publish(%s, 'orders.eu', '1')", (app_id,))
+        conn.rollback()
+    count = db.execute("SELECT count(*) AS n FROM picloud.deliveries").fetchone()
+    assert count is not None and count["n"] == 2

@@ -13,6 +13,7 @@ from aiohttp import web
 # Importing these modules registers their routes and roles.
 from picloud.cron import ticker as _cron_ticker  # noqa: F401
 from picloud.db import open_pool
+from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
 from picloud.files import sweeper as _files_sweeper  # noqa: F401
 from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
