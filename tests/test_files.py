@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 from yarl import URL
 
 from picloud.files.store import BlobStore
+from picloud.web.files import _commit_row
 from tests.fix_server import ADMIN_KEY, Api, Server, ServerFactory
 
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -234,3 +236,33 @@ async def test_files_capabilities(api: Api) -> None:
     assert (await api.get(url, key=reader)).raw == b"a"
     assert (await api.get(url, key=writer)).status == 403
     assert (await api.get(url, key=None)).status == 401
+
+
+async def test_a_failed_row_commit_discards_the_new_blob(api: Api, server: Server) -> None:
+    app = await api.create_app("files-commit")
+    store = BlobStore(server.settings.files_root)
+    written = await store.write(app["id"], _once(b"orphan to be"), 1000)
+    # The app goes away between the blob write and the row commit: the insert fails.
+    assert (await api.delete(f"/api/v1/apps/{app['id']}")).status == 204
+    params = {
+        "app_id": uuid.UUID(app["id"]),
+        "path": "x.bin",
+        "size": written.size,
+        "sha256": written.sha256,
+        "content_type": "application/octet-stream",
+        "blob": written.blob,
+    }
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        await _commit_row(server.state, params["app_id"], params, written)
+    assert blobs_on_disk(server.settings.files_root) == []
+
+
+async def test_concurrent_uploads_to_one_path_leave_one_blob(api: Api, server: Server) -> None:
+    app = await api.create_app("files-race")
+    url = f"/api/v1/apps/{app['id']}/files/race.txt"
+    bodies = [f"version {i}".encode() * 1000 for i in range(8)]
+    replies = await asyncio.gather(*(api.put(url, data=body) for body in bodies))
+    assert sorted(r.status for r in replies) == [200] * 7 + [201]
+    final = (await api.get(url)).raw
+    assert final in bodies
+    assert len(blobs_on_disk(server.settings.files_root)) == 1
