@@ -68,6 +68,9 @@ async def test_docs_bad_input(api: Api) -> None:
     reply = await api.put(f"{base}/c/docs/bad*id", json={})
     assert reply.status == 400 and "invalid document id" in reply.json["error"]["message"]
     assert (await api.get(f"{base}/bad%20name/docs")).status == 400
+    big = {"blob": "x" * (2 * 1024 * 1024)}
+    reply = await api.post(f"{base}/c/docs", json=big)
+    assert (reply.status, reply.error_code) == (413, "too_large")
     reply = await api.put(f"{base}/c/docs/x", json={}, headers={"If-Match": "abc"})
     assert (reply.status, reply.error_code) == (400, "invalid_if_match")
 

@@ -219,6 +219,14 @@ async def test_failed_writes_clean_up_and_crash_leftovers_stay_invisible(
     tmp.write_bytes(b"half")
     assert store.path_of(app["id"], written.blob).exists()
     assert (await api.get(f"/api/v1/apps/{app['id']}/files")).json["files"] == []
+    # The opposite (a row whose blob is gone) cannot come from a crash; if an operator
+    # causes it, reading says so instead of serving something else.
+    assert (await api.put(f"/api/v1/apps/{app['id']}/files/gone.txt", data=b"x")).status == 201
+    for blob in blobs_on_disk(server.settings.files_root):
+        if ".tmp." not in blob.name and blob.name != written.blob:
+            blob.unlink()
+    reply = await api.get(f"/api/v1/apps/{app['id']}/files/gone.txt")
+    assert (reply.status, reply.error_code) == (500, "blob_missing")
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

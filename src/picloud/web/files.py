@@ -151,17 +151,22 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     path = path_param(request, "path", "file path")
     await fetch_one(request, "check_file_path", {"path": path})
+    missing: str | None = None
     for _ in range(OPEN_ATTEMPTS):
         row = await fetch_one(request, "file_get", {"app_id": app["id"], "path": path})
         if row is None:
             raise not_found("no such file")
+        if row["blob"] == missing:
+            log.error("file %s of app %s has no blob %s on disk", path, app["id"], missing)
+            raise ApiError(500, "blob_missing", "the file's content is missing on this server")
         headers = {"ETag": etag(row["sha256"]), "Content-Type": row["content_type"]}
         if request.headers.get("If-None-Match") == headers["ETag"]:
             return web.Response(status=304, headers={"ETag": headers["ETag"]})
         try:
             handle = await blocking(store_of(state).open, app["id"], row["blob"])
         except FileNotFoundError:
-            continue  # replaced (and its old blob unlinked) since the row was read
+            missing = row["blob"]  # replaced (and unlinked) since the row was read? re-read
+            continue
         try:
             response = web.StreamResponse(headers=headers)
             response.content_length = row["size"]
