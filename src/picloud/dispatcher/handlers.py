@@ -14,15 +14,15 @@ import aiohttp
 import orjson
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
-from picloud.queries import q
 
 # schema.function, both plain lower-case identifiers (as handlers_validate requires too).
 FUNCTION_NAME = re.compile(r"^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$")
 ERROR_BODY_CHARS = 200
+# Raised by picloud.complete_delivery_or_raise when the lease was lost.
+LEASE_LOST = "PCL01"
 
 
 class HandlerFailed(Exception):
@@ -100,19 +100,31 @@ async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: 
         raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def sql_function(name: str | None, allowed: tuple[str, ...]) -> sql.Composed:
-    """``schema.fn`` as a safely quoted SQL name, if it is well formed and allowed."""
-    match = FUNCTION_NAME.fullmatch(name or "")
+def sql_call(d: Claimed, worker: str, timeout_ms: int, allowed: tuple[str, ...]) -> sql.Composed:
+    """One simple-protocol message that runs an SQL handler and completes its delivery.
+
+    The statements share one implicit transaction: the handler's work commits exactly
+    when the delivery is marked done, and rolls back when it fails, times out, or the lease
+    was lost. The function name must be well formed and in an allowed schema; it is quoted
+    with sql.Identifier and every value with sql.Literal.
+    """
+    match = FUNCTION_NAME.fullmatch(d.function or "")
     if match is None:
-        raise HandlerFailed(f"bad SQL handler name {name!r}")
+        raise HandlerFailed(f"bad SQL handler name {d.function!r}")
     schema, fn = match.groups()
     if schema not in allowed:
         raise HandlerFailed(f"schema {schema!r} is not in PICLOUD_SQL_HANDLER_SCHEMAS")
-    return sql.SQL("SELECT {}.{}(%s::jsonb)").format(sql.Identifier(schema), sql.Identifier(fn))
-
-
-class Stale(Exception):
-    """The lease was lost before completion; the handler's work is rolled back."""
+    return sql.SQL(
+        "SET LOCAL statement_timeout = {timeout}; SELECT {schema}.{fn}({event}::jsonb); "
+        "SELECT picloud.complete_delivery_or_raise({id}, {worker})"
+    ).format(
+        timeout=sql.Literal(str(timeout_ms)),
+        schema=sql.Identifier(schema),
+        fn=sql.Identifier(fn),
+        event=sql.Literal(orjson.dumps(d.event).decode()),
+        id=sql.Literal(d.id),
+        worker=sql.Literal(worker),
+    )
 
 
 async def run_sql_handler(
@@ -122,28 +134,20 @@ async def run_sql_handler(
     timeout_ms: int,
     allowed: tuple[str, ...],
 ) -> bool:
-    """Call the function and complete the delivery in one transaction.
+    """Call the function and complete the delivery in one transaction (one round trip).
 
-    So an SQL handler's effects commit exactly when the delivery is marked done. Returns
-    False when the lease was lost (everything rolled back); raises HandlerFailed when the
-    function raised or ran out of time.
+    Returns False when the lease was lost (everything rolled back); raises HandlerFailed
+    when the function raised or ran out of time.
     """
-    call = sql_function(d.function, allowed)
+    call = sql_call(d, worker, timeout_ms, allowed)
     async with pool.connection() as conn:
         try:
-            async with conn.transaction():
-                await conn.execute(q("set_statement_timeout"), {"ms": str(timeout_ms)})
-                await conn.execute(call, (Jsonb(d.event),))
-                row = await (
-                    await conn.execute(q("complete_delivery"), {"id": d.id, "worker": worker})
-                ).fetchone()
-                if row is None or not row["ok"]:
-                    raise Stale
-        except Stale:
-            return False
+            await psycopg.AsyncClientCursor(conn).execute(call)
         except psycopg.errors.QueryCanceled as exc:
             raise HandlerFailed(f"timed out after {timeout_ms} ms") from exc
         except psycopg.Error as exc:
+            if exc.diag.sqlstate == LEASE_LOST:
+                return False
             if isinstance(exc, psycopg.OperationalError):
                 raise
             message = exc.diag.message_primary or str(exc)

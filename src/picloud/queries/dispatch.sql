@@ -28,6 +28,3 @@ SELECT extract(epoch FROM picloud.next_delivery_due() - clock_timestamp())::floa
 -- Delete successful deliveries older than the retention.
 SELECT picloud.prune_deliveries(%(older_than)s) AS pruned;
 
--- name: set_statement_timeout
--- Statement timeout for the rest of this transaction (an SQL handler's time limit).
-SELECT set_config('statement_timeout', %(ms)s, true);

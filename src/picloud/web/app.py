@@ -19,10 +19,13 @@ from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
 from picloud.web import apps as _apps  # noqa: F401
 from picloud.web import cron as _cron  # noqa: F401
+from picloud.web import deliveries as _deliveries  # noqa: F401
 from picloud.web import docs as _docs  # noqa: F401
 from picloud.web import files as _files  # noqa: F401
+from picloud.web import handlers as _handlers  # noqa: F401
 from picloud.web import kv as _kv  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
+from picloud.web import triggers as _triggers  # noqa: F401
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
 from picloud.web.state import STATE, AppState
