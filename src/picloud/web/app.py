@@ -15,6 +15,8 @@ from picloud.cron import ticker as _cron_ticker  # noqa: F401
 from picloud.db import open_pool
 from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
 from picloud.files import sweeper as _files_sweeper  # noqa: F401
+from picloud.realtime import gc as _realtime_gc  # noqa: F401
+from picloud.realtime import relay as _relay  # noqa: F401
 from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
 from picloud.web import apps as _apps  # noqa: F401
@@ -25,6 +27,8 @@ from picloud.web import files as _files  # noqa: F401
 from picloud.web import handlers as _handlers  # noqa: F401
 from picloud.web import kv as _kv  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
+from picloud.web import realtime as _realtime  # noqa: F401
+from picloud.web import topics as _topics  # noqa: F401
 from picloud.web import triggers as _triggers  # noqa: F401
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
@@ -76,5 +80,11 @@ def create_app(settings: Settings, conninfo: str) -> web.Application:
                 await stop_roles(state)
                 state.pool = None
 
+    async def shutting_down(app: web.Application) -> None:
+        # Runs before aiohttp waits for open requests: long-lived ones (SSE streams) and
+        # the roles see ``stopping`` and end, so shutdown does not wait out its timeout.
+        state.stopping.set()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(shutting_down)
     return app
