@@ -1,9 +1,10 @@
 """The six end-to-end paths: a source changes, the real dispatcher role runs a real handler.
 
 Each test starts a PiCloud server with its dispatcher (and cron ticker) roles, registers
-a handler and a trigger, changes the source (over HTTP where the API exists, else with
-the SQL function the API calls), and waits for the handler to fire: a signed webhook
-POST to a receiver on loopback, or an SQL handler that records the event and NOTIFYs.
+a handler and a trigger over HTTP, changes the source over HTTP, and waits for the handler
+to fire: a signed webhook POST to a receiver on loopback, or an SQL handler that records
+the event and NOTIFYs. SQL is used only to create that handler function and to make a
+cron job due now instead of at the turn of the minute.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import orjson
 import psycopg
 import pytest
 from aiohttp import web
-from psycopg.types.json import Jsonb
 
 from picloud.db import Row
 from tests.fix_server import Api, Server, ServerFactory, free_port
@@ -79,39 +79,34 @@ async def node(server_factory: ServerFactory) -> Server:
     return await server_factory(roles=frozenset({"dispatcher", "cron"}), cron_tick_interval_ms=200)
 
 
-def webhook(db: Conn, app_id: str, name: str, url: str) -> uuid.UUID:
-    row = db.execute(
-        "INSERT INTO picloud.handlers (app_id, name, kind, url, secret, timeout_ms) "
-        "VALUES (%s, %s, 'webhook', %s, %s, 5000) RETURNING id",
-        (app_id, name, url, SECRET),
-    ).fetchone()
-    assert row is not None
-    handler_id: uuid.UUID = row["id"]
+async def webhook(api: Api, app_id: str, name: str, url: str) -> str:
+    reply = await api.post(
+        f"/api/v1/apps/{app_id}/handlers",
+        json={"name": name, "kind": "webhook", "url": url, "secret": SECRET, "timeout_ms": 5000},
+    )
+    assert reply.status == 201, reply.raw
+    handler_id: str = reply.json["id"]
     return handler_id
 
 
-def trigger(
-    db: Conn,
+async def trigger(
+    api: Api,
     app_id: str,
     source: str,
-    handler_id: uuid.UUID,
+    handler_id: str,
     match: str | None = None,
     max_attempts: int = 5,
-) -> uuid.UUID:
-    row = db.execute(
-        "INSERT INTO picloud.triggers (app_id, name, source, filter, handler_id, max_attempts) "
-        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (
-            app_id,
-            f"on-{source}-{uuid.uuid4().hex[:6]}",
-            source,
-            Jsonb({"match": match} if match else {}),
-            handler_id,
-            max_attempts,
-        ),
-    ).fetchone()
-    assert row is not None
-    trigger_id: uuid.UUID = row["id"]
+) -> str:
+    body = {
+        "name": f"on-{source}-{uuid.uuid4().hex[:6]}",
+        "source": source,
+        "filter": {"match": match} if match else {},
+        "handler_id": handler_id,
+        "max_attempts": max_attempts,
+    }
+    reply = await api.post(f"/api/v1/apps/{app_id}/triggers", json=body)
+    assert reply.status == 201, reply.raw
+    trigger_id: str = reply.json["id"]
     return trigger_id
 
 
@@ -131,8 +126,8 @@ async def test_dispatcher_delivers_kv_to_handler(
     node: Server, api: Api, db: Conn, receiver: Receiver
 ) -> None:
     app = await api.create_app("e2e-kv")
-    handler = webhook(db, app["id"], "kv-hook", f"{receiver.base_url}/ok/kv")
-    trigger_id = trigger(db, app["id"], "kv", handler, match="user:*")
+    handler = await webhook(api, app["id"], "kv-hook", f"{receiver.base_url}/ok/kv")
+    trigger_id = await trigger(api, app["id"], "kv", handler, match="user:*")
     assert (await api.put(f"/api/v1/apps/{app['id']}/kv/other", json=0)).status == 201
     assert (await api.put(f"/api/v1/apps/{app['id']}/kv/user:7", json={"n": 7})).status == 201
     call = await receiver.next("kv")
@@ -163,13 +158,12 @@ async def test_dispatcher_delivers_docs_to_handler(
         "PERFORM pg_notify('e2e_docs', event->>'id'); END $$"
     )
     app = await api.create_app("e2e-docs")
-    row = db.execute(
-        "INSERT INTO picloud.handlers (app_id, name, kind, function) "
-        "VALUES (%s, 'record', 'sql', 'picloud_handlers.record_doc') RETURNING id",
-        (app["id"],),
-    ).fetchone()
-    assert row is not None
-    trigger(db, app["id"], "docs", row["id"], match="orders")
+    reply = await api.post(
+        f"/api/v1/apps/{app['id']}/handlers",
+        json={"name": "record", "kind": "sql", "function": "picloud_handlers.record_doc"},
+    )
+    assert reply.status == 201, reply.raw
+    await trigger(api, app["id"], "docs", reply.json["id"], match="orders")
     async with await psycopg.AsyncConnection.connect(database, autocommit=True) as listener:
         await listener.execute("LISTEN e2e_docs")
         created = await api.post(
@@ -193,7 +187,8 @@ async def test_dispatcher_delivers_files_to_handler(
     node: Server, api: Api, db: Conn, receiver: Receiver
 ) -> None:
     app = await api.create_app("e2e-files")
-    trigger(db, app["id"], "files", webhook(db, app["id"], "f", f"{receiver.base_url}/ok/files"))
+    hook = await webhook(api, app["id"], "f", f"{receiver.base_url}/ok/files")
+    await trigger(api, app["id"], "files", hook)
     body = b"%PDF-1.7 not really"
     reply = await api.put(
         f"/api/v1/apps/{app['id']}/files/docs/a.pdf",
@@ -217,7 +212,8 @@ async def test_dispatcher_delivers_cron_to_handler(
     node: Server, api: Api, db: Conn, receiver: Receiver
 ) -> None:
     app = await api.create_app("e2e-cron")
-    trigger(db, app["id"], "cron", webhook(db, app["id"], "c", f"{receiver.base_url}/ok/cron"))
+    hook = await webhook(api, app["id"], "c", f"{receiver.base_url}/ok/cron")
+    await trigger(api, app["id"], "cron", hook)
     reply = await api.post(
         f"/api/v1/apps/{app['id']}/cron",
         json={"name": "tick", "expression": "* * * * *", "payload": {"job": "report"}},
@@ -241,18 +237,14 @@ async def test_dispatcher_delivers_pubsub_to_handler(
     node: Server, api: Api, db: Conn, receiver: Receiver
 ) -> None:
     app = await api.create_app("e2e-pubsub")
-    trigger(
-        db,
-        app["id"],
-        "pubsub",
-        webhook(db, app["id"], "p", f"{receiver.base_url}/ok/pubsub"),
-        match="chat.*",
-    )
-    db.execute("SELECT * FROM picloud.create_topic(%s, 'chat.room1')", (app["id"],))
-    seq = db.execute(
-        "SELECT picloud.publish(%s, 'chat.room1', %s) AS id", (app["id"], Jsonb({"text": "hi"}))
-    ).fetchone()
-    assert seq is not None
+    hook = await webhook(api, app["id"], "p", f"{receiver.base_url}/ok/pubsub")
+    await trigger(api, app["id"], "pubsub", hook, match="chat.*")
+    topics = f"/api/v1/apps/{app['id']}/topics"
+    assert (await api.post(topics, json={"name": "chat.room1"})).status == 201
+    assert (await api.post(topics, json={"name": "news"})).status == 201
+    assert (await api.post(f"{topics}/news/messages", json={"message": 0})).status == 201
+    published = await api.post(f"{topics}/chat.room1/messages", json={"message": {"text": "hi"}})
+    assert published.status == 201, published.raw
     call = await receiver.next("pubsub")
     assert call["source"] == "pubsub"
     event = call["event"]
@@ -261,23 +253,19 @@ async def test_dispatcher_delivers_pubsub_to_handler(
         "chat.room1",
         {"text": "hi"},
     )
-    assert event["message_id"] == seq["id"]
+    assert event["message_id"] == published.json["id"]
     await wait_done(db, call["delivery_id"])
+    assert receiver.calls["pubsub"].empty(), "a topic outside the filter fired the handler"
 
 
 async def test_dispatcher_delivers_dead_letter_to_handler(
     node: Server, api: Api, db: Conn, receiver: Receiver
 ) -> None:
     app = await api.create_app("e2e-dead")
-    failing = webhook(db, app["id"], "broken", f"{receiver.base_url}/fail/broken")
-    failing_trigger = trigger(db, app["id"], "kv", failing, max_attempts=1)
-    trigger(
-        db,
-        app["id"],
-        "dead_letter",
-        webhook(db, app["id"], "on-dead", f"{receiver.base_url}/ok/dead"),
-        match="kv",
-    )
+    failing = await webhook(api, app["id"], "broken", f"{receiver.base_url}/fail/broken")
+    failing_trigger = await trigger(api, app["id"], "kv", failing, max_attempts=1)
+    on_dead = await webhook(api, app["id"], "on-dead", f"{receiver.base_url}/ok/dead")
+    await trigger(api, app["id"], "dead_letter", on_dead, match="kv")
     assert (await api.put(f"/api/v1/apps/{app['id']}/kv/job:1", json="payload")).status == 201
     # The kv handler runs and fails (HTTP 500); with one attempt allowed the delivery dies...
     failed = await receiver.next("broken")
@@ -288,11 +276,8 @@ async def test_dispatcher_delivers_dead_letter_to_handler(
     event = call["event"]
     assert (event["type"], event["source"], event["subject"]) == ("dead", "kv", "job:1")
     assert event["delivery_id"] == failed["delivery_id"]
-    assert event["trigger_id"] == str(failing_trigger)
+    assert event["trigger_id"] == failing_trigger
     assert event["event"]["key"] == "job:1" and "500" in event["last_error"]
-    dead = db.execute(
-        "SELECT id, source FROM picloud.dead_letters WHERE app_id = %s", (app["id"],)
-    ).fetchall()
-    assert [d["source"] for d in dead] == ["kv"]
-    assert event["dead_letter_id"] == dead[0]["id"]
+    dead = (await api.get(f"/api/v1/apps/{app['id']}/dead-letters")).json["dead_letters"]
+    assert [(d["id"], d["source"]) for d in dead] == [(event["dead_letter_id"], "kv")]
     await wait_done(db, call["delivery_id"])
