@@ -75,6 +75,7 @@ async def test_cron_http_crud_and_validation(api: Api) -> None:
         ({"expression": "* * *"}, "expression"),
         ({"expression": "99 * * * *"}, "expression"),
         ({"timezone": "Nowhere/Land"}, "timezone"),
+        ({"timezone": ""}, "timezone"),
     ]:
         reply = await api.post(base, json={**body, "name": "other", **bad})
         assert reply.status == 400, reply.raw

@@ -41,7 +41,9 @@ PATCH_BODY = {
 def _settings(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """Validated job settings: ``body`` over ``current``, with the next due time."""
     expression = get_str(body, "expression", required=False) or current.get("expression")
-    timezone = get_str(body, "timezone", required=False) or current.get("timezone") or "UTC"
+    timezone = get_str(body, "timezone", required=False)
+    if timezone is None:
+        timezone = current.get("timezone") or "UTC"
     payload = body.get("payload", current.get("payload", {}))
     enabled = get_bool(body, "enabled")
     if enabled is None:

@@ -81,6 +81,13 @@ async def _commit_row(
     return row
 
 
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    """A shielded commit whose caller was cancelled: log its failure instead of leaving
+    asyncio to complain that it was never retrieved."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("file commit after a cancelled upload failed: %r", task.exception())
+
+
 @routes.get(
     "/api/v1/apps/{app_id}/files",
     "List files (metadata) in path order",
@@ -131,9 +138,9 @@ async def put_file(request: web.Request) -> web.Response:
     }
     # Shielded: once the blob is durable, a client hanging up must not cut the commit
     # (and its clean-up) in half.
-    row = await asyncio.shield(
-        asyncio.ensure_future(_commit_row(state, app["id"], params, written))
-    )
+    commit = asyncio.ensure_future(_commit_row(state, app["id"], params, written))
+    commit.add_done_callback(_consume_outcome)
+    row = await asyncio.shield(commit)
     status = 200 if row["old_blob"] else 201
     return json_response(public(row), status=status, headers={"ETag": etag(row["sha256"])})
 
