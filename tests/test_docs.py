@@ -61,6 +61,8 @@ async def test_docs_bad_input(api: Api) -> None:
         reply = await api.post(f"{base}/c/docs", data=body)
         assert reply.status == 400, body
         assert reply.error_code in ("malformed_json", "invalid_input")
+    reply = await api.post(f"{base}/c/docs", data=b'{"a": "\\u0000"}')
+    assert (reply.status, reply.error_code) == (400, "invalid_input")
     reply = await api.post(f"{base}/c/docs", data=b"[1]")
     assert "JSON object" in reply.json["error"]["message"]
     reply = await api.put(f"{base}/bad%20name/docs/x", json={})

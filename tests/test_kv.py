@@ -63,6 +63,10 @@ async def test_kv_bad_keys_and_bodies(api: Api) -> None:
         f"{base}/k", data=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert (reply.status, reply.error_code) == (400, "malformed_json")
+    # JSON that PostgreSQL cannot store (a NUL character in a string) is refused too.
+    reply = await api.put(f"{base}/k", data=b'{"a": "x\\u0000y"}')
+    assert (reply.status, reply.error_code) == (400, "invalid_input")
+    assert "Unicode" in reply.json["error"]["message"]
     reply = await api.put(f"{base}/k", data=b"")
     assert (reply.status, reply.error_code) == (400, "malformed_json")
     big = b'"' + b"x" * (2 * 1024 * 1024) + b'"'
