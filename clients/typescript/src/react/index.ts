@@ -1,0 +1,153 @@
+/**
+ * React bindings: `useSubscription(topic, options)` keeps the latest messages of a topic
+ * in state and ends the subscription on unmount or when the topic changes. The client
+ * comes from `options.client` or from a `<PiCloudProvider client={...}>` above.
+ */
+
+import {
+  createContext,
+  createElement,
+  useContext,
+  useEffect,
+  useRef,
+  useState,
+} from "react";
+import type { ReactNode } from "react";
+import type {
+  HistoryTruncated,
+  PiCloudClient,
+  SubscribeOptions,
+  SubscriptionStatus,
+  TopicMessage,
+} from "@picloud/client";
+
+const ClientContext = createContext<PiCloudClient | null>(null);
+
+export interface PiCloudProviderProps {
+  client: PiCloudClient;
+  children?: ReactNode;
+}
+
+/** Makes `client` the default for `useSubscription` and `usePiCloud` below it. */
+export function PiCloudProvider(props: PiCloudProviderProps): ReactNode {
+  return createElement(ClientContext.Provider, { value: props.client }, props.children);
+}
+
+/** The client from the nearest `PiCloudProvider`. */
+export function usePiCloud(): PiCloudClient {
+  const client = useContext(ClientContext);
+  if (client === null) throw new Error("usePiCloud: no <PiCloudProvider> above this component");
+  return client;
+}
+
+export interface UseSubscriptionOptions<T> extends Omit<SubscribeOptions<T>, "signal"> {
+  /** The client (default: the one from `PiCloudProvider`). */
+  client?: PiCloudClient;
+  /** Subscribe only while true (default true). */
+  enabled?: boolean;
+  /** How many of the latest messages `messages` keeps (default 100). */
+  keep?: number;
+  /** Also called with each message, e.g. to update other state. */
+  onMessage?: (message: TopicMessage<T>) => void;
+}
+
+export interface SubscriptionState<T> {
+  /** The latest messages, oldest first, at most `keep` of them. */
+  messages: TopicMessage<T>[];
+  /** The most recent message. */
+  last: TopicMessage<T> | undefined;
+  status: SubscriptionStatus;
+  /** The most recent error (a failed attempt, a bad payload, or what closed it). */
+  error: unknown;
+  /** Set when the server could not replay from the requested position. */
+  historyTruncated: HistoryTruncated | undefined;
+}
+
+function initialState<T>(): SubscriptionState<T> {
+  return {
+    messages: [],
+    last: undefined,
+    status: { state: "connecting", attempt: 0 },
+    error: undefined,
+    historyTruncated: undefined,
+  };
+}
+
+/**
+ * Subscribes to `topic` (nothing while it is null, undefined or `enabled` is false).
+ * Callbacks, `validate` and `getToken` may change between renders without
+ * resubscribing; a change of client, topic, static `token` or `keep` resubscribes.
+ */
+export function useSubscription<T = unknown>(
+  topic: string | null | undefined,
+  options: UseSubscriptionOptions<T> = {},
+): SubscriptionState<T> {
+  const contextClient = useContext(ClientContext);
+  const client = options.client ?? contextClient;
+  if (client === null) {
+    throw new Error("useSubscription: pass options.client or render inside <PiCloudProvider>");
+  }
+  const [state, setState] = useState<SubscriptionState<T>>(initialState);
+  const latest = useRef(options);
+  latest.current = options;
+  const enabled = options.enabled ?? true;
+  const keep = Math.max(1, options.keep ?? 100);
+  const token = options.token;
+
+  useEffect(() => {
+    if (topic === null || topic === undefined || !enabled) return undefined;
+    let active = true;
+    setState(initialState<T>());
+    const current = latest.current;
+    const firstValidate = current.validate;
+    const unsubscribe = client.subscribe<T>(
+      topic,
+      (message) => {
+        if (!active) return;
+        setState((prev) => {
+          const messages = prev.messages.concat([message]);
+          if (messages.length > keep) messages.splice(0, messages.length - keep);
+          return { ...prev, messages, last: message };
+        });
+        latest.current.onMessage?.(message);
+      },
+      {
+        ...(token !== undefined ? { token } : {}),
+        ...(current.lastEventId !== undefined ? { lastEventId: current.lastEventId } : {}),
+        ...(current.backoff !== undefined ? { backoff: current.backoff } : {}),
+        ...(current.idleTimeoutMs !== undefined ? { idleTimeoutMs: current.idleTimeoutMs } : {}),
+        ...(current.getToken ? { getToken: () => latest.current.getToken?.() } : {}),
+        ...(current.onTokenExpired
+          ? { onTokenExpired: () => latest.current.onTokenExpired?.() }
+          : {}),
+        ...(firstValidate
+          ? { validate: { parse: (input) => (latest.current.validate ?? firstValidate).parse(input) } }
+          : {}),
+        onStatus: (status) => {
+          if (active) {
+            setState((prev) => ({
+              ...prev,
+              status,
+              error: status.state === "closed" ? status.error : prev.error,
+            }));
+          }
+          latest.current.onStatus?.(status);
+        },
+        onError: (error) => {
+          if (active) setState((prev) => ({ ...prev, error }));
+          latest.current.onError?.(error);
+        },
+        onHistoryTruncated: (info) => {
+          if (active) setState((prev) => ({ ...prev, historyTruncated: info }));
+          latest.current.onHistoryTruncated?.(info);
+        },
+      },
+    );
+    return () => {
+      active = false;
+      unsubscribe();
+    };
+  }, [client, topic, enabled, token, keep]);
+
+  return state;
+}
