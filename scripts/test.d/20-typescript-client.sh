@@ -28,6 +28,24 @@ npm test
 echo "== @picloud/client: build"
 npm run --silent build >/dev/null
 
+echo "== @picloud/client: built entry points load (CommonJS and ESM)"
+node -e '
+for (const name of ["@picloud/client", "@picloud/client/react", "@picloud/client/svelte"]) {
+  const mod = require(name);
+  if (Object.keys(mod).length === 0) throw new Error(`require(${name}) exported nothing`);
+}
+if (typeof require("@picloud/client").createClient !== "function") throw new Error("no createClient (cjs)");
+if (typeof require("@picloud/client/react").useSubscription !== "function") throw new Error("no useSubscription (cjs)");
+'
+node --input-type=module -e '
+const root = await import("@picloud/client");
+const react = await import("@picloud/client/react");
+const svelte = await import("@picloud/client/svelte");
+if (typeof root.createClient !== "function") throw new Error("no createClient (esm)");
+if (typeof react.useSubscription !== "function") throw new Error("no useSubscription (esm)");
+if (typeof svelte.subscriptionStore !== "function") throw new Error("no subscriptionStore (esm)");
+'
+
 echo "== @picloud/client: package contents"
 pack_json="$(mktemp)"
 trap 'rm -f "$pack_json"' EXIT
