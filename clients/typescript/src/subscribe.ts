@@ -51,12 +51,15 @@ export class SseParser {
   private data = "";
   private hasData = false;
   private eventType = "";
+  /** The id field as last read; committed to `lastEventId` when an event ends. */
+  private idBuffer: string;
   private lastEventId: string;
 
   constructor(
     private readonly handlers: SseParserHandlers,
     initialLastEventId = "",
   ) {
+    this.idBuffer = initialLastEventId;
     this.lastEventId = initialLastEventId;
   }
 
@@ -101,7 +104,10 @@ export class SseParser {
     this.buffer = text;
   }
 
-  /** The id that a reconnect should send as `Last-Event-ID`. */
+  /**
+   * The id that a reconnect should send as `Last-Event-ID`: that of the last event that
+   * ended (an id in an unfinished event does not count).
+   */
   get lastId(): string {
     return this.lastEventId;
   }
@@ -135,7 +141,7 @@ export class SseParser {
         this.hasData = true;
         break;
       case "id":
-        if (!value.includes("\u0000")) this.lastEventId = value;
+        if (!value.includes("\u0000")) this.idBuffer = value;
         break;
       case "retry":
         if (/^[0-9]+$/.test(value)) this.handlers.onRetry?.(Number.parseInt(value, 10));
@@ -147,6 +153,7 @@ export class SseParser {
   }
 
   private dispatch(): void {
+    this.lastEventId = this.idBuffer;
     if (!this.hasData) {
       this.eventType = "";
       return;
@@ -323,6 +330,7 @@ export function subscribe<T = unknown>(
         controller.abort();
       }, idleMs);
     };
+    let parser: SseParser | undefined;
     try {
       touch();
       const response = await ctx.fetch(url, {
@@ -345,7 +353,7 @@ export function subscribe<T = unknown>(
       failures = 0;
       unauthorizedInARow = 0;
       status({ state: "open" });
-      const parser = new SseParser(
+      parser = new SseParser(
         {
           onEvent: (event) => {
             lastEventId = event.lastEventId;
@@ -367,12 +375,13 @@ export function subscribe<T = unknown>(
         if (stopped) throw new Stop();
       }
       parser.push(decoder.decode());
-      lastEventId = parser.lastId;
     } catch (error) {
       if (stopped) throw new Stop();
       if (idle !== undefined) throw idle;
       throw error;
     } finally {
+      // Resume after the last complete event, whether or not it carried data.
+      if (parser) lastEventId = parser.lastId;
       if (idleTimer !== undefined) clearTimeout(idleTimer);
       controller.abort();
     }

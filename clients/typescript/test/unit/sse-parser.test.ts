@@ -82,6 +82,16 @@ describe("SseParser", () => {
     expect(parser.lastId).toBe("");
   });
 
+  it("does not commit the id of an event that never ended", () => {
+    const parser = new SseParser({ onEvent: () => undefined }, "8");
+    parser.push("id: 9\ndata: half");
+    expect(parser.lastId).toBe("8");
+    parser.push("\n");
+    expect(parser.lastId).toBe("8");
+    parser.push("\n");
+    expect(parser.lastId).toBe("9");
+  });
+
   it("takes retry only when it is all digits", () => {
     const { retries } = parse(["retry: 2500\n\nretry: soon\nretry: 12a\nretry:300\n\n"]);
     expect(retries).toEqual([2500, 300]);

@@ -95,6 +95,18 @@ describe("subscribe", () => {
     expect(net.calls[1]?.headers["last-event-id"]).toBe("41");
   });
 
+  it("counts an event with an id but no data as received", async () => {
+    const first = sseStream();
+    const net = scriptedFetch([first, sseStream()]);
+    const client = createClient({ baseUrl: BASE, fetch: net.fetch });
+    client.subscribe("room", () => undefined);
+    await flush();
+    first.push(frame(1, "x") + "id: 9\n\n");
+    first.fail();
+    await advance(1000);
+    expect(net.calls[1]?.headers["last-event-id"]).toBe("9");
+  });
+
   it("on 401 calls onTokenExpired and reconnects at once with the new token", async () => {
     const stream = sseStream();
     const net = scriptedFetch([unauthorized(), stream]);
