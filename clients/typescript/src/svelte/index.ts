@@ -1,7 +1,8 @@
 /**
  * Svelte bindings: `subscriptionStore(client, topic, options)` is a readable store of a
  * topic's latest messages. It subscribes when the first component subscribes to the store
- * and ends the subscription when the last one goes away.
+ * and ends the subscription when the last one goes away; a later first subscriber resumes
+ * after the last message the store delivered.
  */
 
 import { readable } from "svelte/store";
@@ -45,15 +46,18 @@ export function subscriptionStore<T = unknown>(
     error: undefined,
     historyTruncated: undefined,
   };
+  // Kept across stop/start, so that a store that loses its last subscriber and gets a
+  // new one resumes after the last message it delivered.
+  let state = initial;
   return readable(initial, (set) => {
-    let state = initial;
     let active = true;
     const update = (next: Partial<SubscriptionState<T>>): void => {
       if (!active) return;
       state = { ...state, ...next };
       set(state);
     };
-    const { keep: _keep, ...subscribeOptions } = options;
+    const { keep: _keep, lastEventId, ...subscribeOptions } = options;
+    const resumeFrom = state.last?.id ?? lastEventId;
     const unsubscribe = client.subscribe<T>(
       topic,
       (message) => {
@@ -63,6 +67,7 @@ export function subscriptionStore<T = unknown>(
       },
       {
         ...subscribeOptions,
+        ...(resumeFrom !== undefined ? { lastEventId: resumeFrom } : {}),
         onStatus: (status) => {
           update(status.state === "closed" ? { status, error: status.error } : { status });
           options.onStatus?.(status);

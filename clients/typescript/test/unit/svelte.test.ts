@@ -51,4 +51,25 @@ describe("subscriptionStore", () => {
     expect(get(store).historyTruncated).toEqual({ requested: 1, oldest: 4 });
     stop();
   });
+
+  it("resumes after its last message when it gets a subscriber again", async () => {
+    const first = sseStream();
+    const second = sseStream();
+    const net = scriptedFetch([first, second]);
+    const client = createClient({ baseUrl: "http://a.localhost", fetch: net.fetch });
+    const store = subscriptionStore<number>(client, "room");
+    const stop = store.subscribe(() => undefined);
+    await flush();
+    first.push(frame(1, 10) + frame(2, 20));
+    await flush();
+    stop();
+    const again = store.subscribe(() => undefined);
+    await flush();
+    expect(net.calls).toHaveLength(2);
+    expect(net.calls[1]?.headers["last-event-id"]).toBe("2");
+    second.push(frame(3, 30));
+    await flush();
+    expect(get(store).messages.map((m) => m.message)).toEqual([10, 20, 30]);
+    again();
+  });
 });
