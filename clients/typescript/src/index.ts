@@ -7,7 +7,10 @@ export {
   IdleTimeout,
   SseParser,
   backoffDelay,
+  initialSubscriptionState,
   topicUrl,
+  withMessage,
+  withStatus,
 } from "./subscribe";
 export type { SseEvent, SseParserHandlers } from "./subscribe";
 export { bearer, mintSubscriberToken, tokenCache } from "./auth";
@@ -24,6 +27,7 @@ export type {
   HistoryTruncated,
   JsonValue,
   SubscribeOptions,
+  SubscriptionState,
   SubscriptionStatus,
   TokenResult,
   TopicMessage,

@@ -9,6 +9,7 @@ import type {
   FetchLike,
   HistoryTruncated,
   SubscribeOptions,
+  SubscriptionState,
   SubscriptionStatus,
   TokenResult,
   TopicMessage,
@@ -471,4 +472,37 @@ function safeCall(fn: () => void): void {
       throw error;
     }, 0);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// State for UI bindings (the React hook and the Svelte store share it)
+
+/** A subscription state before anything happened. */
+export function initialSubscriptionState<T>(): SubscriptionState<T> {
+  return {
+    messages: [],
+    last: undefined,
+    status: { state: "connecting", attempt: 0 },
+    error: undefined,
+    historyTruncated: undefined,
+  };
+}
+
+/** `state` with `message` appended, keeping the latest `keep` messages. */
+export function withMessage<T>(
+  state: SubscriptionState<T>,
+  message: TopicMessage<T>,
+  keep: number,
+): SubscriptionState<T> {
+  const messages = state.messages.concat([message]);
+  if (messages.length > keep) messages.splice(0, messages.length - keep);
+  return { ...state, messages, last: message };
+}
+
+/** `state` after a status change (a close carries its error, if any). */
+export function withStatus<T>(
+  state: SubscriptionState<T>,
+  status: SubscriptionStatus,
+): SubscriptionState<T> {
+  return status.state === "closed" ? { ...state, status, error: status.error } : { ...state, status };
 }

@@ -108,5 +108,18 @@ export interface SubscribeOptions<T = unknown> {
   idleTimeoutMs?: number;
 }
 
+/** What the React hook and the Svelte store hold for a subscription. */
+export interface SubscriptionState<T = unknown> {
+  /** The latest messages, oldest first, at most `keep` of them. */
+  messages: TopicMessage<T>[];
+  /** The most recent message. */
+  last: TopicMessage<T> | undefined;
+  status: SubscriptionStatus;
+  /** The most recent error (a failed attempt, a bad payload, or what closed it). */
+  error: unknown;
+  /** Set when the server could not replay from the requested position. */
+  historyTruncated: HistoryTruncated | undefined;
+}
+
 /** Ends a subscription. Calling it again does nothing. */
 export type Unsubscribe = () => void;

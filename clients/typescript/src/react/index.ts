@@ -13,13 +13,15 @@ import {
   useState,
 } from "react";
 import type { ReactNode } from "react";
+import { initialSubscriptionState, withMessage, withStatus } from "@picloud/client";
 import type {
-  HistoryTruncated,
   PiCloudClient,
   SubscribeOptions,
-  SubscriptionStatus,
+  SubscriptionState,
   TopicMessage,
 } from "@picloud/client";
+
+export type { SubscriptionState } from "@picloud/client";
 
 const ClientContext = createContext<PiCloudClient | null>(null);
 
@@ -51,28 +53,6 @@ export interface UseSubscriptionOptions<T> extends Omit<SubscribeOptions<T>, "si
   onMessage?: (message: TopicMessage<T>) => void;
 }
 
-export interface SubscriptionState<T> {
-  /** The latest messages, oldest first, at most `keep` of them. */
-  messages: TopicMessage<T>[];
-  /** The most recent message. */
-  last: TopicMessage<T> | undefined;
-  status: SubscriptionStatus;
-  /** The most recent error (a failed attempt, a bad payload, or what closed it). */
-  error: unknown;
-  /** Set when the server could not replay from the requested position. */
-  historyTruncated: HistoryTruncated | undefined;
-}
-
-function initialState<T>(): SubscriptionState<T> {
-  return {
-    messages: [],
-    last: undefined,
-    status: { state: "connecting", attempt: 0 },
-    error: undefined,
-    historyTruncated: undefined,
-  };
-}
-
 /**
  * Subscribes to `topic` (nothing while it is null, undefined or `enabled` is false).
  * Callbacks, `validate` and `getToken` may change between renders without
@@ -87,7 +67,7 @@ export function useSubscription<T = unknown>(
   if (client === null) {
     throw new Error("useSubscription: pass options.client or render inside <PiCloudProvider>");
   }
-  const [state, setState] = useState<SubscriptionState<T>>(initialState);
+  const [state, setState] = useState<SubscriptionState<T>>(initialSubscriptionState);
   const latest = useRef(options);
   latest.current = options;
   const enabled = options.enabled ?? true;
@@ -97,18 +77,14 @@ export function useSubscription<T = unknown>(
   useEffect(() => {
     if (topic === null || topic === undefined || !enabled) return undefined;
     let active = true;
-    setState(initialState<T>());
+    setState(initialSubscriptionState<T>());
     const current = latest.current;
     const firstValidate = current.validate;
     const unsubscribe = client.subscribe<T>(
       topic,
       (message) => {
         if (!active) return;
-        setState((prev) => {
-          const messages = prev.messages.concat([message]);
-          if (messages.length > keep) messages.splice(0, messages.length - keep);
-          return { ...prev, messages, last: message };
-        });
+        setState((prev) => withMessage(prev, message, keep));
         latest.current.onMessage?.(message);
       },
       {
@@ -124,13 +100,7 @@ export function useSubscription<T = unknown>(
           ? { validate: { parse: (input) => (latest.current.validate ?? firstValidate).parse(input) } }
           : {}),
         onStatus: (status) => {
-          if (active) {
-            setState((prev) => ({
-              ...prev,
-              status,
-              error: status.state === "closed" ? status.error : prev.error,
-            }));
-          }
+          if (active) setState((prev) => withStatus(prev, status));
           latest.current.onStatus?.(status);
         },
         onError: (error) => {

@@ -18,16 +18,17 @@ async function advance(ms: number): Promise<void> {
   await vi.advanceTimersByTimeAsync(ms);
 }
 
-describe("subscribe", () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-    vi.spyOn(Math, "random").mockReturnValue(0);
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-    vi.restoreAllMocks();
-  });
+// Fake timers throughout; no jitter, so delays are exact.
+beforeEach(() => {
+  vi.useFakeTimers();
+  vi.spyOn(Math, "random").mockReturnValue(0);
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
 
+describe("subscribe", () => {
   it("streams messages from /realtime/topics/{topic} with the token as Bearer", async () => {
     const stream = sseStream();
     const net = scriptedFetch([stream]);
@@ -258,15 +259,6 @@ describe("subscribe", () => {
 });
 
 describe("unsubscribe", () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-    vi.spyOn(Math, "random").mockReturnValue(0);
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-    vi.restoreAllMocks();
-  });
-
   it("mid-backoff: no further attempt, no timer left, status closed", async () => {
     const net = scriptedFetch([new TypeError("connection refused")]);
     const client = createClient({ baseUrl: BASE, fetch: net.fetch });
