@@ -1,6 +1,7 @@
 import { describe, expect, inject, it, vi } from "vitest";
 import { PiCloudError, createClient, tokenCache } from "../../src/index";
 import {
+  adminClient,
   controlledFetch,
   createTopic,
   mintToken,
@@ -155,6 +156,20 @@ describe("subscribe against a running PiCloud", () => {
       const closed = rec.statuses.at(-1);
       expect(closed?.state === "closed" && (closed.error as PiCloudError).status).toBe(404);
     }
+  });
+
+  it("ends with 404 when the topic is deleted under it", async () => {
+    const topic = uniqueTopic("doomed");
+    await createTopic(app, topic);
+    const client = createClient({ baseUrl: app.url });
+    const rec = recorder({ backoff: fastBackoff });
+    client.subscribe(topic, rec.onMessage, rec.options);
+    await rec.waitForStatus((s) => s.state === "open");
+    await adminClient(app).endpoint(`/api/v1/apps/${app.appId}/topics/${topic}`).delete();
+    await rec.waitForStatus((s) => s.state === "closed");
+    const closed = rec.statuses.at(-1);
+    expect(closed?.state === "closed" && (closed.error as PiCloudError).status).toBe(404);
+    expect(rec.statuses.map((s) => s.state)).toEqual(["connecting", "open", "reconnecting", "connecting", "closed"]);
   });
 
   it("stops on AbortSignal while streaming", async () => {
