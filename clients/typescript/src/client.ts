@@ -43,8 +43,7 @@ export function createClient(options: ClientOptions): PiCloudClient {
     throw new TypeError("createClient: baseUrl is required");
   }
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
-  const fetchImpl: FetchLike =
-    options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const fetchImpl: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const ctx = {
     baseUrl,
     fetch: fetchImpl,

@@ -128,7 +128,12 @@ async function call<T>(
       try {
         data = JSON.parse(text) as unknown;
       } catch (error) {
-        throw new PiCloudError(response.status, "bad_json", `invalid JSON in response: ${String(error)}`, text);
+        throw new PiCloudError(
+          response.status,
+          "bad_json",
+          `invalid JSON in response: ${String(error)}`,
+          text,
+        );
       }
     } else {
       data = text;

@@ -14,12 +14,7 @@ export {
 } from "./subscribe";
 export type { SseEvent, SseParserHandlers } from "./subscribe";
 export { bearer, mintSubscriberToken, tokenCache } from "./auth";
-export type {
-  MintTokenOptions,
-  SubscriberToken,
-  TokenCache,
-  TokenCacheOptions,
-} from "./auth";
+export type { MintTokenOptions, SubscriberToken, TokenCache, TokenCacheOptions } from "./auth";
 export type {
   BackoffOptions,
   ErrorEnvelope,

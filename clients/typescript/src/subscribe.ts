@@ -504,5 +504,7 @@ export function withStatus<T>(
   state: SubscriptionState<T>,
   status: SubscriptionStatus,
 ): SubscriptionState<T> {
-  return status.state === "closed" ? { ...state, status, error: status.error } : { ...state, status };
+  return status.state === "closed"
+    ? { ...state, status, error: status.error }
+    : { ...state, status };
 }

@@ -16,12 +16,7 @@ export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>
 
 /** JSON as the server sends it. */
 export type JsonValue =
-  | string
-  | number
-  | boolean
-  | null
-  | JsonValue[]
-  | { [key: string]: JsonValue };
+  string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 /** The server's error envelope: `{"error": {"code": "...", "message": "..."}}`. */
 export interface ErrorEnvelope {

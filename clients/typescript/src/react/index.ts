@@ -4,14 +4,7 @@
  * comes from `options.client` or from a `<PiCloudProvider client={...}>` above.
  */
 
-import {
-  createContext,
-  createElement,
-  useContext,
-  useEffect,
-  useRef,
-  useState,
-} from "react";
+import { createContext, createElement, useContext, useEffect, useRef, useState } from "react";
 import type { ReactNode } from "react";
 import { initialSubscriptionState, withMessage, withStatus } from "@picloud/client";
 import type {
@@ -97,7 +90,11 @@ export function useSubscription<T = unknown>(
           ? { onTokenExpired: () => latest.current.onTokenExpired?.() }
           : {}),
         ...(firstValidate
-          ? { validate: { parse: (input) => (latest.current.validate ?? firstValidate).parse(input) } }
+          ? {
+              validate: {
+                parse: (input) => (latest.current.validate ?? firstValidate).parse(input),
+              },
+            }
           : {}),
         onStatus: (status) => {
           if (active) setState((prev) => withStatus(prev, status));

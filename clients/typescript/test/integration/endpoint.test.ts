@@ -6,7 +6,11 @@ const app = inject("picloud");
 const appValidator = {
   parse(input: unknown): { id: string; slug: string; name: string } {
     const row = input as { id?: unknown; slug?: unknown; name?: unknown } | null;
-    if (typeof row?.id !== "string" || typeof row.slug !== "string" || typeof row.name !== "string") {
+    if (
+      typeof row?.id !== "string" ||
+      typeof row.slug !== "string" ||
+      typeof row.name !== "string"
+    ) {
       throw new TypeError("not an app");
     }
     return { id: row.id, slug: row.slug, name: row.name };
@@ -22,7 +26,10 @@ describe("endpoint against a running PiCloud", () => {
 
   it("surfaces the server's error envelope as PiCloudError", async () => {
     const anonymous = createClient({ baseUrl: app.url });
-    const unauthorized = await anonymous.endpoint("/api/v1/apps").get().catch((e: unknown) => e);
+    const unauthorized = await anonymous
+      .endpoint("/api/v1/apps")
+      .get()
+      .catch((e: unknown) => e);
     expect(unauthorized).toBeInstanceOf(PiCloudError);
     expect(unauthorized).toMatchObject({ status: 401, code: "unauthorized" });
 
@@ -34,7 +41,10 @@ describe("endpoint against a running PiCloud", () => {
     expect(conflict).toMatchObject({ status: 409, code: "conflict" });
     expect((conflict as PiCloudError).message).not.toBe("");
 
-    const missing = await admin.endpoint("/api/v1/no-such-route").get().catch((e: unknown) => e);
+    const missing = await admin
+      .endpoint("/api/v1/no-such-route")
+      .get()
+      .catch((e: unknown) => e);
     expect(missing).toMatchObject({ status: 404, code: "not_found" });
   });
 });

@@ -28,7 +28,8 @@ interface AppRow {
 const appValidator = {
   parse(input: unknown): AppRow {
     const row = input as Partial<AppRow> | null;
-    if (typeof row?.id !== "string" || typeof row.slug !== "string") throw new TypeError("not an app");
+    if (typeof row?.id !== "string" || typeof row.slug !== "string")
+      throw new TypeError("not an app");
     return { id: row.id, slug: row.slug };
   },
 };
@@ -37,7 +38,9 @@ const appValidator = {
 export async function setUpApp(url: string, adminKey: string): Promise<TestApp> {
   const admin = createClient({ baseUrl: url, apiKey: adminKey });
   const slug = `it-${randomBytes(4).toString("hex")}`;
-  const app = await admin.endpoint("/api/v1/apps").post({ slug, name: "client integration tests" }, { validate: appValidator });
+  const app = await admin
+    .endpoint("/api/v1/apps")
+    .post({ slug, name: "client integration tests" }, { validate: appValidator });
   await admin.endpoint(`/api/v1/apps/${app.id}/domains`).post({ host: "127.0.0.1" });
   return { url, adminKey, appId: app.id, slug };
 }
@@ -55,7 +58,11 @@ export interface TopicSettings {
   external_subscribable?: boolean;
 }
 
-export async function createTopic(app: TestApp, name: string, settings: TopicSettings = {}): Promise<void> {
+export async function createTopic(
+  app: TestApp,
+  name: string,
+  settings: TopicSettings = {},
+): Promise<void> {
   await adminClient(app)
     .endpoint(`/api/v1/apps/${app.appId}/topics`)
     .post({ name, external_subscribable: true, auth_mode: "public", ...settings });
@@ -64,20 +71,27 @@ export async function createTopic(app: TestApp, name: string, settings: TopicSet
 export async function publish(app: TestApp, topic: string, message: unknown): Promise<number> {
   const reply = await adminClient(app)
     .endpoint(`/api/v1/apps/${app.appId}/topics/${encodeURIComponent(topic)}/messages`)
-    .post({ message }, {
-      validate: {
-        parse(input: unknown): { id: number } {
-          const id = (input as { id?: unknown } | null)?.id;
-          if (typeof id !== "number") throw new TypeError("no id in publish reply");
-          return { id };
+    .post(
+      { message },
+      {
+        validate: {
+          parse(input: unknown): { id: number } {
+            const id = (input as { id?: unknown } | null)?.id;
+            if (typeof id !== "number") throw new TypeError("no id in publish reply");
+            return { id };
+          },
         },
       },
-    });
+    );
   return reply.id;
 }
 
 /** Resolves when `predicate` holds, polling every 20 ms, or rejects after `ms`. */
-export async function until(predicate: () => boolean, ms = 10_000, what = "condition"): Promise<void> {
+export async function until(
+  predicate: () => boolean,
+  ms = 10_000,
+  what = "condition",
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -85,7 +99,11 @@ export async function until(predicate: () => boolean, ms = 10_000, what = "condi
   }
 }
 
-export async function mintToken(app: TestApp, topic: string, ttlSeconds: number): Promise<SubscriberToken> {
+export async function mintToken(
+  app: TestApp,
+  topic: string,
+  ttlSeconds: number,
+): Promise<SubscriberToken> {
   return adminClient(app).mintToken({ appId: app.appId, topic, ttlSeconds });
 }
 
@@ -189,7 +207,11 @@ export function controlledFetch() {
         return reader.cancel(reason);
       },
     });
-    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+    return new Response(body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
   };
   return {
     fetch: fetchImpl,

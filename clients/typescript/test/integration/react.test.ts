@@ -16,7 +16,8 @@ interface Chat {
 const chatValidator = {
   parse(input: unknown): Chat {
     const c = input as Partial<Chat> | null;
-    if (typeof c?.user !== "string" || typeof c.text !== "string") throw new TypeError("not a chat message");
+    if (typeof c?.user !== "string" || typeof c.text !== "string")
+      throw new TypeError("not a chat message");
     return { user: c.user, text: c.text };
   },
 };
@@ -33,7 +34,9 @@ function Room(props: { topic: string; getToken: () => Promise<string> }) {
     createElement(
       "ul",
       null,
-      messages.map((m) => createElement("li", { key: m.id }, `${m.message.user}: ${m.message.text}`)),
+      messages.map((m) =>
+        createElement("li", { key: m.id }, `${m.message.user}: ${m.message.text}`),
+      ),
     ),
   );
 }

@@ -4,7 +4,15 @@ import { createClient } from "../../src/index";
 import type { RunningServer } from "./server";
 import { startServer } from "./server";
 import type { TestApp } from "./fixtures";
-import { controlledFetch, createTopic, publish, recorder, setUpApp, uniqueTopic, until } from "./fixtures";
+import {
+  controlledFetch,
+  createTopic,
+  publish,
+  recorder,
+  setUpApp,
+  uniqueTopic,
+  until,
+} from "./fixtures";
 
 /** A server of this file's own, stopped and started again by the test. */
 let server: RunningServer;
@@ -38,12 +46,17 @@ describe("a server restart", () => {
       // The client notices and retries against the stopped server: connection refused.
       const refusedBefore = rec.statuses.length;
       await until(
-        () => rec.statuses.slice(refusedBefore).filter((s) => s.state === "reconnecting").length >= 2,
+        () =>
+          rec.statuses.slice(refusedBefore).filter((s) => s.state === "reconnecting").length >= 2,
         10_000,
         "failed reconnects",
       );
       net.hold(); // keep the next attempt back until messages were published meanwhile
-      server = await startServer({ dataDir: server.dataDir, port: server.port, adminKey: server.adminKey });
+      server = await startServer({
+        dataDir: server.dataDir,
+        port: server.port,
+        adminKey: server.adminKey,
+      });
       await publish(app, topic, 3);
       await publish(app, topic, 4);
       net.release();

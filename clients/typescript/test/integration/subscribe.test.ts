@@ -123,7 +123,9 @@ describe("subscribe against a running PiCloud", () => {
       expect(load).toHaveBeenCalledTimes(2);
       expect(rec.messages.map((m) => m.message)).toEqual([1, 2]);
       expect(net.requests).toHaveLength(2);
-      expect(net.requests[1]?.headers.authorization).not.toBe(net.requests[0]?.headers.authorization);
+      expect(net.requests[1]?.headers.authorization).not.toBe(
+        net.requests[0]?.headers.authorization,
+      );
       expect(net.requests[1]?.headers["last-event-id"]).toBe("1");
     } finally {
       stop();
@@ -169,7 +171,13 @@ describe("subscribe against a running PiCloud", () => {
     await rec.waitForStatus((s) => s.state === "closed");
     const closed = rec.statuses.at(-1);
     expect(closed?.state === "closed" && (closed.error as PiCloudError).status).toBe(404);
-    expect(rec.statuses.map((s) => s.state)).toEqual(["connecting", "open", "reconnecting", "connecting", "closed"]);
+    expect(rec.statuses.map((s) => s.state)).toEqual([
+      "connecting",
+      "open",
+      "reconnecting",
+      "connecting",
+      "closed",
+    ]);
   });
 
   it("stops on AbortSignal while streaming", async () => {

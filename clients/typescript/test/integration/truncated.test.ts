@@ -3,7 +3,15 @@ import { createClient } from "../../src/index";
 import type { RunningServer } from "./server";
 import { startServer } from "./server";
 import type { TestApp } from "./fixtures";
-import { adminClient, createTopic, publish, recorder, setUpApp, uniqueTopic, until } from "./fixtures";
+import {
+  adminClient,
+  createTopic,
+  publish,
+  recorder,
+  setUpApp,
+  uniqueTopic,
+  until,
+} from "./fixtures";
 
 /** A server of this file's own that keeps messages for one second only. */
 let server: RunningServer;

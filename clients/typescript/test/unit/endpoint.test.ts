@@ -4,7 +4,11 @@ import { jsonResponse, scriptedFetch } from "../support/fake-fetch";
 
 const topicValidator = {
   parse(input: unknown): { name: string } {
-    if (typeof input === "object" && input !== null && typeof (input as { name?: unknown }).name === "string") {
+    if (
+      typeof input === "object" &&
+      input !== null &&
+      typeof (input as { name?: unknown }).name === "string"
+    ) {
       return { name: (input as { name: string }).name };
     }
     throw new TypeError("not a topic");
@@ -35,7 +39,11 @@ describe("endpoint", () => {
       jsonResponse(200, { ok: true }),
       new Response(null, { status: 204 }),
     ]);
-    const client = createClient({ baseUrl: "http://h", fetch: net.fetch, headers: { "X-Trace": "1" } });
+    const client = createClient({
+      baseUrl: "http://h",
+      fetch: net.fetch,
+      headers: { "X-Trace": "1" },
+    });
     const ep = client.endpoint("things");
     expect(await ep.post({ message: { a: 1 } })).toEqual({ id: 1 });
     expect(await ep.put([1])).toEqual({ ok: true });
@@ -58,7 +66,10 @@ describe("endpoint", () => {
       jsonResponse(409, { error: { code: "conflict", message: "already exists (topics_pkey)" } }),
     ]);
     const client = createClient({ baseUrl: "http://h", fetch: net.fetch });
-    const error = await client.endpoint("/x").post({}).catch((e: unknown) => e);
+    const error = await client
+      .endpoint("/x")
+      .post({})
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PiCloudError);
     expect(error).toBeInstanceOf(Error);
     expect(error).toMatchObject({
@@ -75,18 +86,30 @@ describe("endpoint", () => {
       new Response("", { status: 500, statusText: "Internal" }),
     ]);
     const client = createClient({ baseUrl: "http://h", fetch: net.fetch });
-    await expect(client.endpoint("/x").get()).rejects.toMatchObject({ status: 502, code: "http_502", message: "Bad Gateway" });
-    await expect(client.endpoint("/x").get()).rejects.toMatchObject({ status: 500, code: "http_500", message: "Internal" });
+    await expect(client.endpoint("/x").get()).rejects.toMatchObject({
+      status: 502,
+      code: "http_502",
+      message: "Bad Gateway",
+    });
+    await expect(client.endpoint("/x").get()).rejects.toMatchObject({
+      status: 500,
+      code: "http_500",
+      message: "Internal",
+    });
   });
 
   it("lets the validator's error through", async () => {
     const net = scriptedFetch([jsonResponse(200, { nope: 1 })]);
     const client = createClient({ baseUrl: "http://h", fetch: net.fetch });
-    await expect(client.endpoint("/x").get({ validate: topicValidator })).rejects.toThrow("not a topic");
+    await expect(client.endpoint("/x").get({ validate: topicValidator })).rejects.toThrow(
+      "not a topic",
+    );
   });
 
   it("mints a subscriber token through the admin API", async () => {
-    const net = scriptedFetch([jsonResponse(201, { token: "v1.abc", expires_at: "2030-01-01T00:00:00Z" })]);
+    const net = scriptedFetch([
+      jsonResponse(201, { token: "v1.abc", expires_at: "2030-01-01T00:00:00Z" }),
+    ]);
     const client = createClient({ baseUrl: "http://h", fetch: net.fetch, apiKey: "admin" });
     const minted = await client.mintToken({ appId: "app-1", topic: "room:1", ttlSeconds: 60 });
     expect(minted).toEqual({ token: "v1.abc", expires_at: "2030-01-01T00:00:00Z" });

@@ -98,7 +98,9 @@ describe("useSubscription", () => {
     };
     const view = render(createElement(Messages, { topic: null, options: { client } }));
     expect(subscribe).not.toHaveBeenCalled();
-    view.rerender(createElement(StrictMode, null, createElement(Messages, { topic: "x", options: { client } })));
+    view.rerender(
+      createElement(StrictMode, null, createElement(Messages, { topic: "x", options: { client } })),
+    );
     const unsubscribers = subscribe.mock.results.map((r) => r.value as ReturnType<typeof vi.fn>);
     view.unmount();
     // Every subscription made (StrictMode mounts effects twice) was ended.

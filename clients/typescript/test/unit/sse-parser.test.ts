@@ -119,8 +119,8 @@ describe("SseParser", () => {
 
   it("gives the same events however the stream is cut into chunks", () => {
     const stream =
-      ":heartbeat\r\n\r\nid: 1\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n" +
-      "event: history_truncated\rdata: {\"requested\":1,\"oldest\":5}\r\r" +
+      ':heartbeat\r\n\r\nid: 1\r\ndata: {"a":\r\ndata: 1}\r\n\r\n' +
+      'event: history_truncated\rdata: {"requested":1,"oldest":5}\r\r' +
       "id: 2\ndata: é ✓\n\nretry: 100\n\n";
     const whole = parse([stream]);
     expect(whole.events).toHaveLength(3);

@@ -88,7 +88,7 @@ describe("subscribe", () => {
     const client = createClient({ baseUrl: BASE, fetch: net.fetch });
     client.subscribe("room", () => undefined);
     await flush();
-    first.push(frame(41, "x") + "id: 42\ndata: {\"topic\":\"room\",\"message\":1");
+    first.push(frame(41, "x") + 'id: 42\ndata: {"topic":"room","message":1');
     first.fail();
     await advance(1000);
     expect(net.calls).toHaveLength(2);
@@ -173,7 +173,9 @@ describe("subscribe", () => {
   });
 
   it("stops on 404 (unknown topic) without retrying", async () => {
-    const net = scriptedFetch([jsonResponse(404, { error: { code: "not_found", message: "no such topic" } })]);
+    const net = scriptedFetch([
+      jsonResponse(404, { error: { code: "not_found", message: "no such topic" } }),
+    ]);
     const client = createClient({ baseUrl: BASE, fetch: net.fetch });
     const statuses: SubscriptionStatus[] = [];
     client.subscribe("nope", () => undefined, { onStatus: (s) => statuses.push(s) });
@@ -190,9 +192,14 @@ describe("subscribe", () => {
     const client = createClient({ baseUrl: BASE, fetch: net.fetch });
     const truncated = vi.fn();
     const ids: string[] = [];
-    client.subscribe("room", (m) => ids.push(m.id), { lastEventId: "2", onHistoryTruncated: truncated });
+    client.subscribe("room", (m) => ids.push(m.id), {
+      lastEventId: "2",
+      onHistoryTruncated: truncated,
+    });
     await flush();
-    stream.push('event: history_truncated\ndata: {"requested": 2, "oldest": 10}\n\n' + frame(10, "r"));
+    stream.push(
+      'event: history_truncated\ndata: {"requested": 2, "oldest": 10}\n\n' + frame(10, "r"),
+    );
     await flush();
     expect(truncated).toHaveBeenCalledWith({ requested: 2, oldest: 10 });
     expect(ids).toEqual(["10"]);
@@ -204,7 +211,11 @@ describe("subscribe", () => {
     const client = createClient({ baseUrl: BASE, fetch: net.fetch });
     const validate = {
       parse(input: unknown): { n: number } {
-        if (typeof input === "object" && input !== null && typeof (input as { n?: unknown }).n === "number") {
+        if (
+          typeof input === "object" &&
+          input !== null &&
+          typeof (input as { n?: unknown }).n === "number"
+        ) {
           return { n: (input as { n: number }).n };
         }
         throw new TypeError("bad message");
@@ -217,7 +228,9 @@ describe("subscribe", () => {
       onError: (e) => errors.push(e),
     });
     await flush();
-    first.push(frame(1, { n: 1 }) + frame(2, { n: "two" }) + frame(3, { n: 3 }) + "data: not json\n\n");
+    first.push(
+      frame(1, { n: 1 }) + frame(2, { n: "two" }) + frame(3, { n: 3 }) + "data: not json\n\n",
+    );
     await flush();
     expect(got).toEqual([1, 3]);
     expect(errors).toHaveLength(2);
@@ -229,7 +242,10 @@ describe("subscribe", () => {
   });
 
   it("treats a non-SSE 200 as a failed attempt", async () => {
-    const net = scriptedFetch([new Response("<html>", { status: 200, headers: { "content-type": "text/html" } }), sseStream()]);
+    const net = scriptedFetch([
+      new Response("<html>", { status: 200, headers: { "content-type": "text/html" } }),
+      sseStream(),
+    ]);
     const client = createClient({ baseUrl: BASE, fetch: net.fetch });
     const errors: unknown[] = [];
     client.subscribe("room", () => undefined, { onError: (e) => errors.push(e) });
@@ -244,7 +260,10 @@ describe("subscribe", () => {
     const net = scriptedFetch([first, sseStream()]);
     const client = createClient({ baseUrl: BASE, fetch: net.fetch });
     const errors: unknown[] = [];
-    client.subscribe("room", () => undefined, { idleTimeoutMs: 5000, onError: (e) => errors.push(e) });
+    client.subscribe("room", () => undefined, {
+      idleTimeoutMs: 5000,
+      onError: (e) => errors.push(e),
+    });
     await flush();
     await advance(4000);
     first.push(":heartbeat\n\n");
