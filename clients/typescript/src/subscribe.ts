@@ -389,10 +389,9 @@ export function subscribe<T = unknown>(
   };
 
   const run = async (): Promise<void> => {
-    let connects = 0;
     while (!stopped) {
-      connects += 1;
-      status({ state: "connecting", attempt: connects });
+      // Attempts are counted from the last successful open.
+      status({ state: "connecting", attempt: failures + 1 });
       let failure: unknown;
       try {
         await connect();

@@ -45,7 +45,10 @@ export interface HistoryTruncated {
   oldest: number;
 }
 
-/** Where a subscription is in its life. */
+/**
+ * Where a subscription is in its life. `attempt` counts connection attempts since the
+ * last successful open (1 for the first); `delayMs` is the wait before the next one.
+ */
 export type SubscriptionStatus =
   | { state: "connecting"; attempt: number }
   | { state: "open" }

@@ -48,6 +48,8 @@ describe("reconnect schedule", () => {
     expect(times.slice(0, 9)).toEqual([0, 1000, 3000, 7000, 15000, 31000, 61000, 91000, 121000]);
     const delays = statuses.flatMap((s) => (s.state === "reconnecting" ? [s.delayMs] : []));
     expect(delays.slice(0, 8)).toEqual([1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+    const attempts = statuses.flatMap((s) => (s.state === "connecting" ? [s.attempt] : []));
+    expect(attempts.slice(0, 4)).toEqual([1, 2, 3, 4]);
   });
 
   it("applies jitter to each wait", async () => {
