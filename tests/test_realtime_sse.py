@@ -120,9 +120,12 @@ async def test_order_and_published_at_match_the_log(rt: Realtime, database: str)
     received = await stream.messages(20)
     assert received == [(seq, {"n": i}) for i, seq in enumerate(published)]
     history = await rt.api.get(f"/api/v1/apps/{rt.app['id']}/topics/t/messages?limit=1")
-    await rt.publish("t", "last")
+    reply = await rt.api.post(
+        f"/api/v1/apps/{rt.app['id']}/topics/t/messages", json={"message": "last"}
+    )
     event = await stream.next_event()
-    assert event.id == "21"
+    assert event.id == "21" == str(reply.json["id"])
+    assert event.json["published_at"] == reply.json["published_at"], "one published_at"
     with psycopg.connect(database) as conn:
         row = conn.execute(
             "SELECT published_at FROM picloud.messages WHERE seq = 21 AND topic = 't'"

@@ -26,9 +26,18 @@ RETURNING app_id, name, external_subscribable, auth_mode, created_at, updated_at
 -- Delete a topic and its messages; a trigger tells every relay to end its streams.
 DELETE FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s RETURNING name;
 
--- name: authenticate_key_for_app
--- The caller's live key and whether the app in the path exists, in one round trip.
-SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id
+-- name: publish_with_key
+-- The HTTP publish path in one round trip: the caller's live key, whether the app exists,
+-- and the publish itself, run only when the key may publish to that app (the rule of
+-- picloud.web.auth.Principal.allows for topics:publish). No row: unknown key.
+SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id,
+       CASE WHEN a.id IS NOT NULL
+                 AND ('instance:admin' = ANY (k.capabilities)
+                      OR (k.app_id = a.id
+                          AND k.capabilities && ARRAY['app:admin', 'topics:publish']::text[]))
+            THEN (SELECT to_jsonb(p) FROM picloud.publish_message(a.id, %(topic)s,
+                                                                 %(message)s::jsonb) p)
+       END AS published
   FROM picloud.authenticate_key(%(key)s) k
   LEFT JOIN picloud.apps a ON a.id = %(app_id)s;
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from picloud.queries import q
 from picloud.web.auth import Principal, bearer_token, require_app
-from picloud.web.errors import bad_request, forbidden, not_found, unauthorized
+from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from picloud.web.jsonio import (
     get_bool,
     get_int,
@@ -145,34 +145,48 @@ async def delete_topic(request: web.Request) -> web.Response:
     request_body={"type": "object", "required": ["message"], "properties": {"message": {}}},
 )
 async def publish(request: web.Request) -> web.Response:
-    # The hot path: the key, the app and the publish share one pooled connection.
+    # The hot path: with a well-formed request, one query authenticates the key, loads the
+    # app, checks the capability and publishes (see the query publish_with_key).
     key = bearer_token(request)
     if key is None:
         raise unauthorized()
     app_id = path_uuid(request, "app_id")
+    message = await _message_text(request)
+    if message is None:  # bad name or body: authorise first, then say what is wrong
+        await require_app(request, "topics:publish")
+        path_topic(request)
+        await _message_text(request, strict=True)
+        raise AssertionError("unreachable: the request was found invalid")
+    params = {"key": key, "app_id": app_id, "topic": request.match_info["name"], "message": message}
     async with state_of(request).db.connection() as conn:
-        auth = await (
-            await conn.execute(q("authenticate_key_for_app"), {"key": key, "app_id": app_id})
-        ).fetchone()
-        if auth is None:
-            raise unauthorized()
-        if auth["app_id"] is None:
-            raise not_found("no such app")
-        principal = Principal(auth["key_id"], auth["key_app_id"], frozenset(auth["capabilities"]))
-        if not principal.allows("topics:publish", app_id):
-            raise forbidden()
-        topic = path_topic(request)
+        row = await (await conn.execute(q("publish_with_key"), params)).fetchone()
+    if row is None:
+        raise unauthorized()
+    if row["app_id"] is None:
+        raise not_found("no such app")
+    principal = Principal(row["key_id"], row["key_app_id"], frozenset(row["capabilities"]))
+    published = row["published"]
+    if published is None or not principal.allows("topics:publish", app_id):
+        raise forbidden()
+    # published_at is the database's JSON text of the time, as in the SSE frames.
+    return json_response(
+        {"id": published["id"], "published_at": published["published_at"]}, status=201
+    )
+
+
+async def _message_text(request: web.Request, *, strict: bool = False) -> str | None:
+    """The JSON text of a publish body's message; None (or 400 when strict) if invalid."""
+    try:
+        if not TOPIC_NAME.fullmatch(request.match_info["name"]):
+            raise bad_request(f"invalid topic name: {NAME_RULE}")
         body = await read_object(request, {"message"})
         if "message" not in body:
             raise bad_request("'message' is required (any JSON value)")
-        params = {
-            "app_id": app_id,
-            "topic": topic,
-            "message": orjson.dumps(body["message"]).decode(),
-        }
-        row = await (await conn.execute(q("publish_message"), params)).fetchone()
-    assert row is not None
-    return json_response({"id": row["id"], "published_at": row["published_at"]}, status=201)
+    except ApiError:
+        if strict:
+            raise
+        return None
+    return orjson.dumps(body["message"]).decode()
 
 
 @routes.get(

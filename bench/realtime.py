@@ -1,0 +1,593 @@
+"""Realtime benchmark: publish throughput, publish->receive latency, burst fan-out and
+memory per idle SSE connection, each beside a reference measured in the same run.
+
+    .venv/bin/python bench/realtime.py [--quick] [--connections 5000]
+
+Everything runs on this machine over loopback: an embedded PostgreSQL in a temporary
+directory, ``picloud serve`` as a separate process, a bare aiohttp SSE server (the
+reference ceiling for fan-out) as another, and the load generator (this process). Every
+loop is bounded by a duration or a count and a timeout; the script stops by itself and
+prints one JSON document. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+ADMIN_KEY = "pck_bench_admin_key_0123456789abcdef"
+SSE_CLIENT_PACE = 500  # connections opened per batch
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def raise_nofile() -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# --------------------------------------------------------------------------- SSE client
+
+
+class SseClient(asyncio.Protocol):
+    """A light SSE reader (asyncio protocol): counts ids, gaps, duplicates and latency."""
+
+    def __init__(self, host: str, path: str, latencies: list[float] | None) -> None:
+        self.request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        self.latencies = latencies
+        self.buf = b""
+        self.headers_done = False
+        self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.last = 0
+        self.received = 0
+        self.lost = 0
+        self.duplicated = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_result(0)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf + data
+        if not self.headers_done:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            status = int(buf.split(b" ", 2)[1])
+            self.headers_done = True
+            buf = buf[end + 4 :]
+            if not self.opened.done():
+                self.opened.set_result(status)
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self.buf = buf
+            return
+        block, self.buf = buf[:cut], buf[cut + 2 :]
+        for line in block.split(b"\n"):
+            if line.startswith(b"id: "):
+                seq = int(line[4:])
+                if seq <= self.last:
+                    self.duplicated += 1
+                    continue
+                self.lost += seq - self.last - 1
+                self.last = seq
+                self.received += 1
+            elif line.startswith(b"data: ") and self.latencies is not None:
+                message = orjson.loads(line[6:])["message"]
+                self.latencies.append(now - message["t"])
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_clients(
+    port: int, host: str, path: str, count: int, latencies: list[float] | None = None
+) -> list[SseClient]:
+    loop = asyncio.get_running_loop()
+    clients: list[SseClient] = []
+    for start in range(0, count, SSE_CLIENT_PACE):
+        batch = []
+        for _ in range(min(SSE_CLIENT_PACE, count - start)):
+            client = SseClient(host, path, latencies)
+            batch.append(client)
+            await loop.create_connection(lambda c=client: c, "127.0.0.1", port)  # type: ignore[misc]
+        async with asyncio.timeout(60):
+            statuses = await asyncio.gather(*(c.opened for c in batch))
+        if any(s != 200 for s in statuses):
+            raise RuntimeError(f"subscribe failed: {sorted(set(statuses))}")
+        clients += batch
+    # PiCloud registers a stream before its headers and ':ok' go out: all are live now.
+    return clients
+
+
+async def poll_until(predicate: Any, within: float, step: float = 0.05) -> bool:
+    for _ in range(int(within / step) + 1):
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return False
+
+
+async def close_clients(clients: list[SseClient]) -> None:
+    for c in clients:
+        c.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(c.closed for c in clients))
+
+
+# --------------------------------------------------------------------------- environment
+
+
+class Bench:
+    def __init__(self, work: Path, pg_uri: str, quick: bool) -> None:
+        self.work = work
+        self.pg_uri = pg_uri
+        self.quick = quick
+        self.duration = 2.0 if quick else 4.0
+        self.app_id: uuid.UUID | None = None
+        self.key = ""
+        self.port = 0
+        self.server: subprocess.Popen[bytes] | None = None
+
+    def setup(self) -> None:
+        with psycopg.connect(self.pg_uri, autocommit=True) as conn:
+            row = conn.execute(
+                "INSERT INTO picloud.apps (slug, name) VALUES ('bench', 'bench') RETURNING id"
+            ).fetchone()
+            assert row is not None
+            self.app_id = row[0]
+            key = conn.execute(
+                "SELECT key FROM picloud.create_api_key(%s, 'bench', ARRAY['app:admin'])",
+                (self.app_id,),
+            ).fetchone()
+            assert key is not None
+            self.key = key[0]
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS public.bench_raw (id bigserial PRIMARY KEY,"
+                " topic text NOT NULL, message jsonb NOT NULL,"
+                " published_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            )
+
+    def topic(self, name: str) -> str:
+        with psycopg.connect(self.pg_uri, autocommit=True) as conn:
+            conn.execute("SELECT picloud.create_topic(%s, %s, true, 'public')", (self.app_id, name))
+        return name
+
+    @contextlib.contextmanager
+    def picloud(self, capacity: int) -> Iterator[int]:
+        self.port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PICLOUD_")},
+            "DATABASE_URL": self.pg_uri,
+            "PICLOUD_LISTEN": f"127.0.0.1:{self.port}",
+            "PICLOUD_ADMIN_KEY": ADMIN_KEY,
+            "PICLOUD_DATA_DIR": str(self.work / "picloud"),
+            "PICLOUD_MIGRATE": "false",
+            "PICLOUD_ROLES": "relay",
+            "PICLOUD_REALTIME_BROADCAST_CAPACITY": str(capacity),
+        }
+        log = (self.work / "serve.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "picloud", "--log-level", "WARNING", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.server = proc
+        try:
+            wait_http(f"http://127.0.0.1:{self.port}/healthz", proc)
+            yield proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    @contextlib.contextmanager
+    def bare_server(self) -> Iterator[int]:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, __file__, "--bare-server", str(port)])
+        try:
+            wait_http(f"http://127.0.0.1:{port}/ready", proc)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+    # ----------------------------------------------------------------------- publish
+
+    def _threads(self, work: Any, count: int = 4) -> float:
+        """Run ``work(conn, deadline) -> n`` on ``count`` connections; total per second."""
+        done: list[int] = []
+        barrier = threading.Barrier(count + 1)
+
+        def run(i: int) -> None:
+            with psycopg.connect(self.pg_uri, autocommit=True) as conn:
+                barrier.wait()
+                done.append(work(conn, i, time.monotonic() + self.duration))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        started = time.monotonic()
+        for t in threads:
+            t.join(self.duration + 60)
+        return sum(done) / (time.monotonic() - started)
+
+    def raw_insert_notify(self) -> float:
+        def work(conn: psycopg.Connection[Any], i: int, deadline: float) -> int:
+            cur = psycopg.ClientCursor(conn)
+            n = 0
+            while time.monotonic() < deadline:
+                cur.execute(
+                    "INSERT INTO public.bench_raw (topic, message) VALUES (%s, %s::jsonb);"
+                    " SELECT pg_notify('bench_raw', %s)",
+                    (f"raw{i}", '{"n": 1}', f"raw{i} {n}"),
+                )
+                n += 1
+            return n
+
+        return self._threads(work)
+
+    def sql_publish(self, topics: list[str]) -> float:
+        app_id = self.app_id
+
+        def work(conn: psycopg.Connection[Any], i: int, deadline: float) -> int:
+            topic = topics[i % len(topics)]
+            n = 0
+            while time.monotonic() < deadline:
+                conn.execute(
+                    "SELECT picloud.publish(%s, %s, %s::jsonb)", (app_id, topic, '{"n": 1}')
+                )
+                n += 1
+            return n
+
+        return self._threads(work)
+
+    async def http_publish(self, topics: list[str]) -> float:
+        """4 keep-alive connections, one request in flight on each (a minimal client, so
+        the load generator takes as little of the shared CPU as it can)."""
+        body = b'{"message": {"n": 1}}'
+        count = 0
+        deadline = time.monotonic() + self.duration
+
+        async def worker(i: int) -> None:
+            nonlocal count
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            request = (
+                f"POST /api/v1/apps/{self.app_id}/topics/{topics[i % len(topics)]}/messages"
+                f" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            try:
+                while time.monotonic() < deadline:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    if not head.startswith(b"HTTP/1.1 201"):
+                        raise RuntimeError(f"publish answered {head[:40]!r}")
+                    length = 0
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":")[1])
+                    await reader.readexactly(length)
+                    count += 1
+            finally:
+                writer.close()
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(4)))
+        return count / (time.monotonic() - started)
+
+    # ----------------------------------------------------------------------- latency
+
+    async def latency(self, subscribers: int, rate: float = 50.0) -> dict[str, Any]:
+        topic = self.topic(f"lat{subscribers}")
+        latencies: list[float] = []
+        host = f"bench.localhost:{self.port}"
+        clients = await open_clients(
+            self.port, host, f"/realtime/topics/{topic}", subscribers, latencies
+        )
+        duration = self.duration + 1
+        sent = 0
+        async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
+            started = time.monotonic()
+            while True:
+                due = started + sent / rate
+                if due - started >= duration:
+                    break
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                message = orjson.dumps({"t": time.time(), "n": sent}).decode()
+                await conn.execute(
+                    "SELECT picloud.publish(%s, %s, %s::jsonb)", (self.app_id, topic, message)
+                )
+                sent += 1
+            achieved = sent / (time.monotonic() - started)
+        await poll_until(
+            lambda: all(c.last >= sent for c in clients if not c.closed.done()), within=10
+        )
+        lost = sum(c.lost + (sent - c.last) for c in clients)
+        duplicated = sum(c.duplicated for c in clients)
+        await close_clients(clients)
+        return {
+            "subscribers": subscribers,
+            "publishes": sent,
+            "publish_rate_per_s": round(achieved, 1),
+            "deliveries": len(latencies),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+            "max_ms": round(max(latencies) * 1000, 2) if latencies else None,
+            "lost": lost,
+            "duplicated": duplicated,
+        }
+
+    # ----------------------------------------------------------------------- fan-out
+
+    async def burst_picloud(self, subscribers: int, burst: int, one_by_one: bool = False) -> float:
+        """All messages committed at once (or each in its own transaction, back to back)."""
+        topic = self.topic(f"burst{subscribers}{'s' if one_by_one else ''}")
+        clients = await open_clients(
+            self.port, f"bench.localhost:{self.port}", f"/realtime/topics/{topic}", subscribers
+        )
+        with psycopg.connect(self.pg_uri, autocommit=one_by_one) as conn:
+            started = time.monotonic()
+            for n in range(burst):
+                conn.execute(
+                    "SELECT picloud.publish(%s, %s, %s::jsonb)",
+                    (self.app_id, topic, orjson.dumps({"t": 0, "n": n}).decode()),
+                )
+            if not one_by_one:
+                started = time.monotonic()
+                conn.commit()  # everything becomes deliverable at once
+        elapsed = await self._wait_all(clients, burst, started)
+        await close_clients(clients)
+        return subscribers * burst / elapsed
+
+    async def burst_bare(self, port: int, subscribers: int, burst: int) -> float:
+        clients = await open_clients(port, "bare", "/sse", subscribers)
+        started = time.monotonic()
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST /burst?n={burst} HTTP/1.1\r\nHost: bare\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+        await writer.drain()
+        elapsed = await self._wait_all(clients, burst, started)
+        writer.close()
+        await close_clients(clients)
+        return subscribers * burst / elapsed
+
+    @staticmethod
+    async def _wait_all(clients: list[SseClient], burst: int, started: float) -> float:
+        def all_done() -> bool:
+            behind = [c for c in clients if c.received < burst]
+            if behind and all(c.closed.done() for c in behind):
+                raise RuntimeError("subscribers were disconnected during the burst")
+            return not behind
+
+        if not await poll_until(all_done, within=120, step=0.002):
+            raise RuntimeError("the burst did not arrive within 120 s")
+        return time.monotonic() - started
+
+    # ----------------------------------------------------------------------- memory
+
+    async def memory(self, server_pid: int, connections: int) -> dict[str, Any]:
+        topic = self.topic("idle")
+        # Warm up (one subscription through every code path), then measure the growth.
+        await close_clients(
+            await open_clients(
+                self.port, f"bench.localhost:{self.port}", f"/realtime/topics/{topic}", 10
+            )
+        )
+        await asyncio.sleep(1)
+        before = rss_kib(server_pid)
+        clients = await open_clients(
+            self.port, f"bench.localhost:{self.port}", f"/realtime/topics/{topic}", connections
+        )
+        await asyncio.sleep(1)
+        after = rss_kib(server_pid)
+        await close_clients(clients)
+        return {
+            "connections": connections,
+            "server_rss_before_kib": before,
+            "server_rss_after_kib": after,
+            "kib_per_connection": round((after - before) / connections, 2),
+        }
+
+
+# --------------------------------------------------------------------------- bare server
+
+
+def bare_server(port: int) -> None:
+    """The reference: a bare aiohttp SSE server writing one pre-encoded frame to each client."""
+    from aiohttp import web
+
+    clients: set[web.StreamResponse] = set()
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(b":ok\n\n")
+        clients.add(resp)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            clients.discard(resp)
+        return resp
+
+    async def burst(request: web.Request) -> web.Response:
+        n = int(request.query["n"])
+        for seq in range(1, n + 1):
+            data = orjson.dumps(
+                {"topic": "bare", "message": {"t": 0, "n": seq}, "published_at": "x"}
+            )
+            frame = b"id: %d\ndata: %b\n\n" % (seq, data)
+            for resp in list(clients):
+                await resp.write(frame)
+        return web.Response(text="ok")
+
+    async def ready(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/sse", sse)
+    app.router.add_post("/burst", burst)
+    app.router.add_get("/ready", ready)
+    web.run_app(
+        app, host="127.0.0.1", port=port, print=None, access_log=None, handler_cancellation=True
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def measure(bench: Bench, connections: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    pub_topics = [bench.topic(f"pub{i}") for i in range(4)]
+    raw = bench.raw_insert_notify()
+    sql = bench.sql_publish(pub_topics)
+    sql_one = bench.sql_publish(pub_topics[:1])
+    fanout_subs, burst = 1000, (20 if bench.quick else 50)
+    with bench.picloud(capacity=max(64, burst)) as server_pid:
+        http = await bench.http_publish(pub_topics)
+        out["publish"] = {
+            "connections": 4,
+            "raw_insert_notify_per_s": round(raw),
+            "sql_publish_per_s": round(sql),
+            "sql_ratio": round(sql / raw, 3),
+            "sql_publish_one_topic_per_s": round(sql_one),
+            "sql_one_topic_ratio": round(sql_one / raw, 3),
+            "http_publish_per_s": round(http),
+            "http_ratio": round(http / raw, 3),
+            "targets": {"sql_ratio": ">= 0.7", "http_ratio": ">= 0.4"},
+        }
+        out["latency"] = [await bench.latency(100), await bench.latency(1000)]
+        out["latency_targets"] = {"p99_ms_100": "<= 10", "p99_ms_1000": "<= 60", "lost": 0}
+        picloud_rate = await bench.burst_picloud(fanout_subs, burst)
+        picloud_seq_rate = await bench.burst_picloud(fanout_subs, burst, one_by_one=True)
+    with bench.picloud(capacity=64) as server_pid:
+        out["memory"] = await bench.memory(server_pid, connections)
+        out["memory"]["target_kib_per_connection"] = "<= 20"
+    with bench.bare_server() as bare_port:
+        bare_rate = await bench.burst_bare(bare_port, fanout_subs, burst)
+    out["burst_fanout"] = {
+        "subscribers": fanout_subs,
+        "messages": burst,
+        "picloud_deliveries_per_s": round(picloud_rate),
+        "picloud_one_commit_per_message_deliveries_per_s": round(picloud_seq_rate),
+        "bare_aiohttp_deliveries_per_s": round(bare_rate),
+        "ratio": round(picloud_rate / bare_rate, 3),
+        "target_ratio": ">= 0.7",
+    }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
+    parser.add_argument("--connections", type=int, default=5000, help="idle SSE connections")
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    nofile = raise_nofile()
+    if args.bare_server:
+        bare_server(args.bare_server)
+        return 0
+    from picloud.embedded import embedded_postgres
+    from picloud.migrate import migrate
+
+    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="picloud-bench-", dir=base) as tmp:
+        work = Path(tmp)
+        with embedded_postgres(work / "pg", cleanup_mode="delete") as uri:
+            migrate(uri)
+            bench = Bench(work, uri, args.quick)
+            bench.setup()
+            started = time.monotonic()
+            results = asyncio.run(measure(bench, args.connections))
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+            "python": sys.version.split()[0],
+            "nofile_limit": nofile,
+        },
+        "duration_s": round(time.monotonic() - started, 1),
+        **results,
+    }
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
