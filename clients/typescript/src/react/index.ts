@@ -46,8 +46,14 @@ export interface UseSubscriptionOptions<T> extends Omit<SubscribeOptions<T>, "si
   onMessage?: (message: TopicMessage<T>) => void;
 }
 
+/** The state while there is nothing to subscribe to. */
+function idleState<T>(): SubscriptionState<T> {
+  return { ...initialSubscriptionState<T>(), status: { state: "closed" } };
+}
+
 /**
- * Subscribes to `topic` (nothing while it is null, undefined or `enabled` is false).
+ * Subscribes to `topic` (nothing while it is null, undefined or `enabled` is false; the
+ * status is then "closed" and the messages are cleared).
  * Callbacks, `validate` and `getToken` may change between renders without
  * resubscribing; a change of client, topic, static `token` or `keep` resubscribes.
  */
@@ -60,7 +66,10 @@ export function useSubscription<T = unknown>(
   if (client === null) {
     throw new Error("useSubscription: pass options.client or render inside <PiCloudProvider>");
   }
-  const [state, setState] = useState<SubscriptionState<T>>(initialSubscriptionState);
+  const idle = topic === null || topic === undefined || !(options.enabled ?? true);
+  const [state, setState] = useState<SubscriptionState<T>>(() =>
+    idle ? idleState<T>() : initialSubscriptionState<T>(),
+  );
   const latest = useRef(options);
   latest.current = options;
   const enabled = options.enabled ?? true;
@@ -68,7 +77,10 @@ export function useSubscription<T = unknown>(
   const token = options.token;
 
   useEffect(() => {
-    if (topic === null || topic === undefined || !enabled) return undefined;
+    if (topic === null || topic === undefined || !enabled) {
+      setState((prev) => (prev.status.state === "closed" ? prev : idleState<T>()));
+      return undefined;
+    }
     let active = true;
     setState(initialSubscriptionState<T>());
     const current = latest.current;

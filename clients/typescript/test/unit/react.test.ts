@@ -88,6 +88,16 @@ describe("useSubscription", () => {
     ]);
     expect(net.calls[0]?.signal?.aborted).toBe(true);
     expect(screen.queryAllByRole("listitem")).toHaveLength(0);
+    await act(async () => {
+      second.push(frame(1, "in b"));
+      await flush();
+    });
+    expect(screen.getAllByRole("listitem").map((li) => li.textContent)).toEqual(["in b"]);
+    view.rerender(createElement(Messages, { topic: null, options: { client } }));
+    await act(async () => flush());
+    expect(net.calls[1]?.signal?.aborted).toBe(true);
+    expect(screen.getByTestId("status").textContent).toBe("closed");
+    expect(screen.queryAllByRole("listitem")).toHaveLength(0);
   });
 
   it("does nothing for a null topic and cleans up under StrictMode", async () => {
@@ -98,6 +108,7 @@ describe("useSubscription", () => {
     };
     const view = render(createElement(Messages, { topic: null, options: { client } }));
     expect(subscribe).not.toHaveBeenCalled();
+    expect(screen.getByTestId("status").textContent).toBe("closed");
     view.rerender(
       createElement(StrictMode, null, createElement(Messages, { topic: "x", options: { client } })),
     );
