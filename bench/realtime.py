@@ -54,6 +54,29 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU used by the server process and by this (load generator) process, in % of one core."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.wall = time.monotonic()
+        self.server = cpu_seconds(server_pid)
+        self.own = time.process_time()
+
+    def report(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        return {
+            "server_cpu_pct": round(100 * (cpu_seconds(self.server_pid) - self.server) / wall, 1),
+            "load_generator_cpu_pct": round(100 * (time.process_time() - self.own) / wall, 1),
+        }
+
+
 def raise_nofile() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 1 << 20
@@ -194,6 +217,7 @@ class Bench:
         self.key = ""
         self.port = 0
         self.server: subprocess.Popen[bytes] | None = None
+        self.http_cpu: dict[str, float] = {}
 
     def setup(self) -> None:
         with psycopg.connect(self.pg_uri, autocommit=True) as conn:
@@ -343,8 +367,11 @@ class Bench:
             finally:
                 writer.close()
 
+        assert self.server is not None
+        meter = CpuMeter(self.server.pid)
         started = time.monotonic()
         await asyncio.gather(*(worker(i) for i in range(4)))
+        self.http_cpu = meter.report()
         return count / (time.monotonic() - started)
 
     # ----------------------------------------------------------------------- latency
@@ -358,6 +385,8 @@ class Bench:
         )
         duration = self.duration + 1
         sent = 0
+        assert self.server is not None
+        meter = CpuMeter(self.server.pid)
         async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
             started = time.monotonic()
             while True:
@@ -373,6 +402,7 @@ class Bench:
                 )
                 sent += 1
             achieved = sent / (time.monotonic() - started)
+            cpu = meter.report()
         await poll_until(
             lambda: all(c.last >= sent for c in clients if not c.closed.done()), within=10
         )
@@ -389,6 +419,7 @@ class Bench:
             "max_ms": round(max(latencies) * 1000, 2) if latencies else None,
             "lost": lost,
             "duplicated": duplicated,
+            **cpu,
         }
 
     # ----------------------------------------------------------------------- fan-out
@@ -529,6 +560,7 @@ async def measure(bench: Bench, connections: int) -> dict[str, Any]:
             "sql_one_topic_ratio": round(sql_one / raw, 3),
             "http_publish_per_s": round(http),
             "http_ratio": round(http / raw, 3),
+            "http_cpu": bench.http_cpu,
             "targets": {"sql_ratio": ">= 0.7", "http_ratio": ">= 0.4"},
         }
         out["latency"] = [await bench.latency(100), await bench.latency(1000)]

@@ -32,9 +32,22 @@ CREATE TABLE picloud.messages (
     seq          bigint      NOT NULL CONSTRAINT messages_seq_positive CHECK (seq > 0),
     message      jsonb       NOT NULL,
     published_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (app_id, topic, seq),
-    FOREIGN KEY (app_id, topic) REFERENCES picloud.topics (app_id, name) ON DELETE CASCADE
+    -- No foreign key to topics: picloud.publish holds the topic row's lock (the counter)
+    -- until commit, so it cannot write for a topic being deleted, and a trigger on topics
+    -- deletes a topic's messages with it. (A foreign key check per publish costs about a
+    -- fifth of publish throughput.)
+    PRIMARY KEY (app_id, topic, seq)
 );
 -- Retention pruning scans by time; published_at grows with insertion order, so BRIN is enough.
 CREATE INDEX messages_published_at_brin ON picloud.messages USING brin (published_at);
-COMMENT ON TABLE picloud.messages IS 'The durable pub/sub log, written by picloud.publish: per-topic sequence numbers (the SSE event ids), gap-free in commit order. Source of SSE replay (Last-Event-ID); pruned after PICLOUD_REALTIME_RETENTION_SEC by picloud.prune_messages.';
+COMMENT ON TABLE picloud.messages IS 'The durable pub/sub log, written by picloud.publish: per-topic sequence numbers (the SSE event ids), gap-free in commit order. Source of SSE replay (Last-Event-ID); pruned after PICLOUD_REALTIME_RETENTION_SEC by picloud.prune_messages. Rows go with their topic (trigger topics_delete_messages).';
+
+CREATE UNLOGGED TABLE picloud.realtime_presence (
+    app_id      uuid        NOT NULL,
+    topic       text        NOT NULL,
+    node_id     text        NOT NULL,
+    subscribers integer     NOT NULL CONSTRAINT realtime_presence_subscribers_nonneg CHECK (subscribers >= 0),
+    reported_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (app_id, topic, node_id)
+);
+COMMENT ON TABLE picloud.realtime_presence IS 'Live SSE subscriber counts per topic as each node''s relay last reported them (every few seconds; unlogged: presence, not data). Read through the view picloud.topic_subscribers.';

@@ -28,6 +28,20 @@ $$;
 COMMENT ON FUNCTION picloud.topics_notify_close() IS
     'Trigger: a topic was deleted or closed to subscribers; relays end its live streams on commit.';
 
+CREATE OR REPLACE FUNCTION picloud.topics_delete_messages() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM picloud.messages m WHERE m.app_id = OLD.app_id AND m.topic = OLD.name;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION picloud.topics_delete_messages() IS
+    'Trigger: a deleted topic takes its messages with it (picloud.messages has no foreign key, for publish speed).';
+
+CREATE OR REPLACE TRIGGER topics_delete_messages
+    AFTER DELETE ON picloud.topics
+    FOR EACH ROW EXECUTE FUNCTION picloud.topics_delete_messages();
+
 CREATE OR REPLACE TRIGGER topics_close_streams_on_delete
     AFTER DELETE ON picloud.topics
     FOR EACH ROW EXECUTE FUNCTION picloud.topics_notify_close();

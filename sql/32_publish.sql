@@ -8,14 +8,12 @@ COMMENT ON FUNCTION picloud.max_message_bytes() IS
     'Largest message picloud.publish accepts, in bytes of its JSON text: the session setting picloud.max_message_bytes (the server sets it from PICLOUD_MAX_MESSAGE_BYTES), else 65536.';
 
 DROP FUNCTION IF EXISTS picloud.publish_message(uuid, text, jsonb);
-CREATE OR REPLACE FUNCTION picloud.publish_message(app_id uuid, topic text, message jsonb)
-RETURNS TABLE (id bigint, published_at timestamptz)
+CREATE OR REPLACE FUNCTION picloud.publish_message(
+    app_id uuid, topic text, message jsonb, OUT id bigint, OUT published_at timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_size  integer;
     v_limit integer := picloud.max_message_bytes();
-    v_seq   bigint;
-    v_at    timestamptz;
 BEGIN
     IF publish_message.message IS NULL THEN
         RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
@@ -28,21 +26,20 @@ BEGIN
     END IF;
     -- The counter row lock serialises publishers of one topic until they commit, so
     -- sequence numbers are handed out, and become visible, in commit order without gaps.
+    -- It also keeps the topic from being deleted under this publish (no orphan rows).
     UPDATE picloud.topics t SET last_seq = t.last_seq + 1
      WHERE t.app_id = publish_message.app_id AND t.name = publish_message.topic
-    RETURNING t.last_seq INTO v_seq;
+    RETURNING t.last_seq INTO id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
     END IF;
     -- Taken under the lock, so published_at also grows with seq within a topic.
-    v_at := clock_timestamp();
+    published_at := clock_timestamp();
     INSERT INTO picloud.messages (app_id, topic, seq, message, published_at)
-    VALUES (publish_message.app_id, publish_message.topic, v_seq, publish_message.message, v_at);
+    VALUES (publish_message.app_id, publish_message.topic, id, publish_message.message,
+            published_at);
     PERFORM pg_notify(picloud.realtime_channel(),
-                      publish_message.app_id || ' ' || v_seq || ' ' || publish_message.topic);
-    id := v_seq;
-    published_at := v_at;
-    RETURN NEXT;
+                      publish_message.app_id || ' ' || id || ' ' || publish_message.topic);
 END
 $$;
 COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS
@@ -50,8 +47,10 @@ COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS
 
 CREATE OR REPLACE FUNCTION picloud.publish(app_id uuid, topic text, message jsonb)
 RETURNS bigint
-LANGUAGE sql VOLATILE AS $$
-    SELECT p.id FROM picloud.publish_message(publish.app_id, publish.topic, publish.message) p
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN (picloud.publish_message(publish.app_id, publish.topic, publish.message)).id;
+END
 $$;
 COMMENT ON FUNCTION picloud.publish(uuid, text, jsonb) IS
     'Append a message to a topic''s log and notify the realtime relays, in the caller''s transaction (nothing is delivered unless it commits). Returns the per-topic sequence number. P0002: no such topic; 54000: larger than picloud.max_message_bytes(); 22023: NULL message.';

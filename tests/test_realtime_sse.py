@@ -334,4 +334,41 @@ async def test_relay_survives_losing_its_listen_connection(rt: Realtime, databas
     assert await stream.messages(6) == [(i, i) for i in range(2, 8)]
     await rt.publish("t", 8)
     assert await stream.messages(1) == [(8, 8)], "no duplicates after the back-fill"
+    metrics = (await rt.api.get("/metrics", key=None)).raw.decode()
+    assert "picloud_realtime_listen_connections 2.0" in metrics
+    assert "picloud_realtime_subscribers 1.0" in metrics
+    stream.close()
+
+
+async def test_subscriber_counts_reach_the_operators_view(rt: Realtime, database: str) -> None:
+    await rt.topic("busy")
+    await rt.topic("quiet")
+    streams = [await rt.subscribe("busy") for _ in range(3)]
+    await rt.relay.report_presence()
+
+    def view() -> dict[str, tuple[int, int]]:
+        with psycopg.connect(database) as conn:
+            rows = conn.execute(
+                "SELECT topic, subscribers, nodes FROM picloud.topic_subscribers WHERE app_id = %s",
+                (rt.app["id"],),
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    assert view() == {"busy": (3, 1), "quiet": (0, 0)}
+    for s in streams:
+        s.close()
+    await until(lambda: rt.relay.hub.subscriber_count() == 0)
+    await rt.relay.report_presence()
+    assert view() == {"busy": (0, 0), "quiet": (0, 0)}
+
+
+async def test_rolled_back_publish_never_reaches_a_subscriber(rt: Realtime, database: str) -> None:
+    await rt.topic("t")
+    stream = await rt.subscribe("t")
+    with psycopg.connect(database) as conn:
+        conn.execute("SELECT picloud.publish(%s, 't', '\"doomed\"')", (rt.app["id"],))
+        conn.rollback()
+        conn.execute("SELECT picloud.publish(%s, 't', '\"kept\"')", (rt.app["id"],))
+        conn.commit()
+    assert await stream.messages(1) == [(1, "kept")]
     stream.close()

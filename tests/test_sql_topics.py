@@ -257,3 +257,31 @@ def test_sql_functions_work_for_a_plain_psql_user(database: str) -> None:
         app = make_app(conn, "psql")
         make_topic(conn, app, "t")
         assert publish(conn, app, "t", '{"hello": "world"}') == 1
+
+
+def test_topic_delete_takes_its_messages_even_racing_a_publish(
+    database: str, db: psycopg.Connection[Row]
+) -> None:
+    app = make_app(db)
+    make_topic(db, app, "gone")
+    make_topic(db, app, "kept")
+    publish(db, app, "kept", "1")
+    publisher = psycopg.connect(database)
+    publish(publisher, app, "gone", "1")  # uncommitted: holds the topic row
+    deleted = threading.Event()
+
+    def delete() -> None:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("DELETE FROM picloud.topics WHERE app_id = %s AND name = 'gone'", (app,))
+        deleted.set()
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    assert not deleted.wait(0.3), "the delete waits for the publish to finish"
+    publisher.commit()
+    publisher.close()
+    thread.join(10)
+    rows = db.execute("SELECT topic, seq FROM picloud.messages ORDER BY topic").fetchall()
+    assert rows == [{"topic": "kept", "seq": 1}], "no orphan left behind"
+    with pytest.raises(errors.NoDataFound):
+        publish(db, app, "gone", "2")

@@ -44,3 +44,8 @@ SELECT t.app_id::text AS app_id, t.name AS topic
 -- name: prune_messages
 -- Delete messages older than the retention period.
 SELECT picloud.prune_messages(make_interval(secs => %(retention_sec)s)) AS deleted;
+
+-- name: report_presence
+-- This node's live subscriber counts per topic (replacing its previous report).
+SELECT picloud.report_presence(%(node_id)s, %(app_ids)s::uuid[], %(topics)s::text[],
+                               %(counts)s::integer[]) AS reported;

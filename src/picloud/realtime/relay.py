@@ -21,6 +21,7 @@ import sys
 from collections import defaultdict
 
 import psycopg
+from prometheus_client import Gauge
 from psycopg_pool import PoolTimeout
 
 from picloud.db import connect_options
@@ -36,6 +37,7 @@ MESSAGES_CHANNEL = "picloud_realtime"
 CONTROL_CHANNEL = "picloud_realtime_control"
 FETCH_PAGE = 500
 RECONNECT_DELAY_SEC = (0.05, 0.2, 0.5, 1.0, 2.0)
+PRESENCE_INTERVAL_SEC = 10.0
 EVERYTHING = sys.maxsize
 
 
@@ -53,6 +55,29 @@ class Relay:
         self.listening = asyncio.Event()
         self.connections = 0  # LISTEN connections opened so far (1 + reconnects)
         self.listen_pid: int | None = None
+        self._register_metrics()
+
+    def _register_metrics(self) -> None:
+        registry = self.state.metrics.registry
+        hub = self.hub
+        gauges = {
+            "picloud_realtime_subscribers": ("Live SSE subscribers", hub.subscriber_count),
+            "picloud_realtime_channels": ("Channels with subscribers", lambda: len(hub.channels)),
+            "picloud_realtime_frames_delivered": (
+                "Frames written to live subscribers since start",
+                lambda: hub.delivered,
+            ),
+            "picloud_realtime_overflows": (
+                "Subscribers cut off for falling behind since start",
+                lambda: hub.overflows,
+            ),
+            "picloud_realtime_listen_connections": (
+                "LISTEN connections opened since start (1 + reconnects)",
+                lambda: self.connections,
+            ),
+        }
+        for name, (doc, read) in gauges.items():
+            Gauge(name, doc, registry=registry).set_function(read)
 
     # -- called by the SSE handler -------------------------------------------------
     def channel_created(self, key: ChannelKey) -> None:
@@ -65,6 +90,7 @@ class Relay:
         stopping = self.state.stopping
         pump = asyncio.create_task(self._pump(), name="picloud-relay-pump")
         beat = asyncio.create_task(self._heartbeat(), name="picloud-relay-heartbeat")
+        presence = asyncio.create_task(self._presence(), name="picloud-relay-presence")
         failures = 0
         try:
             while not stopping.is_set():
@@ -82,9 +108,9 @@ class Relay:
                         await asyncio.wait_for(stopping.wait(), delay)
         finally:
             self.listening.clear()
-            for task in (pump, beat):
+            for task in (pump, beat, presence):
                 task.cancel()
-            await asyncio.gather(pump, beat, return_exceptions=True)
+            await asyncio.gather(pump, beat, presence, return_exceptions=True)
 
     async def _listen_once(self) -> None:
         settings = self.state.settings
@@ -197,6 +223,30 @@ class Relay:
             await asyncio.sleep(interval)
             self.hub.heartbeat()
             self.hub.reap_idle()
+
+    async def report_presence(self, *, leaving: bool = False) -> None:
+        """Report this node's subscribers per topic (read in picloud.topic_subscribers)."""
+        channels = [] if leaving else list(self.hub.channels.values())
+        params = {
+            "node_id": self.state.node_id,
+            "app_ids": [c.key[0] for c in channels],
+            "topics": [c.key[1] for c in channels],
+            "counts": [len(c.subscribers) for c in channels],
+        }
+        async with self.state.db.connection() as conn:
+            await conn.execute(q("report_presence"), params)
+
+    async def _presence(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.report_presence()
+                except (psycopg.Error, PoolTimeout) as exc:
+                    log.warning("could not report subscriber counts (%s)", exc)
+                await asyncio.sleep(PRESENCE_INTERVAL_SEC)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self.report_presence(leaving=True)), 2)
 
 
 @role("relay")
