@@ -16,6 +16,7 @@ from picloud.settings import Settings
 
 # Importing these modules registers their routes and roles.
 from picloud.web import apps as _apps  # noqa: F401
+from picloud.web import dashboard as _dashboard  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
