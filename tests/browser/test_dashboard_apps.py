@@ -6,7 +6,7 @@ import uuid
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import JsErrors, ThreadServer, sign_in
+from tests.browser.conftest import PHONE, JsErrors, ThreadServer, screenshot, sign_in
 from tests.fix_server import ADMIN_KEY
 
 
@@ -67,6 +67,9 @@ def test_apps_tab_lists_creates_and_adds_a_domain(page: Page, live_server: Threa
     (made,) = [a for a in live_server.call("GET", "/api/v1/apps")["apps"] if a["slug"] == slug]
     listed = live_server.call("GET", f"/api/v1/apps/{made['id']}/domains")["domains"]
     assert [d["host"] for d in listed] == [host]
+    screenshot(page, "apps-desktop")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "apps-phone")
 
 
 def test_an_app_key_signs_in_to_its_own_app(page: Page, live_server: ThreadServer) -> None:

@@ -176,7 +176,7 @@ async function renderDomains() {
   }
   const { domains } = await api.get(appPath(app.id, "domains"));
   list.replaceChildren(
-    el("li", { class: "muted" }, `${app.slug}.<base domain> (always)`),
+    el("li", { class: "muted" }, `${app.slug}.<PICLOUD_BASE_DOMAIN> (always)`),
     ...domains.map((d) =>
       el(
         "li",
@@ -443,8 +443,9 @@ async function refreshDeliveries() {
         { "data-delivery": d.id },
         el("td", { "data-label": "Id" }, el("strong", {}, `#${d.id}`)),
         el("td", { "data-label": "Source" }, d.source ?? ""),
+        el("td", { "data-label": "Subject", class: "wrap" }, el("code", {}, d.subject ?? "")),
         el("td", { "data-label": "Status" }, statusPill(d.status)),
-        el("td", { "data-label": "Attempts" }, String(d.attempts ?? 0)),
+        el("td", { "data-label": "Attempts" }, `${d.attempts ?? 0} / ${d.max_attempts ?? "?"}`),
         el("td", { "data-label": "Created" }, formatTime(d.created_at)),
         el("td", { "data-label": "Last error", class: "wrap" }, d.last_error ?? ""),
         el(
@@ -542,9 +543,14 @@ async function refreshDeadLetters() {
         { "data-dead-letter": dl.id },
         el("td", { "data-label": "Id" }, el("strong", {}, `#${dl.id}`)),
         el("td", { "data-label": "Source" }, dl.source ?? ""),
-        el("td", { "data-label": "Delivery" }, dl.delivery_id ? `#${dl.delivery_id}` : ""),
-        el("td", { "data-label": "Failed" }, formatTime(dl.created_at ?? dl.failed_at)),
-        el("td", { "data-label": "Error", class: "wrap" }, dl.last_error ?? dl.error ?? ""),
+        el("td", { "data-label": "Subject", class: "wrap" }, el("code", {}, dl.subject ?? "")),
+        el("td", { "data-label": "Failed" }, formatTime(dl.created_at)),
+        el("td", { "data-label": "Last error", class: "wrap" }, dl.last_error ?? ""),
+        el(
+          "td",
+          { "data-label": "Retried" },
+          dl.retry_delivery_id ? `as delivery #${dl.retry_delivery_id}` : "—",
+        ),
         el(
           "td",
           { class: "row-actions" },
