@@ -22,13 +22,22 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from picloud.bootstrap import ensure_admin
 from picloud.settings import Settings
 from picloud.web.app import create_app
 from tests.fix_db import PgServer
 from tests.fix_server import ADMIN_KEY, free_port, make_test_settings
+
+expect.set_options(timeout=10_000)
 
 CHROMIUM = os.environ.get("PICLOUD_TEST_CHROMIUM", "/usr/bin/chromium")
 # The machine's network is closed: without these Chromium keeps trying to phone home.

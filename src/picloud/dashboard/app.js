@@ -346,6 +346,23 @@ async function publish(form) {
   }, form);
 }
 
+async function mintToken(form) {
+  const app = currentApp();
+  const data = new FormData(form);
+  const topic = data.get("topic");
+  const card = form.parentElement;
+  if (!app || !topic) return setFormError(card, "Create a topic first.");
+  await attempt(async () => {
+    const minted = await api.post(appPath(app.id, "topics", topic, "tokens"), {
+      ttl_seconds: Number(data.get("ttl_seconds")),
+    });
+    $("#token-value").textContent = minted.token;
+    $("#token-expiry").textContent =
+      `For ${topic} in ${app.slug}; expires ${formatTime(minted.expires_at)}.`;
+    $("#token-result").hidden = false;
+  }, card);
+}
+
 // ---------------------------------------------------------------- live tail
 
 function setTailState(name, detail) {
@@ -705,6 +722,7 @@ function wire() {
   );
   onSubmit("#create-topic-form", createTopic);
   onSubmit("#publish-form", publish);
+  onSubmit("#token-form", mintToken);
   onSubmit("#tail-form", (form) => startTail(new FormData(form).get("topic")));
   $("#tail-stop").addEventListener("click", stopTail);
   $("#tail-clear").addEventListener("click", () => $("#tail-list").replaceChildren());
