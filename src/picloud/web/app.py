@@ -11,13 +11,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from picloud.db import open_pool
-from picloud.roles import start_roles, stop_roles
-from picloud.settings import Settings
 
 # Importing these modules registers their routes and roles.
+from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
+from picloud.roles import start_roles, stop_roles
+from picloud.settings import Settings
 from picloud.web import apps as _apps  # noqa: F401
 from picloud.web import dashboard as _dashboard  # noqa: F401
+from picloud.web import deliveries as _deliveries  # noqa: F401
+from picloud.web import handlers as _handlers  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
+from picloud.web import triggers as _triggers  # noqa: F401
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
 from picloud.web.state import STATE, AppState

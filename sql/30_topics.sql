@@ -1,0 +1,67 @@
+-- Topics: name rules, and the control notifications that end live SSE streams when a
+-- topic goes away or is closed to subscribers (on every node, whatever deleted it).
+
+CREATE OR REPLACE FUNCTION picloud.topic_name_valid(name text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT topic_name_valid.name IS NOT NULL AND topic_name_valid.name ~ '^[A-Za-z0-9_.:-]{1,128}$'
+$$;
+COMMENT ON FUNCTION picloud.topic_name_valid(text) IS
+    'Topic names are 1-128 characters of A-Z a-z 0-9 _ . : - (''*'' is reserved for patterns).';
+
+CREATE OR REPLACE FUNCTION picloud.realtime_channel() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_realtime' $$;
+COMMENT ON FUNCTION picloud.realtime_channel() IS
+    'NOTIFY channel of published messages; payload ''<app_id> <seq> <topic>'' (ids only, never bodies).';
+
+CREATE OR REPLACE FUNCTION picloud.realtime_control_channel() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_realtime_control' $$;
+COMMENT ON FUNCTION picloud.realtime_control_channel() IS
+    'NOTIFY channel telling relays to end the streams of a topic; payload ''close <app_id> <topic>''.';
+
+CREATE OR REPLACE FUNCTION picloud.topics_notify_close() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(picloud.realtime_control_channel(), 'close ' || OLD.app_id || ' ' || OLD.name);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION picloud.topics_notify_close() IS
+    'Trigger: a topic was deleted or closed to subscribers; relays end its live streams on commit.';
+
+CREATE OR REPLACE TRIGGER topics_close_streams_on_delete
+    AFTER DELETE ON picloud.topics
+    FOR EACH ROW EXECUTE FUNCTION picloud.topics_notify_close();
+
+-- Streams are ended when access becomes narrower (no longer external, or public -> token);
+-- clients reconnect and are authorised again.
+CREATE OR REPLACE TRIGGER topics_close_streams_on_restrict
+    AFTER UPDATE OF external_subscribable, auth_mode ON picloud.topics
+    FOR EACH ROW
+    WHEN ((OLD.external_subscribable AND NOT NEW.external_subscribable)
+          OR (OLD.auth_mode = 'public' AND NEW.auth_mode <> 'public'))
+    EXECUTE FUNCTION picloud.topics_notify_close();
+
+DROP FUNCTION IF EXISTS picloud.create_topic(uuid, text, boolean, text);
+CREATE OR REPLACE FUNCTION picloud.create_topic(
+    app_id uuid, name text, external_subscribable boolean DEFAULT false,
+    auth_mode text DEFAULT 'token')
+RETURNS SETOF picloud.topics
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF NOT picloud.topic_name_valid(create_topic.name) THEN
+        RAISE EXCEPTION 'invalid topic name %: use 1-128 characters of A-Z a-z 0-9 _ . : -',
+            coalesce(quote_literal(left(create_topic.name, 140)), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF create_topic.auth_mode IS NULL OR create_topic.auth_mode NOT IN ('public', 'token') THEN
+        RAISE EXCEPTION 'auth_mode must be ''public'' or ''token''' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    INSERT INTO picloud.topics AS t (app_id, name, external_subscribable, auth_mode)
+    VALUES (create_topic.app_id, create_topic.name,
+            coalesce(create_topic.external_subscribable, false), create_topic.auth_mode)
+    RETURNING t.*;
+END
+$$;
+COMMENT ON FUNCTION picloud.create_topic(uuid, text, boolean, text) IS
+    'Create a topic; 22023 for a bad name or auth_mode, 23505 when it exists.';

@@ -1,0 +1,191 @@
+-- Subscriber tokens: HMAC-SHA256 over the app's signing key, signed and checked in SQL.
+--
+-- Token: base64url(payload) '.' base64url(mac), payload = '<key version>.<expiry unix
+-- seconds>.<app id>.<topic>' (UTF-8), mac = HMAC-SHA256(key, 'picloud-subscriber.' || payload).
+
+CREATE OR REPLACE FUNCTION picloud.base64url_encode(data bytea) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT translate(encode(base64url_encode.data, 'base64'), E'+/=\n', '-_')
+$$;
+COMMENT ON FUNCTION picloud.base64url_encode(bytea) IS 'RFC 4648 base64url without padding.';
+
+CREATE OR REPLACE FUNCTION picloud.base64url_decode(data text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT decode(rpad(translate(base64url_decode.data, '-_', '+/'),
+                       (length(base64url_decode.data) + 3) / 4 * 4, '='), 'base64')
+$$;
+COMMENT ON FUNCTION picloud.base64url_decode(text) IS
+    'Inverse of picloud.base64url_encode; raises 22023 on characters outside the alphabet.';
+
+DROP FUNCTION IF EXISTS picloud.app_signing_key(uuid);
+CREATE OR REPLACE FUNCTION picloud.app_signing_key(app_id uuid)
+RETURNS TABLE (signing_key bytea, key_version integer)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY SELECT s.signing_key, s.key_version FROM picloud.app_secrets s
+                  WHERE s.app_id = app_signing_key.app_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- First mint for this app: create the key. Concurrent first mints both try; the loser's
+    -- insert does nothing and the next statement sees the winner's committed row.
+    INSERT INTO picloud.app_secrets (app_id, signing_key)
+    VALUES (app_signing_key.app_id, picloud.random_bytes_32())
+    ON CONFLICT DO NOTHING;
+    RETURN QUERY SELECT s.signing_key, s.key_version FROM picloud.app_secrets s
+                  WHERE s.app_id = app_signing_key.app_id;
+END
+$$;
+COMMENT ON FUNCTION picloud.app_signing_key(uuid) IS
+    'The app''s current token signing key and its version, created on first use (race-free).';
+
+CREATE OR REPLACE FUNCTION picloud.subscriber_token(
+    app_id uuid, topic text, ttl interval DEFAULT '1 hour')
+RETURNS text
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_key     bytea;
+    v_version integer;
+    v_payload bytea;
+BEGIN
+    IF subscriber_token.ttl IS NULL OR subscriber_token.ttl <= interval '0'
+       OR subscriber_token.ttl > interval '30 days' THEN
+        RAISE EXCEPTION 'ttl must be more than 0 and at most 30 days' USING ERRCODE = '22023';
+    END IF;
+    PERFORM 1 FROM picloud.topics t
+      WHERE t.app_id = subscriber_token.app_id AND t.name = subscriber_token.topic;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
+    END IF;
+    SELECT k.signing_key, k.key_version INTO v_key, v_version
+      FROM picloud.app_signing_key(subscriber_token.app_id) k;
+    v_payload := convert_to(
+        v_version || '.' || floor(extract(epoch FROM now() + subscriber_token.ttl))::bigint
+        || '.' || subscriber_token.app_id || '.' || subscriber_token.topic, 'UTF8');
+    RETURN picloud.base64url_encode(v_payload) || '.' || picloud.base64url_encode(
+        picloud.hmac_sha256(v_key, convert_to('picloud-subscriber.', 'UTF8') || v_payload));
+END
+$$;
+COMMENT ON FUNCTION picloud.subscriber_token(uuid, text, interval) IS
+    'Mint a subscriber token for one topic of one app, valid for ttl (at most 30 days), signed with the app''s current key (created on first use). P0002 when the topic does not exist.';
+
+DROP FUNCTION IF EXISTS picloud.subscriber_token_claims(text);
+CREATE OR REPLACE FUNCTION picloud.subscriber_token_claims(token text)
+RETURNS TABLE (key_version integer, expires_at timestamptz, app_id uuid, topic text)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    v_fields text[];
+BEGIN
+    -- What a token says, WITHOUT checking its signature (for display and diagnosis).
+    IF subscriber_token_claims.token IS NULL
+       OR length(subscriber_token_claims.token) > 2048
+       OR subscriber_token_claims.token !~ '^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{43}$' THEN
+        RETURN;
+    END IF;
+    v_fields := regexp_match(
+        convert_from(picloud.base64url_decode(split_part(subscriber_token_claims.token, '.', 1)),
+                     'UTF8'),
+        '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(.{1,128})$');
+    IF v_fields IS NULL THEN
+        RETURN;
+    END IF;
+    key_version := v_fields[1]::integer;
+    expires_at := to_timestamp(v_fields[2]::bigint);
+    app_id := v_fields[3]::uuid;
+    topic := v_fields[4];
+    RETURN NEXT;
+EXCEPTION WHEN data_exception THEN
+    RETURN;  -- not base64url, not UTF-8: not a token
+END
+$$;
+COMMENT ON FUNCTION picloud.subscriber_token_claims(text) IS
+    'The claims of a subscriber token (key version, expiry, app, topic) WITHOUT verifying it; no row when it is malformed.';
+
+CREATE OR REPLACE FUNCTION picloud.verify_subscriber_token(app_id uuid, topic text, token text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_claims  record;
+    v_secret  record;
+    v_key     bytea;
+    v_payload bytea;
+BEGIN
+    SELECT * INTO v_claims FROM picloud.subscriber_token_claims(verify_subscriber_token.token);
+    IF NOT FOUND
+       OR v_claims.app_id <> verify_subscriber_token.app_id
+       OR v_claims.topic <> verify_subscriber_token.topic
+       OR v_claims.expires_at <= now() THEN
+        RETURN false;
+    END IF;
+    SELECT s.signing_key, s.key_version, s.previous_key, s.previous_valid_until INTO v_secret
+      FROM picloud.app_secrets s WHERE s.app_id = verify_subscriber_token.app_id;
+    IF NOT FOUND THEN
+        RETURN false;
+    ELSIF v_claims.key_version = v_secret.key_version THEN
+        v_key := v_secret.signing_key;
+    ELSIF v_claims.key_version = v_secret.key_version - 1
+          AND v_secret.previous_valid_until > now() THEN
+        v_key := v_secret.previous_key;
+    ELSE
+        RETURN false;
+    END IF;
+    v_payload := picloud.base64url_decode(split_part(verify_subscriber_token.token, '.', 1));
+    RETURN picloud.digests_equal(
+        picloud.base64url_decode(split_part(verify_subscriber_token.token, '.', 2)),
+        picloud.hmac_sha256(v_key, convert_to('picloud-subscriber.', 'UTF8') || v_payload));
+END
+$$;
+COMMENT ON FUNCTION picloud.verify_subscriber_token(uuid, text, text) IS
+    'True when the token is well formed, for this app and topic, unexpired, and signed by the app''s current key (or the previous one within its grace). Timing-safe MAC comparison.';
+
+CREATE OR REPLACE FUNCTION picloud.authorize_subscribe(app_id uuid, topic text, token text)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_topic record;
+BEGIN
+    SELECT t.external_subscribable, t.auth_mode INTO v_topic FROM picloud.topics t
+     WHERE t.app_id = authorize_subscribe.app_id AND t.name = authorize_subscribe.topic;
+    IF NOT FOUND OR NOT v_topic.external_subscribable THEN
+        RETURN 'not_found';  -- missing and internal topics look the same
+    END IF;
+    IF v_topic.auth_mode = 'public' THEN
+        RETURN 'allow';
+    END IF;
+    IF picloud.verify_subscriber_token(authorize_subscribe.app_id, authorize_subscribe.topic,
+                                       authorize_subscribe.token) THEN
+        RETURN 'allow';
+    END IF;
+    RETURN 'unauthorized';
+END
+$$;
+COMMENT ON FUNCTION picloud.authorize_subscribe(uuid, text, text) IS
+    'May this token subscribe to this topic? ''allow'', ''not_found'' (missing or not external_subscribable: indistinguishable) or ''unauthorized'' (token-mode topic, token missing or invalid for any reason, never said which).';
+
+CREATE OR REPLACE FUNCTION picloud.rotate_app_secret(app_id uuid, grace interval DEFAULT '1 hour')
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_version integer;
+BEGIN
+    IF rotate_app_secret.grace IS NULL OR rotate_app_secret.grace < interval '0' THEN
+        RAISE EXCEPTION 'grace must be zero or more' USING ERRCODE = '22023';
+    END IF;
+    PERFORM 1 FROM picloud.apps a WHERE a.id = rotate_app_secret.app_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such app' USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM picloud.app_signing_key(rotate_app_secret.app_id);
+    UPDATE picloud.app_secrets s
+       SET previous_key = s.signing_key,
+           previous_valid_until = now() + rotate_app_secret.grace,
+           signing_key = picloud.random_bytes_32(),
+           key_version = s.key_version + 1,
+           rotated_at = now()
+     WHERE s.app_id = rotate_app_secret.app_id
+    RETURNING s.key_version INTO v_version;
+    RETURN v_version;
+END
+$$;
+COMMENT ON FUNCTION picloud.rotate_app_secret(uuid, interval) IS
+    'Replace the app''s token signing key; tokens signed by the previous key stay valid for grace. Returns the new key version.';

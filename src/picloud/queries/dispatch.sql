@@ -1,0 +1,33 @@
+-- name: listen_dispatch
+-- Subscribe this (dedicated, autocommit) connection to the dispatcher's wake-up channel.
+LISTEN picloud_dispatch;
+
+-- name: claim_deliveries
+-- Lease up to max due deliveries, with their handlers.
+SELECT id, app_id, trigger_id, handler_id, source, subject, event, attempt, max_attempts,
+       lease_expires_at, handler_kind, url, secret, function, timeout_ms
+  FROM picloud.claim_deliveries(%(worker)s, %(max)s, %(lease)s);
+
+-- name: complete_delivery
+-- Mark a leased delivery done; false when the lease was lost.
+SELECT picloud.complete_delivery(%(id)s, %(worker)s) AS ok;
+
+-- name: fail_delivery
+-- Record a failed attempt: retry, dead or stale.
+SELECT picloud.fail_delivery(%(id)s, %(worker)s, %(error)s) AS outcome;
+
+-- name: release_delivery
+-- Give back a leased delivery whose handler did not finish (shutting down).
+SELECT picloud.release_delivery(%(id)s, %(worker)s) AS ok;
+
+-- name: next_delivery_due
+-- Seconds until the next delivery becomes claimable (NULL when none is queued).
+SELECT extract(epoch FROM picloud.next_delivery_due() - clock_timestamp())::float8 AS seconds;
+
+-- name: prune_deliveries
+-- Delete successful deliveries older than the retention.
+SELECT picloud.prune_deliveries(%(older_than)s) AS pruned;
+
+-- name: set_statement_timeout
+-- Statement timeout for the rest of this transaction (an SQL handler's time limit).
+SELECT set_config('statement_timeout', %(ms)s, true);

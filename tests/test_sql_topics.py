@@ -1,0 +1,259 @@
+"""SQL level: topics, transactional publish, gap-free sequences, retention."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+from psycopg.rows import dict_row
+
+from picloud.db import Row
+
+
+def make_app(db: psycopg.Connection[Row], slug: str = "app") -> uuid.UUID:
+    row = db.execute(
+        "INSERT INTO picloud.apps (slug, name) VALUES (%s, %s) RETURNING id", (slug, slug)
+    ).fetchone()
+    assert row is not None
+    app_id: uuid.UUID = row["id"]
+    return app_id
+
+
+def make_topic(
+    db: psycopg.Connection[Row],
+    app_id: uuid.UUID,
+    name: str = "news",
+    *,
+    external: bool = True,
+    auth_mode: str = "token",
+) -> None:
+    db.execute(
+        "SELECT * FROM picloud.create_topic(%s, %s, %s, %s)", (app_id, name, external, auth_mode)
+    )
+
+
+def publish(conn: psycopg.Connection[Any], app_id: uuid.UUID, topic: str, message: str) -> int:
+    row = conn.execute(
+        "SELECT picloud.publish(%s, %s, %s::jsonb)", (app_id, topic, message)
+    ).fetchone()
+    assert row is not None
+    seq: int = row["publish"] if isinstance(row, dict) else row[0]
+    return seq
+
+
+def test_topic_names_and_modes(db: psycopg.Connection[Row]) -> None:
+    app = make_app(db)
+    for good in ["a", "A.b:c-d_e", "x" * 128, "0"]:
+        make_topic(db, app, good)
+    for bad in ["", "x" * 129, "a*", "with space", "é", "a/b", None]:
+        with pytest.raises(errors.InvalidParameterValue):
+            make_topic(db, app, bad)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidParameterValue):
+        make_topic(db, app, "m", auth_mode="secret")
+    with pytest.raises(errors.UniqueViolation):
+        make_topic(db, app, "a")
+    # Plain DML is held to the same rules by the table's constraints.
+    with pytest.raises(errors.CheckViolation):
+        db.execute("INSERT INTO picloud.topics (app_id, name) VALUES (%s, 'a*b')", (app,))
+    with pytest.raises(errors.CheckViolation):
+        db.execute(
+            "INSERT INTO picloud.topics (app_id, name, auth_mode) VALUES (%s, 'ok', 'x')", (app,)
+        )
+    row = db.execute(
+        "SELECT external_subscribable, auth_mode FROM picloud.topics"
+        " WHERE app_id = %s AND name = 'a'",
+        (app,),
+    ).fetchone()
+    assert row == {"external_subscribable": True, "auth_mode": "token"}
+    db.execute("INSERT INTO picloud.topics (app_id, name) VALUES (%s, 'defaults')", (app,))
+    row = db.execute(
+        "SELECT external_subscribable, auth_mode FROM picloud.topics WHERE name = 'defaults'"
+    ).fetchone()
+    assert row == {"external_subscribable": False, "auth_mode": "token"}
+
+
+def test_publish_appends_with_sequence_and_validates(db: psycopg.Connection[Row]) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    assert [publish(db, app, "t", f'{{"n": {i}}}') for i in range(3)] == [1, 2, 3]
+    rows = db.execute(
+        "SELECT seq, message, published_at FROM picloud.messages WHERE app_id = %s ORDER BY seq",
+        (app,),
+    ).fetchall()
+    assert [(r["seq"], r["message"]) for r in rows] == [(1, {"n": 0}), (2, {"n": 1}), (3, {"n": 2})]
+    stamps = [r["published_at"] for r in rows]
+    assert stamps == sorted(stamps)
+    row = db.execute("SELECT * FROM picloud.publish_message(%s, 't', '\"x\"')", (app,)).fetchone()
+    assert row is not None and row["id"] == 4
+    assert (
+        row["published_at"]
+        == db.execute("SELECT published_at FROM picloud.messages WHERE seq = 4").fetchone()[
+            "published_at"
+        ]
+    )  # type: ignore[index]
+
+    with pytest.raises(errors.NoDataFound):
+        publish(db, app, "missing", "1")
+    with pytest.raises(errors.NoDataFound):
+        publish(db, uuid.uuid4(), "t", "1")
+    with pytest.raises(errors.InvalidParameterValue):
+        db.execute("SELECT picloud.publish(%s, 't', NULL)", (app,))
+    db.execute("SET picloud.max_message_bytes = 20")
+    assert publish(db, app, "t", '"' + "y" * 18 + '"') == 5
+    with pytest.raises(errors.ProgramLimitExceeded, match="more than the limit of 20 bytes"):
+        publish(db, app, "t", '"' + "y" * 19 + '"')
+    db.execute("RESET picloud.max_message_bytes")
+    assert db.execute("SELECT picloud.max_message_bytes() AS n").fetchone() == {"n": 65536}
+
+
+def _listen(database: str) -> psycopg.Connection[tuple[Any, ...]]:
+    conn = psycopg.connect(database, autocommit=True)
+    conn.execute("LISTEN picloud_realtime")
+    return conn
+
+
+def _drain(conn: psycopg.Connection[Any], timeout: float = 0.5) -> list[str]:
+    return [n.payload for n in conn.notifies(timeout=timeout)]
+
+
+def test_rolled_back_publish_is_never_delivered(database: str, db: psycopg.Connection[Row]) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    listener = _listen(database)
+    with psycopg.connect(database) as pub:
+        publish(pub, app, "t", '"doomed"')
+        pub.rollback()
+        assert publish(pub, app, "t", '"kept"') == 1, "the rolled-back number is reused"
+        pub.commit()
+    got = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    got += _drain(listener, 0.3)
+    listener.close()
+    assert got == [f"{app} 1 t"]
+    rows = db.execute("SELECT seq, message FROM picloud.messages").fetchall()
+    assert rows == [{"seq": 1, "message": "kept"}]
+
+
+def test_publishers_of_one_topic_commit_in_sequence_order(
+    database: str, db: psycopg.Connection[Row]
+) -> None:
+    """A later publisher waits for an earlier uncommitted one: seq order == commit order."""
+    app = make_app(db)
+    make_topic(db, app, "t")
+    make_topic(db, app, "other")
+    first = psycopg.connect(database)
+    assert publish(first, app, "t", '"first"') == 1  # open transaction holds the counter
+    result: list[int] = []
+    second_done = threading.Event()
+
+    def second() -> None:
+        with psycopg.connect(database, autocommit=True) as conn:
+            result.append(publish(conn, app, "t", '"second"'))
+        second_done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    # Another topic is not blocked.
+    assert publish(db, app, "other", '"free"') == 1
+    assert not second_done.wait(0.3), "the second publisher must wait for the first to commit"
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert result == [2]
+
+
+def test_sequences_gap_free_under_concurrent_out_of_order_commits(
+    database: str, db: psycopg.Connection[Row]
+) -> None:
+    """Many publishers, random think time inside their transactions, some rolling back:
+    the committed log is 1..N without gaps and notifications arrive in sequence order,
+    so a reader that only ever asks for ``seq > last seen`` never skips a message."""
+    app = make_app(db)
+    make_topic(db, app, "t")
+    listener = _listen(database)
+    committed: list[int] = []
+    lock = threading.Lock()
+    rng = random.Random(7)
+    plans = [[(rng.random() * 0.01, rng.random() < 0.2) for _ in range(15)] for _ in range(6)]
+
+    def worker(plan: list[tuple[float, bool]]) -> None:
+        with psycopg.connect(database) as conn:
+            for pause, rollback in plan:
+                seq = publish(conn, app, "t", '"m"')
+                time.sleep(pause)
+                if rollback:
+                    conn.rollback()
+                else:
+                    conn.commit()
+                    with lock:
+                        committed.append(seq)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    expected = sum(1 for p in plans for _, rb in p if not rb)
+    seqs = [int(n.payload.split()[1]) for n in listener.notifies(timeout=10, stop_after=expected)]
+    seqs += [int(p.split()[1]) for p in _drain(listener, 0.3)]
+    listener.close()
+    assert sorted(committed) == list(range(1, expected + 1))
+    assert seqs == list(range(1, expected + 1)), "notifications in commit (= sequence) order"
+    rows = db.execute("SELECT seq FROM picloud.messages ORDER BY seq").fetchall()
+    assert [r["seq"] for r in rows] == list(range(1, expected + 1))
+
+
+def test_notify_payload_is_small_and_topic_delete_notifies_control(
+    database: str, db: psycopg.Connection[Row]
+) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t" * 128)
+    make_topic(db, app, "gone")
+    listener = psycopg.connect(database, autocommit=True)
+    listener.execute("LISTEN picloud_realtime")
+    listener.execute("LISTEN picloud_realtime_control")
+    big = '"' + "z" * 60000 + '"'
+    publish(db, app, "t" * 128, big)
+    db.execute("UPDATE picloud.topics SET auth_mode = 'public' WHERE name = 'gone'")
+    db.execute("UPDATE picloud.topics SET auth_mode = 'token' WHERE name = 'gone'")
+    db.execute("DELETE FROM picloud.topics WHERE name = 'gone'")
+    db.execute("DELETE FROM picloud.apps WHERE id = %s", (app,))
+    got = [(n.channel, n.payload) for n in listener.notifies(timeout=5, stop_after=4)]
+    got += [(n.channel, n.payload) for n in listener.notifies(timeout=0.3)]
+    listener.close()
+    assert got == [
+        ("picloud_realtime", f"{app} 1 {'t' * 128}"),
+        ("picloud_realtime_control", f"close {app} gone"),  # public -> token narrows access
+        ("picloud_realtime_control", f"close {app} gone"),
+        ("picloud_realtime_control", f"close {app} {'t' * 128}"),  # app delete cascades
+    ]
+    assert db.execute("SELECT count(*) AS n FROM picloud.messages").fetchone() == {"n": 0}
+
+
+def test_prune_messages_removes_only_old_ones(db: psycopg.Connection[Row]) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    for _ in range(5):
+        publish(db, app, "t", "1")
+    db.execute(
+        "UPDATE picloud.messages SET published_at = now() - interval '2 hours' WHERE seq <= 3"
+    )
+    assert db.execute("SELECT picloud.prune_messages('1 hour') AS n").fetchone() == {"n": 3}
+    rows = db.execute("SELECT seq FROM picloud.messages ORDER BY seq").fetchall()
+    assert [r["seq"] for r in rows] == [4, 5]
+    assert publish(db, app, "t", "1") == 6, "the counter survives pruning"
+    with pytest.raises(errors.InvalidParameterValue):
+        db.execute("SELECT picloud.prune_messages('-1 hour')")
+
+
+def test_sql_functions_work_for_a_plain_psql_user(database: str) -> None:
+    """No session settings needed: defaults apply (a DBA at psql)."""
+    with psycopg.connect(database, autocommit=True, row_factory=dict_row) as conn:
+        app = make_app(conn, "psql")
+        make_topic(conn, app, "t")
+        assert publish(conn, app, "t", '{"hello": "world"}') == 1
