@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from picloud import VERSIONS
-from picloud.cli import admin, deliveries, serve
+from picloud.cli import admin, deliveries, serve, tokens
 from picloud.cli.common import CommandError, Sub
 from picloud.settings import SettingsError
 
@@ -19,6 +19,7 @@ REGISTRARS: list[Callable[[Sub], None]] = [
     serve.register,
     admin.register,
     deliveries.register,
+    tokens.register,
 ]
 
 

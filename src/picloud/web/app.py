@@ -14,6 +14,8 @@ from picloud.db import open_pool
 
 # Importing these modules registers their routes and roles.
 from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
+from picloud.realtime import gc as _realtime_gc  # noqa: F401
+from picloud.realtime import relay as _relay  # noqa: F401
 from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
 from picloud.web import apps as _apps  # noqa: F401
@@ -21,6 +23,8 @@ from picloud.web import dashboard as _dashboard  # noqa: F401
 from picloud.web import deliveries as _deliveries  # noqa: F401
 from picloud.web import handlers as _handlers  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
+from picloud.web import realtime as _realtime  # noqa: F401
+from picloud.web import topics as _topics  # noqa: F401
 from picloud.web import triggers as _triggers  # noqa: F401
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
@@ -72,5 +76,11 @@ def create_app(settings: Settings, conninfo: str) -> web.Application:
                 await stop_roles(state)
                 state.pool = None
 
+    async def shutting_down(app: web.Application) -> None:
+        # Runs before aiohttp waits for open requests: long-lived ones (SSE streams) and
+        # the roles see ``stopping`` and end, so shutdown does not wait out its timeout.
+        state.stopping.set()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(shutting_down)
     return app

@@ -1,0 +1,46 @@
+-- name: subscribe_check
+-- For an SSE subscription: the app behind the Host header, the authorisation verdict,
+-- the topic's last sequence number and the oldest retained one.
+SELECT r.app_id,
+       CASE WHEN r.app_id IS NOT NULL
+            THEN picloud.authorize_subscribe(r.app_id, %(topic)s, %(token)s) END AS verdict,
+       (SELECT t.last_seq FROM picloud.topics t
+         WHERE t.app_id = r.app_id AND t.name = %(topic)s) AS head,
+       (SELECT min(m.seq) FROM picloud.messages m
+         WHERE m.app_id = r.app_id AND m.topic = %(topic)s) AS oldest
+  FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r;
+
+-- name: replay_messages
+-- SSE frames (id and data text) of one topic after a sequence number.
+SELECT m.seq,
+       jsonb_build_object('topic', m.topic, 'message', m.message,
+                          'published_at', m.published_at)::text AS data
+  FROM picloud.messages m
+ WHERE m.app_id = %(app_id)s AND m.topic = %(topic)s AND m.seq > %(after)s
+ ORDER BY m.seq LIMIT %(limit)s;
+
+-- name: relay_fetch
+-- SSE frames for several channels at once, each after its own last delivered number.
+SELECT c.app_id::text AS app_id, c.topic, m.seq, m.data
+  FROM unnest(%(app_ids)s::uuid[], %(topics)s::text[], %(afters)s::bigint[])
+       AS c(app_id, topic, after)
+ CROSS JOIN LATERAL (
+        SELECT x.seq,
+               jsonb_build_object('topic', x.topic, 'message', x.message,
+                                  'published_at', x.published_at)::text AS data
+          FROM picloud.messages x
+         WHERE x.app_id = c.app_id AND x.topic = c.topic AND x.seq > c.after
+         ORDER BY x.seq LIMIT %(limit)s) m
+ ORDER BY 1, 2, 3;
+
+-- name: relay_open_topics
+-- Which of these channels still exist and are open to subscribers.
+SELECT t.app_id::text AS app_id, t.name AS topic
+  FROM picloud.topics t
+  JOIN unnest(%(app_ids)s::uuid[], %(topics)s::text[]) AS c(app_id, topic)
+    ON t.app_id = c.app_id AND t.name = c.topic
+ WHERE t.external_subscribable;
+
+-- name: prune_messages
+-- Delete messages older than the retention period.
+SELECT picloud.prune_messages(make_interval(secs => %(retention_sec)s)) AS deleted;

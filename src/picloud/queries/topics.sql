@@ -1,0 +1,60 @@
+-- name: create_topic
+-- Create a topic (name and auth_mode checked in SQL).
+SELECT app_id, name, external_subscribable, auth_mode, created_at, updated_at
+  FROM picloud.create_topic(%(app_id)s, %(name)s, %(external_subscribable)s, %(auth_mode)s);
+
+-- name: list_topics
+-- An app's topics by name.
+SELECT app_id, name, external_subscribable, auth_mode, created_at, updated_at
+  FROM picloud.topics WHERE app_id = %(app_id)s ORDER BY name;
+
+-- name: get_topic
+-- One topic of an app.
+SELECT app_id, name, external_subscribable, auth_mode, created_at, updated_at
+  FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s;
+
+-- name: update_topic
+-- Change a topic's flags; NULL leaves a flag as it is.
+UPDATE picloud.topics
+   SET external_subscribable = coalesce(%(external_subscribable)s, external_subscribable),
+       auth_mode = coalesce(%(auth_mode)s, auth_mode),
+       updated_at = now()
+ WHERE app_id = %(app_id)s AND name = %(name)s
+RETURNING app_id, name, external_subscribable, auth_mode, created_at, updated_at;
+
+-- name: delete_topic
+-- Delete a topic and its messages; a trigger tells every relay to end its streams.
+DELETE FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s RETURNING name;
+
+-- name: authenticate_key_for_app
+-- The caller's live key and whether the app in the path exists, in one round trip.
+SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id
+  FROM picloud.authenticate_key(%(key)s) k
+  LEFT JOIN picloud.apps a ON a.id = %(app_id)s;
+
+-- name: publish_message
+-- Publish a message (JSON text) to a topic; its sequence number and time.
+SELECT id, published_at FROM picloud.publish_message(%(app_id)s, %(topic)s, %(message)s::jsonb);
+
+-- name: message_history
+-- Messages of a topic after a sequence number; one row with id NULL when there are none,
+-- no row when the topic does not exist.
+SELECT m.seq AS id, t.name AS topic, m.message, m.published_at
+  FROM picloud.topics t
+  LEFT JOIN LATERAL (
+        SELECT seq, message, published_at FROM picloud.messages
+         WHERE app_id = t.app_id AND topic = t.name AND seq > %(after)s
+         ORDER BY seq LIMIT %(limit)s) m ON true
+ WHERE t.app_id = %(app_id)s AND t.name = %(topic)s
+ ORDER BY m.seq;
+
+-- name: mint_subscriber_token
+-- A subscriber token for a topic and its expiry.
+SELECT s.token, c.expires_at
+  FROM (SELECT picloud.subscriber_token(%(app_id)s, %(topic)s,
+                                        make_interval(secs => %(ttl_seconds)s)) AS token) s
+  CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;
+
+-- name: rotate_app_secret
+-- Replace an app's token signing key, keeping the previous one for a grace period.
+SELECT picloud.rotate_app_secret(%(app_id)s, make_interval(secs => %(grace_seconds)s)) AS key_version;

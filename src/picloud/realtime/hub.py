@@ -1,0 +1,216 @@
+"""Live subscribers grouped in per-(app, topic) channels, and the fan-out to them.
+
+Each frame is encoded once and written straight to every live subscriber's transport (no
+task wake-up per subscriber). A subscriber's buffer is bounded: when more than
+``capacity`` frames of it are still waiting in its transport's buffer as new frames
+arrive, it is disconnected (the transport is aborted, so nothing of it stays blocked) and the client
+resumes with ``Last-Event-ID``, replayed from the message log without gaps. A slow reader
+therefore never delays the others, and costs at most ``capacity`` frames plus one
+delivery (the relay hands over at most ``capacity`` frames at a time) of memory.
+
+A subscriber that is still replaying history from the log is not live yet: frames for it
+are kept in a backlog (bounded the same way) that its handler writes after the replay,
+skipping what the replay already sent, so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from picloud.realtime.sse import HEARTBEAT, HEARTBEAT_WIRE, Frame
+
+log = logging.getLogger(__name__)
+
+ChannelKey = tuple[str, str]  # (app id text, topic name)
+
+OVERFLOW = "overflow"
+CLOSED = "closed"
+STOPPING = "stopping"
+
+
+class Subscriber:
+    """One SSE connection. Its handler awaits ``done``; the hub writes to ``transport``."""
+
+    __slots__ = (
+        "backlog",
+        "chunked",
+        "cursor",
+        "done",
+        "ends",
+        "key",
+        "live",
+        "transport",
+        "written",
+    )
+
+    def __init__(
+        self, key: ChannelKey, transport: asyncio.Transport, *, chunked: bool, cursor: int
+    ) -> None:
+        self.key = key
+        self.transport = transport
+        self.chunked = chunked
+        self.cursor = cursor  # the last sequence number sent (or skipped on purpose)
+        self.live = False
+        self.backlog: list[Frame] = []
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        # Bytes handed to the transport since going live, and where each frame ends in
+        # that count: frames whose end is past what the transport has flushed are pending.
+        self.written = 0
+        self.ends: deque[int] = deque()
+
+    def go_live(self) -> None:
+        self.written = self.transport.get_write_buffer_size()
+        self.ends.clear()
+        self.live = True
+
+    def finish(self, reason: str) -> None:
+        if not self.done.done():
+            self.done.set_result(reason)
+
+    def pending(self) -> int:
+        """Frames written since going live that are still in the transport's buffer."""
+        buffered = self.transport.get_write_buffer_size()
+        ends = self.ends
+        if not buffered:
+            ends.clear()
+            return 0
+        flushed = self.written - buffered
+        while ends and ends[0] <= flushed:
+            ends.popleft()
+        return len(ends)
+
+    def write_live(self, frames: list[Frame], joined: bytes | None) -> None:
+        """Write ``frames`` (``joined``: their wire bytes together, when all apply)."""
+        if frames[0].seq <= self.cursor:
+            frames = [f for f in frames if f.seq > self.cursor]
+            if not frames:
+                return
+            joined = None
+        if joined is None or not self.chunked:
+            joined = b"".join(f.wire if self.chunked else f.raw for f in frames)
+        written = self.written
+        for f in frames:
+            written += len(f.wire) if self.chunked else len(f.raw)
+            self.ends.append(written)
+        self.written = written
+        self.cursor = frames[-1].seq
+        self.transport.write(joined)
+
+    def overflow(self) -> None:
+        self.finish(OVERFLOW)
+        self.transport.abort()
+
+
+@dataclass
+class Channel:
+    key: ChannelKey
+    last_seq: int  # the highest sequence number fanned out on this channel
+    subscribers: set[Subscriber] = field(default_factory=set)
+
+
+class Hub:
+    """All channels of this process."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.channels: dict[ChannelKey, Channel] = {}
+        self.delivered = 0  # frames written to live subscribers (for metrics)
+        self.overflows = 0
+
+    def subscriber_count(self) -> int:
+        return sum(len(c.subscribers) for c in self.channels.values())
+
+    def subscribe(self, sub: Subscriber, head: int) -> tuple[Channel, bool]:
+        """Add ``sub`` to its channel (created at ``head`` when new); True when created."""
+        channel = self.channels.get(sub.key)
+        created = channel is None
+        if channel is None:
+            channel = self.channels[sub.key] = Channel(sub.key, head)
+        channel.subscribers.add(sub)
+        return channel, created
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        sub.finish(CLOSED)
+        channel = self.channels.get(sub.key)
+        if channel is None:
+            return
+        channel.subscribers.discard(sub)
+        if not channel.subscribers:
+            del self.channels[sub.key]
+
+    def deliver(self, key: ChannelKey, frames: Iterable[Frame]) -> None:
+        """Fan frames (ascending sequence numbers) out to the channel's subscribers."""
+        channel = self.channels.get(key)
+        if channel is None:
+            return
+        fresh = [f for f in frames if f.seq > channel.last_seq]
+        if not fresh:
+            return
+        channel.last_seq = fresh[-1].seq
+        joined = b"".join(f.wire for f in fresh)
+        capacity = self.capacity
+        for sub in list(channel.subscribers):
+            if not sub.live:
+                sub.backlog.extend(fresh)
+                if len(sub.backlog) > capacity:
+                    self._drop(channel, sub)
+                continue
+            if sub.transport.is_closing():
+                self._drop(channel, sub, CLOSED)
+                continue
+            # Judged before writing: a burst alone never cuts a reader that keeps up, only
+            # more than `capacity` earlier frames still unsent when new ones arrive.
+            if sub.pending() > capacity:
+                self._drop(channel, sub)
+                continue
+            try:
+                sub.write_live(fresh, joined)
+            except (ConnectionError, RuntimeError):
+                self._drop(channel, sub, CLOSED)
+                continue
+            self.delivered += len(fresh)
+
+    def _drop(self, channel: Channel, sub: Subscriber, reason: str = OVERFLOW) -> None:
+        channel.subscribers.discard(sub)
+        if reason == OVERFLOW:
+            self.overflows += 1
+            log.info(
+                "subscriber of %s fell %d+ frames behind: disconnected", sub.key, self.capacity
+            )
+            sub.overflow()
+        else:
+            sub.finish(reason)
+
+    def close_channel(self, key: ChannelKey, reason: str = CLOSED) -> int:
+        """End every stream of a channel (topic deleted or closed); how many ended."""
+        channel = self.channels.pop(key, None)
+        if channel is None:
+            return 0
+        for sub in channel.subscribers:
+            sub.finish(reason)
+        return len(channel.subscribers)
+
+    def close_all(self, reason: str = STOPPING) -> None:
+        for key in list(self.channels):
+            self.close_channel(key, reason)
+
+    def heartbeat(self) -> None:
+        """One ``:heartbeat`` comment to every live subscriber (encoded once)."""
+        for channel in self.channels.values():
+            for sub in channel.subscribers:
+                if not sub.live or sub.transport.is_closing():
+                    continue
+                data = HEARTBEAT_WIRE if sub.chunked else HEARTBEAT
+                sub.written += len(data)
+                sub.transport.write(data)
+
+    def reap_idle(self) -> int:
+        """Drop channels without subscribers (normally removed at once); how many."""
+        idle = [k for k, c in self.channels.items() if not c.subscribers]
+        for key in idle:
+            del self.channels[key]
+        return len(idle)

@@ -1,0 +1,213 @@
+"""The ``relay`` role: LISTEN/NOTIFY to live SSE subscribers.
+
+One dedicated autocommit connection per process LISTENs on ``picloud_realtime`` (payload
+``<app_id> <seq> <topic>``: ids, never bodies) and ``picloud_realtime_control``
+(``close <app_id> <topic>``). A notification only marks its channel dirty; the pump then
+reads every dirty channel's new rows (``seq >`` what the channel last fanned out) from
+``picloud.messages`` in one query and hands the frames to the hub. Because sequence
+numbers are gap-free in commit order, reading by ``seq >`` never skips a message.
+
+When the LISTEN connection drops (database restart, ``pg_terminate_backend``) the relay
+reconnects, LISTENs again and re-reads every live channel from the table, so live
+subscribers see no gap; channels whose topic vanished or closed meanwhile are ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections import defaultdict
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from picloud.db import connect_options
+from picloud.queries import q
+from picloud.realtime.hub import ChannelKey, Hub
+from picloud.realtime.sse import Frame
+from picloud.roles import role
+from picloud.web.state import AppState
+
+log = logging.getLogger(__name__)
+
+MESSAGES_CHANNEL = "picloud_realtime"
+CONTROL_CHANNEL = "picloud_realtime_control"
+FETCH_PAGE = 500
+RECONNECT_DELAY_SEC = (0.05, 0.2, 0.5, 1.0, 2.0)
+EVERYTHING = sys.maxsize
+
+
+class Relay:
+    """The hub plus the machinery that feeds it; ``state.roles["relay"]`` while running."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.hub = Hub(state.settings.realtime_broadcast_capacity)
+        # Frames handed to the hub per channel and round: bounded by the buffer capacity.
+        self.page = max(1, min(FETCH_PAGE, state.settings.realtime_broadcast_capacity))
+        self.dirty: dict[ChannelKey, int] = {}  # channel -> highest notified seq
+        self.verify: set[ChannelKey] = set()  # channels to check and catch up from the table
+        self.wake = asyncio.Event()
+        self.listening = asyncio.Event()
+        self.connections = 0  # LISTEN connections opened so far (1 + reconnects)
+        self.listen_pid: int | None = None
+
+    # -- called by the SSE handler -------------------------------------------------
+    def channel_created(self, key: ChannelKey) -> None:
+        """A new channel may have missed notifications before it existed: catch it up."""
+        self.verify.add(key)
+        self.wake.set()
+
+    # -- the role ------------------------------------------------------------------
+    async def run(self) -> None:
+        stopping = self.state.stopping
+        pump = asyncio.create_task(self._pump(), name="picloud-relay-pump")
+        beat = asyncio.create_task(self._heartbeat(), name="picloud-relay-heartbeat")
+        failures = 0
+        try:
+            while not stopping.is_set():
+                try:
+                    await self._listen_once()
+                    failures = 0
+                except (psycopg.OperationalError, OSError) as exc:
+                    self.listening.clear()
+                    delay = RECONNECT_DELAY_SEC[min(failures, len(RECONNECT_DELAY_SEC) - 1)]
+                    failures += 1
+                    log.warning(
+                        "relay LISTEN connection lost (%s); reconnecting in %.2fs", exc, delay
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), delay)
+        finally:
+            self.listening.clear()
+            for task in (pump, beat):
+                task.cancel()
+            await asyncio.gather(pump, beat, return_exceptions=True)
+
+    async def _listen_once(self) -> None:
+        settings = self.state.settings
+        conn = await psycopg.AsyncConnection.connect(
+            self.state.conninfo,
+            autocommit=True,
+            options=connect_options(settings),
+            application_name=f"picloud-relay {self.state.node_id}"[:63],
+        )
+        async with conn:
+            await conn.execute(f"LISTEN {MESSAGES_CHANNEL}")
+            await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+            self.listen_pid = conn.info.backend_pid
+            self.connections += 1
+            # Anything published while nobody listened is read back from the table.
+            self.verify.update(self.hub.channels)
+            self.wake.set()
+            self.listening.set()
+            listen = asyncio.create_task(self._consume(conn))
+            stop = asyncio.create_task(self.state.stopping.wait())
+            try:
+                await asyncio.wait({listen, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                if not listen.done():
+                    listen.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listen  # re-raises the connection's error, if any
+
+    async def _consume(self, conn: psycopg.AsyncConnection[object]) -> None:
+        channels = self.hub.channels
+        async for note in conn.notifies():
+            if note.channel == MESSAGES_CHANNEL:
+                app_id, seq, topic = note.payload.split(" ", 2)
+                key = (app_id, topic)
+                if key in channels:
+                    n = int(seq)
+                    if n > self.dirty.get(key, 0):
+                        self.dirty[key] = n  # (the pump swaps self.dirty: no local alias)
+                    self.wake.set()
+            elif note.channel == CONTROL_CHANNEL:
+                verb, app_id, topic = note.payload.split(" ", 2)
+                if verb == "close":
+                    ended = self.hub.close_channel((app_id, topic))
+                    if ended:
+                        log.info("topic %s/%s closed: ended %d stream(s)", app_id, topic, ended)
+
+    async def _pump(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            verify, self.verify = self.verify, set()
+            dirty, self.dirty = self.dirty, {}
+            try:
+                if verify:
+                    await self._verify(verify)
+                    for key in verify:
+                        dirty[key] = EVERYTHING
+                await self._fetch(dirty)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning("relay could not read messages (%s); retrying", exc)
+                self.verify |= verify
+                for key, seq in dirty.items():
+                    self.dirty[key] = max(seq, self.dirty.get(key, 0))
+                await asyncio.sleep(0.2)
+                self.wake.set()
+            except Exception:
+                log.exception("relay pump failed on %d channel(s)", len(dirty))
+                await asyncio.sleep(0.2)
+
+    async def _verify(self, keys: set[ChannelKey]) -> None:
+        """End channels whose topic no longer exists or is no longer external."""
+        live = [k for k in keys if k in self.hub.channels]
+        if not live:
+            return
+        params = {"app_ids": [k[0] for k in live], "topics": [k[1] for k in live]}
+        async with self.state.db.connection() as conn:
+            rows = await (await conn.execute(q("relay_open_topics"), params)).fetchall()
+        still_open = {(r["app_id"], r["topic"]) for r in rows}
+        for key in live:
+            if key not in still_open:
+                self.hub.close_channel(key)
+
+    async def _fetch(self, dirty: dict[ChannelKey, int]) -> None:
+        channels = self.hub.channels
+        keys = [k for k, seq in dirty.items() if k in channels and seq > channels[k].last_seq]
+        if not keys:
+            return
+        params = {
+            "app_ids": [k[0] for k in keys],
+            "topics": [k[1] for k in keys],
+            "afters": [channels[k].last_seq for k in keys],
+            "limit": self.page,
+        }
+        async with self.state.db.connection() as conn:
+            cur = await conn.execute(q("relay_fetch"), params)
+            rows = await cur.fetchall()
+        frames: dict[ChannelKey, list[Frame]] = defaultdict(list)
+        for row in rows:
+            frames[(row["app_id"], row["topic"])].append(Frame.message(row["seq"], row["data"]))
+        for key, batch in frames.items():
+            self.hub.deliver(key, batch)
+            if len(batch) == self.page:  # more to read
+                self.dirty[key] = max(dirty[key], self.dirty.get(key, 0))
+                self.wake.set()
+
+    async def _heartbeat(self) -> None:
+        interval = self.state.settings.realtime_heartbeat_sec
+        while True:
+            await asyncio.sleep(interval)
+            self.hub.heartbeat()
+            self.hub.reap_idle()
+
+
+@role("relay")
+async def run(state: AppState) -> None:
+    relay = state.roles.get("relay")
+    if not isinstance(relay, Relay):
+        relay = Relay(state)
+        state.roles["relay"] = relay
+    try:
+        await relay.run()
+    finally:
+        if state.stopping.is_set():
+            relay.hub.close_all()
+            state.roles.pop("relay", None)

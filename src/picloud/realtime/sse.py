@@ -1,0 +1,41 @@
+"""Server-Sent Events framing.
+
+A frame is built once and written to every subscriber: ``raw`` is the SSE text, ``wire``
+the same bytes as one HTTP/1.1 chunk (what goes on a chunked response's socket).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+HEARTBEAT = b":heartbeat\n\n"
+OPENED = b":ok\n\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """``data`` as one chunk of HTTP/1.1 chunked transfer encoding."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    seq: int
+    raw: bytes
+    wire: bytes
+
+    @classmethod
+    def message(cls, seq: int, data: str) -> Frame:
+        """A message event: ``data`` is the JSON text {"topic","message","published_at"}."""
+        raw = b"id: %d\ndata: %b\n\n" % (seq, data.encode())
+        return cls(seq, raw, chunk(raw))
+
+
+HEARTBEAT_WIRE = chunk(HEARTBEAT)
+
+
+def history_truncated(requested: int, oldest: int) -> bytes:
+    """The named event sent when Last-Event-ID is older than the retained log."""
+    data = orjson.dumps({"requested": requested, "oldest": oldest})
+    return b"event: history_truncated\ndata: %b\n\n" % data

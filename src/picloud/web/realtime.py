@@ -1,0 +1,124 @@
+"""``GET /realtime/topics/{topic}``: Server-Sent Events on the app's own host (SPEC §6).
+
+Host -> app (404), token from ``Authorization: Bearer`` or ``?token=``, then
+``picloud.authorize_subscribe`` (not_found -> 404, unauthorized -> 401, generic bodies),
+all in one query. The stream replays what ``Last-Event-ID`` (or ``?last_event_id=``)
+missed from ``picloud.messages`` and then goes live on the relay's hub; the handler just
+waits while the hub writes frames. When the requested position is older than the
+retained log, an ``event: history_truncated`` comes first.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from picloud.queries import q
+from picloud.realtime.hub import Subscriber
+from picloud.realtime.relay import FETCH_PAGE, Relay
+from picloud.realtime.sse import OPENED, Frame, history_truncated
+from picloud.web.auth import bearer_token
+from picloud.web.errors import ApiError, bad_request, not_found
+from picloud.web.routing import routes
+from picloud.web.state import state_of
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None or not raw.strip():
+        raw = request.query.get("last_event_id")
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 18:
+        raise bad_request("Last-Event-ID must be a message id (a non-negative integer)")
+    return int(raw)
+
+
+@routes.get(
+    "/realtime/topics/{topic}",
+    "Subscribe to a topic over Server-Sent Events (on the app's host)",
+    "realtime",
+    query=("token", "last_event_id"),
+    headers=("Last-Event-ID",),
+    response_content="text/event-stream",
+)
+async def subscribe(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    topic = request.match_info["topic"]
+    resume = last_event_id(request)
+    token = bearer_token(request) or request.query.get("token")
+    params = {"host": request.host, "topic": topic, "token": token}
+    async with state.db.connection() as conn:
+        check = await (await conn.execute(q("subscribe_check"), params)).fetchone()
+    assert check is not None
+    if check["app_id"] is None or check["verdict"] == "not_found":
+        raise not_found()
+    if check["verdict"] != "allow":
+        raise ApiError(401, "unauthorized", "not authorized to subscribe")
+    relay = state.roles.get("relay")
+    if not isinstance(relay, Relay):
+        raise ApiError(503, "unavailable", "the realtime relay does not run on this node")
+    if request.transport is None:
+        raise ConnectionResetError("client went away")
+
+    head: int = check["head"]
+    cursor = head if resume is None else min(resume, head)
+    preamble = OPENED
+    if resume is not None:
+        oldest = check["oldest"] if check["oldest"] is not None else head + 1
+        if oldest > resume + 1:
+            preamble += history_truncated(resume, oldest)
+
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    chunked = request.version >= HttpVersion11
+    if chunked:
+        response.enable_chunked_encoding()
+    await response.prepare(request)
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("client went away")
+    app_id = str(check["app_id"])
+    sub = Subscriber((app_id, topic), transport, chunked=chunked, cursor=cursor)
+    channel, created = relay.hub.subscribe(sub, head)
+    if created:
+        relay.channel_created(sub.key)
+    try:
+        await response.write(preamble)
+        if sub.cursor < max(head, channel.last_seq):
+            await _replay(request, response, sub, check["app_id"], topic)
+        # Frames the hub kept while we replayed, without what the replay already sent.
+        while sub.backlog and not sub.done.done():
+            frames, sub.backlog = sub.backlog, []
+            data = b"".join(f.raw for f in frames if f.seq > sub.cursor)
+            if data:
+                sub.cursor = max(sub.cursor, frames[-1].seq)
+                await response.write(data)
+        if not sub.done.done():
+            sub.go_live()
+        await sub.done
+    finally:
+        relay.hub.unsubscribe(sub)
+    return response
+
+
+async def _replay(
+    request: web.Request, response: web.StreamResponse, sub: Subscriber, app_id: object, topic: str
+) -> None:
+    state = state_of(request)
+    while not sub.done.done():
+        params = {"app_id": app_id, "topic": topic, "after": sub.cursor, "limit": FETCH_PAGE}
+        async with state.db.connection() as conn:
+            rows = await (await conn.execute(q("replay_messages"), params)).fetchall()
+        if not rows:
+            return
+        await response.write(b"".join(Frame.message(r["seq"], r["data"]).raw for r in rows))
+        sub.cursor = rows[-1]["seq"]
+        if len(rows) < FETCH_PAGE:
+            return

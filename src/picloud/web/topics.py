@@ -1,0 +1,217 @@
+"""Topics, publishing, history and subscriber tokens (SPEC §6)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from picloud.queries import q
+from picloud.web.auth import Principal, bearer_token, require_app
+from picloud.web.errors import bad_request, forbidden, not_found, unauthorized
+from picloud.web.jsonio import (
+    get_bool,
+    get_int,
+    get_str,
+    json_response,
+    path_uuid,
+    query_int,
+    read_object,
+)
+from picloud.web.routing import routes
+from picloud.web.state import state_of
+
+TOPIC_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+NAME_RULE = "topic names are 1-128 characters of A-Z a-z 0-9 _ . : -"
+AUTH_MODES = ("public", "token")
+TOKEN_TTL_MAX_SEC = 30 * 24 * 3600
+
+TOPIC_FLAGS = {
+    "external_subscribable": {"type": "boolean"},
+    "auth_mode": {"type": "string", "enum": list(AUTH_MODES)},
+}
+BASE = "/api/v1/apps/{app_id}/topics"
+
+
+def topic_name(value: Any) -> str:
+    if not isinstance(value, str) or not TOPIC_NAME.fullmatch(value):
+        raise bad_request(f"invalid topic name: {NAME_RULE}")
+    return value
+
+
+def path_topic(request: web.Request) -> str:
+    return topic_name(request.match_info["name"])
+
+
+def auth_mode(body: dict[str, Any]) -> str | None:
+    mode = get_str(body, "auth_mode", required=False)
+    if mode is not None and mode not in AUTH_MODES:
+        raise bad_request("'auth_mode' must be 'public' or 'token'")
+    return mode
+
+
+async def _one(request: web.Request, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    async with state_of(request).db.connection() as conn:
+        return await (await conn.execute(q(query), params)).fetchone()
+
+
+@routes.post(
+    BASE,
+    "Create a topic",
+    "topics",
+    capability="topics:manage",
+    ok_status=201,
+    request_body={
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string"}, **TOPIC_FLAGS},
+    },
+)
+async def create_topic(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "topics:manage")
+    body = await read_object(request, {"name", "external_subscribable", "auth_mode"})
+    params = {
+        "app_id": app["id"],
+        "name": topic_name(body.get("name")),
+        "external_subscribable": bool(get_bool(body, "external_subscribable")),
+        "auth_mode": auth_mode(body) or "token",
+    }
+    return json_response(await _one(request, "create_topic", params), status=201)
+
+
+@routes.get(BASE, "List topics", "topics", capability="topics:manage")
+async def list_topics(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "topics:manage")
+    async with state_of(request).db.connection() as conn:
+        rows = await (await conn.execute(q("list_topics"), {"app_id": app["id"]})).fetchall()
+    return json_response({"topics": rows})
+
+
+@routes.get(BASE + "/{name}", "Get a topic", "topics", capability="topics:manage")
+async def get_topic(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "topics:manage")
+    row = await _one(request, "get_topic", {"app_id": app["id"], "name": path_topic(request)})
+    if row is None:
+        raise not_found("no such topic")
+    return json_response(row)
+
+
+@routes.patch(
+    BASE + "/{name}",
+    "Change a topic's flags (streams end when access narrows)",
+    "topics",
+    capability="topics:manage",
+    request_body={"type": "object", "properties": TOPIC_FLAGS},
+)
+async def update_topic(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "topics:manage")
+    name = path_topic(request)
+    body = await read_object(request, {"external_subscribable", "auth_mode"})
+    params = {
+        "app_id": app["id"],
+        "name": name,
+        "external_subscribable": get_bool(body, "external_subscribable"),
+        "auth_mode": auth_mode(body),
+    }
+    row = await _one(request, "update_topic", params)
+    if row is None:
+        raise not_found("no such topic")
+    return json_response(row)
+
+
+@routes.delete(
+    BASE + "/{name}",
+    "Delete a topic, its messages, and its live streams on every node",
+    "topics",
+    capability="topics:manage",
+    ok_status=204,
+)
+async def delete_topic(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "topics:manage")
+    row = await _one(request, "delete_topic", {"app_id": app["id"], "name": path_topic(request)})
+    if row is None:
+        raise not_found("no such topic")
+    return web.Response(status=204)
+
+
+@routes.post(
+    BASE + "/{name}/messages",
+    "Publish a message",
+    "topics",
+    capability="topics:publish",
+    ok_status=201,
+    request_body={"type": "object", "required": ["message"], "properties": {"message": {}}},
+)
+async def publish(request: web.Request) -> web.Response:
+    # The hot path: the key, the app and the publish share one pooled connection.
+    key = bearer_token(request)
+    if key is None:
+        raise unauthorized()
+    app_id = path_uuid(request, "app_id")
+    async with state_of(request).db.connection() as conn:
+        auth = await (
+            await conn.execute(q("authenticate_key_for_app"), {"key": key, "app_id": app_id})
+        ).fetchone()
+        if auth is None:
+            raise unauthorized()
+        if auth["app_id"] is None:
+            raise not_found("no such app")
+        principal = Principal(auth["key_id"], auth["key_app_id"], frozenset(auth["capabilities"]))
+        if not principal.allows("topics:publish", app_id):
+            raise forbidden()
+        topic = path_topic(request)
+        body = await read_object(request, {"message"})
+        if "message" not in body:
+            raise bad_request("'message' is required (any JSON value)")
+        params = {
+            "app_id": app_id,
+            "topic": topic,
+            "message": orjson.dumps(body["message"]).decode(),
+        }
+        row = await (await conn.execute(q("publish_message"), params)).fetchone()
+    assert row is not None
+    return json_response({"id": row["id"], "published_at": row["published_at"]}, status=201)
+
+
+@routes.get(
+    BASE + "/{name}/messages",
+    "Message history after a sequence number",
+    "topics",
+    capability="topics:publish",
+    query=("after", "limit"),
+)
+async def history(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "topics:publish")
+    params = {
+        "app_id": app["id"],
+        "topic": path_topic(request),
+        "after": query_int(request, "after", 0, maximum=2**62),
+        "limit": query_int(request, "limit", 100, minimum=1, maximum=1000),
+    }
+    async with state_of(request).db.connection() as conn:
+        rows = await (await conn.execute(q("message_history"), params)).fetchall()
+    if not rows:
+        raise not_found("no such topic")
+    return json_response({"messages": [r for r in rows if r["id"] is not None]})
+
+
+@routes.post(
+    BASE + "/{name}/tokens",
+    "Mint a subscriber token",
+    "topics",
+    capability="tokens:mint",
+    ok_status=201,
+    request_body={"type": "object", "properties": {"ttl_seconds": {"type": "integer"}}},
+)
+async def mint_token(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "tokens:mint")
+    name = path_topic(request)
+    raw = await request.read()
+    body = await read_object(request, {"ttl_seconds"}) if raw.strip() else {}
+    ttl = get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600
+    params = {"app_id": app["id"], "topic": name, "ttl_seconds": ttl}
+    row = await _one(request, "mint_subscriber_token", params)
+    assert row is not None
+    return json_response({"token": row["token"], "expires_at": row["expires_at"]}, status=201)
