@@ -470,7 +470,12 @@ async function refreshDeliveries() {
           { class: "row-actions" },
           el(
             "button",
-            { type: "button", class: "ghost small", onclick: () => inspectDelivery(app, d.id) },
+            {
+              type: "button",
+              class: "ghost small",
+              "aria-label": `Inspect delivery #${d.id}`,
+              onclick: () => inspectDelivery(app, d.id),
+            },
             "Inspect",
           ),
         ),
@@ -573,12 +578,22 @@ async function refreshDeadLetters() {
           { class: "row-actions" },
           el(
             "button",
-            { type: "button", class: "ghost small", onclick: () => inspectDeadLetter(app, dl.id) },
+            {
+              type: "button",
+              class: "ghost small",
+              "aria-label": `Inspect dead letter #${dl.id}`,
+              onclick: () => inspectDeadLetter(app, dl.id),
+            },
             "Inspect",
           ),
           el(
             "button",
-            { type: "button", class: "small", onclick: () => retryDeadLetter(app, dl.id) },
+            {
+              type: "button",
+              class: "small",
+              "aria-label": `Retry dead letter #${dl.id}`,
+              onclick: () => retryDeadLetter(app, dl.id),
+            },
             "Retry",
           ),
           el(
@@ -586,6 +601,7 @@ async function refreshDeadLetters() {
             {
               type: "button",
               class: "ghost small danger-text",
+              "aria-label": `Discard dead letter #${dl.id}`,
               onclick: () => discardDeadLetter(app, dl.id),
             },
             "Discard",
@@ -600,21 +616,33 @@ async function refreshDeadLetters() {
 async function inspectDeadLetter(app, id) {
   await attempt(async () => {
     const dl = await api.get(appPath(app.id, "dead-letters", id));
+    // The attempts are the dead delivery's (it may be pruned by now).
+    let attempts = el("p", { class: "muted" }, `Delivery #${dl.delivery_id} is no longer kept.`);
+    try {
+      const delivery = await api.get(appPath(app.id, "deliveries", dl.delivery_id));
+      attempts = attemptsTable(delivery.attempts);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) throw err;
+    }
     const card = $("#dead-letter-detail");
     card.replaceChildren(
       el("h2", {}, `Dead letter #${dl.id}`),
-      detailFacts(dl, ["event", "attempts"]),
+      detailFacts(dl, ["event"]),
       el("h3", {}, "Event"),
       jsonBlock(dl.event),
-      el("h3", {}, "Attempts"),
-      attemptsTable(dl.attempts),
+      el("h3", {}, `Attempts of delivery #${dl.delivery_id}`),
+      attempts,
       el(
         "div",
         { class: "actions" },
         el("button", { type: "button", onclick: () => retryDeadLetter(app, dl.id) }, "Retry"),
         el(
           "button",
-          { type: "button", class: "ghost danger-text", onclick: () => discardDeadLetter(app, dl.id) },
+          {
+            type: "button",
+            class: "ghost danger-text",
+            onclick: () => discardDeadLetter(app, dl.id),
+          },
           "Discard",
         ),
       ),
