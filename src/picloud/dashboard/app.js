@@ -2,7 +2,7 @@
 // Dead letters. Plain ES modules, no build step; every API error is shown to the person.
 
 import { ApiError, api, appPath, followStream, session } from "./api.js";
-import { $, $$, confirmAction, el, formatTime, jsonBlock, setFormError } from "./ui.js";
+import { $, $$, button, confirmAction, el, formatTime, jsonBlock, setFormError } from "./ui.js";
 
 const SOURCES = ["kv", "docs", "files", "cron", "pubsub", "dead_letter"];
 const TAIL_LIMIT = 200;
@@ -153,11 +153,7 @@ function renderApps() {
         el(
           "td",
           { class: "row-actions" },
-          el(
-            "button",
-            { type: "button", class: "ghost small", onclick: () => selectApp(a.id) },
-            a.id === state.appId ? "Selected" : "Select",
-          ),
+          button(a.id === state.appId ? "Selected" : "Select", () => selectApp(a.id)),
         ),
       ),
     ),
@@ -182,16 +178,10 @@ async function renderDomains() {
         "li",
         {},
         el("code", {}, d.host),
-        el(
-          "button",
-          {
-            type: "button",
-            class: "ghost small danger-text",
-            "aria-label": `Remove ${d.host}`,
-            onclick: () => removeDomain(app, d.host),
-          },
-          "Remove",
-        ),
+        button("Remove", () => removeDomain(app, d.host), {
+          cls: "ghost small danger-text",
+          label: `Remove ${d.host}`,
+        }),
       ),
     ),
   );
@@ -272,21 +262,11 @@ function topicRow(app, topic) {
     el(
       "td",
       { class: "row-actions" },
-      el(
-        "button",
-        { type: "button", class: "ghost small", onclick: () => startTail(topic.name) },
-        "Tail",
-      ),
-      el(
-        "button",
-        {
-          type: "button",
-          class: "ghost small danger-text",
-          "aria-label": `Delete ${topic.name}`,
-          onclick: () => deleteTopic(app, topic),
-        },
-        "Delete",
-      ),
+      button("Tail", () => startTail(topic.name)),
+      button("Delete", () => deleteTopic(app, topic), {
+        cls: "ghost small danger-text",
+        label: `Delete ${topic.name}`,
+      }),
     ),
   );
 }
@@ -295,14 +275,17 @@ async function updateTopic(app, topic, change, revert) {
   const saved = await attempt(() => api.patch(appPath(app.id, "topics", topic.name), change));
   if (saved) {
     Object.assign(topic, saved);
-    notice(`Saved ${topic.name}: auth ${saved.auth_mode}, external ${saved.external_subscribable}.`);
+    const { auth_mode: mode, external_subscribable: external } = saved;
+    notice(`Saved ${topic.name}: auth ${mode}, external ${external}.`);
   } else {
     revert();
   }
 }
 
 async function deleteTopic(app, topic) {
-  const question = `Delete the topic ${topic.name}? Its history goes and live subscribers are disconnected.`;
+  const question =
+    `Delete the topic ${topic.name}? ` +
+    "Its history goes and live subscribers are disconnected.";
   if (!(await confirmAction(question, "Delete topic"))) return;
   await attempt(async () => {
     await api.del(appPath(app.id, "topics", topic.name));
@@ -468,16 +451,9 @@ async function refreshDeliveries() {
         el(
           "td",
           { class: "row-actions" },
-          el(
-            "button",
-            {
-              type: "button",
-              class: "ghost small",
-              "aria-label": `Inspect delivery #${d.id}`,
-              onclick: () => inspectDelivery(app, d.id),
-            },
-            "Inspect",
-          ),
+          button("Inspect", () => inspectDelivery(app, d.id), {
+            label: `Inspect delivery #${d.id}`,
+          }),
         ),
       ),
     ),
@@ -527,7 +503,10 @@ function detailFacts(record, skip) {
     { class: "facts" },
     ...Object.entries(record)
       .filter(([k, v]) => !skip.includes(k) && (v === null || typeof v !== "object"))
-      .flatMap(([k, v]) => [el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, String(v ?? "—"))]),
+      .flatMap(([k, v]) => [
+        el("dt", {}, k.replaceAll("_", " ")),
+        el("dd", {}, String(v ?? "—")),
+      ]),
   );
 }
 
@@ -576,36 +555,17 @@ async function refreshDeadLetters() {
         el(
           "td",
           { class: "row-actions" },
-          el(
-            "button",
-            {
-              type: "button",
-              class: "ghost small",
-              "aria-label": `Inspect dead letter #${dl.id}`,
-              onclick: () => inspectDeadLetter(app, dl.id),
-            },
-            "Inspect",
-          ),
-          el(
-            "button",
-            {
-              type: "button",
-              class: "small",
-              "aria-label": `Retry dead letter #${dl.id}`,
-              onclick: () => retryDeadLetter(app, dl.id),
-            },
-            "Retry",
-          ),
-          el(
-            "button",
-            {
-              type: "button",
-              class: "ghost small danger-text",
-              "aria-label": `Discard dead letter #${dl.id}`,
-              onclick: () => discardDeadLetter(app, dl.id),
-            },
-            "Discard",
-          ),
+          button("Inspect", () => inspectDeadLetter(app, dl.id), {
+            label: `Inspect dead letter #${dl.id}`,
+          }),
+          button("Retry", () => retryDeadLetter(app, dl.id), {
+            cls: "small",
+            label: `Retry dead letter #${dl.id}`,
+          }),
+          button("Discard", () => discardDeadLetter(app, dl.id), {
+            cls: "ghost small danger-text",
+            label: `Discard dead letter #${dl.id}`,
+          }),
         ),
       ),
     ),
@@ -635,16 +595,8 @@ async function inspectDeadLetter(app, id) {
       el(
         "div",
         { class: "actions" },
-        el("button", { type: "button", onclick: () => retryDeadLetter(app, dl.id) }, "Retry"),
-        el(
-          "button",
-          {
-            type: "button",
-            class: "ghost danger-text",
-            onclick: () => discardDeadLetter(app, dl.id),
-          },
-          "Discard",
-        ),
+        button("Retry", () => retryDeadLetter(app, dl.id), { cls: "" }),
+        button("Discard", () => discardDeadLetter(app, dl.id), { cls: "ghost danger-text" }),
       ),
     );
     card.hidden = false;
@@ -664,9 +616,8 @@ async function retryDeadLetter(app, id) {
 }
 
 async function discardDeadLetter(app, id) {
-  if (!(await confirmAction(`Discard dead letter #${id}? It cannot be retried afterwards.`, "Discard"))) {
-    return;
-  }
+  const question = `Discard dead letter #${id}? It cannot be retried afterwards.`;
+  if (!(await confirmAction(question, "Discard"))) return;
   await attempt(async () => {
     await api.del(appPath(app.id, "dead-letters", id));
     notice(`Discarded dead letter #${id}.`);
@@ -730,7 +681,8 @@ function wire() {
   onSubmit("#create-app-form", (form) =>
     attempt(async () => {
       const data = new FormData(form);
-      const app = await api.post("/api/v1/apps", { slug: data.get("slug"), name: data.get("name") });
+      const body = { slug: data.get("slug"), name: data.get("name") };
+      const app = await api.post("/api/v1/apps", body);
       notice(`Created app ${app.slug}.`);
       form.reset();
       state.appId = app.id;
@@ -775,7 +727,8 @@ async function start() {
     await loadApps();
     enterConsole();
   } catch (err) {
-    signOut(err instanceof ApiError && err.status === 401 ? "Your API key was refused." : String(err));
+    const refused = err instanceof ApiError && err.status === 401;
+    signOut(refused ? "Your API key was refused." : String(err));
   }
 }
 

@@ -60,3 +60,8 @@ export function confirmAction(question, confirmLabel = "Delete") {
     dialog.showModal();
   });
 }
+
+/** A plain button: button("Retry", fn, {cls: "small", label: "Retry dead letter #3"}). */
+export function button(text, onclick, { cls = "ghost small", label = null } = {}) {
+  return el("button", { type: "button", class: cls, "aria-label": label, onclick }, text);
+}
