@@ -74,6 +74,7 @@ def test_inspect_deliveries_and_retry_and_discard_dead_letters(
     expect(detail).to_contain_text('"order": 7')
     expect(detail.locator("table.attempts tbody tr")).to_have_count(1)
     expect(detail.locator("table.attempts")).to_contain_text("error")
+    screenshot(page, "deliveries-desktop")
 
     # Dead letters: filter by source, inspect, retry.
     page.get_by_role("tab", name="Dead letters").click()

@@ -505,7 +505,7 @@ function detailFacts(record, skip) {
       .filter(([k, v]) => !skip.includes(k) && (v === null || typeof v !== "object"))
       .flatMap(([k, v]) => [
         el("dt", {}, k.replaceAll("_", " ")),
-        el("dd", {}, String(v ?? "—")),
+        el("dd", {}, k.endsWith("_at") ? formatTime(v) : String(v ?? "—")),
       ]),
   );
 }
