@@ -145,6 +145,19 @@ $$;
 COMMENT ON FUNCTION picloud.complete_delivery(bigint, text) IS
     'Mark a delivery done. Refused (false, nothing changes) unless worker still holds its lease: a stale worker whose lease was reclaimed cannot complete it.';
 
+CREATE OR REPLACE FUNCTION picloud.complete_delivery_or_raise(id bigint, worker text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF NOT picloud.complete_delivery(complete_delivery_or_raise.id, complete_delivery_or_raise.worker) THEN
+        RAISE EXCEPTION 'delivery %: the lease of % was lost', complete_delivery_or_raise.id,
+            complete_delivery_or_raise.worker USING ERRCODE = 'PCL01';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.complete_delivery_or_raise(bigint, text) IS
+    'complete_delivery in the transaction that ran an SQL handler: raises SQLSTATE PCL01 (lease lost) when the worker no longer holds the lease, so the handler''s work rolls back with it.';
+
 DROP FUNCTION IF EXISTS picloud.fail_delivery(bigint, text, text);
 CREATE OR REPLACE FUNCTION picloud.fail_delivery(id bigint, worker text, error text)
 RETURNS text

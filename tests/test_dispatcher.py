@@ -18,9 +18,11 @@ import pytest
 from aiohttp import web
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row, session_settings
-from picloud.dispatcher import signature
+from picloud.dispatcher import Claimed, HandlerFailed, signature
+from picloud.dispatcher.handlers import run_sql_handlers
 from picloud.settings import SettingsError, load_settings
 from tests.fix_server import ServerFactory, free_port
 
@@ -335,3 +337,39 @@ def test_signature_header_format() -> None:
     body = b'{"a":1}'
     expected = hmac.new(b"key", b"1700000000." + body, hashlib.sha256).hexdigest()
     assert signature("key", body, 1700000000) == f"t=1700000000,v1={expected}"
+
+
+async def test_grouped_sql_runs_isolate_failures_and_lost_leases(db: Conn, database: str) -> None:
+    db.execute("CREATE SCHEMA picloud_handlers")
+    db.execute("CREATE TABLE picloud_handlers.seen (k text)")
+    db.execute(
+        "CREATE FUNCTION picloud_handlers.record(event jsonb) RETURNS void LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO picloud_handlers.seen VALUES (event->>'key');"
+        " IF event->>'key' = 'bad' THEN RAISE EXCEPTION 'no %', event->>'key'; END IF; END $$"
+    )
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
+    keys = ["a", "bad", "b", "stolen", "c", "'; DROP TABLE picloud_handlers.seen; --"]
+    for key in keys:
+        enqueue(db, app_id, "kv", key, {"type": "set", "key": key})
+    rows = db.execute(
+        "SELECT * FROM picloud.claim_deliveries('w', 10, '1 min') ORDER BY id"
+    ).fetchall()
+    by_key = {r["event"]["key"]: Claimed.from_row(r) for r in rows}
+    db.execute(
+        "UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id = %s", (by_key["stolen"].id,)
+    )
+    async with AsyncConnectionPool(
+        database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    ) as pool:
+        outcomes = await run_sql_handlers(
+            pool, [(by_key[k], 1000) for k in keys], "w", ("picloud_handlers",)
+        )
+    got = {k: outcomes[by_key[k].id] for k in keys}
+    assert got["a"] is True and got["b"] is True and got["c"] is True and got[keys[-1]] is True
+    assert got["stolen"] is False
+    assert isinstance(got["bad"], HandlerFailed) and "no bad" in str(got["bad"])
+    seen = sorted(r["k"] for r in db.execute("SELECT k FROM picloud_handlers.seen").fetchall())
+    assert seen == sorted(["a", "b", "c", keys[-1]]), "failed and stale runs rolled back"
+    done = db.execute("SELECT subject FROM picloud.deliveries WHERE status = 'done'").fetchall()
+    assert sorted(r["subject"] for r in done) == sorted(["a", "b", "c", keys[-1]])

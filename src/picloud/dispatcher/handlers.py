@@ -14,7 +14,6 @@ import aiohttp
 import orjson
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
@@ -23,6 +22,8 @@ from picloud.queries import q
 # schema.function, both plain lower-case identifiers (as handlers_validate requires too).
 FUNCTION_NAME = re.compile(r"^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$")
 ERROR_BODY_CHARS = 200
+# Raised by picloud.complete_delivery_or_raise when the lease was lost.
+LEASE_LOST = "PCL01"
 
 
 class HandlerFailed(Exception):
@@ -100,52 +101,97 @@ async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: 
         raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def sql_function(name: str | None, allowed: tuple[str, ...]) -> sql.Composed:
-    """``schema.fn`` as a safely quoted SQL name, if it is well formed and allowed."""
-    match = FUNCTION_NAME.fullmatch(name or "")
+def sql_call(d: Claimed, worker: str, timeout_ms: int, allowed: tuple[str, ...]) -> sql.Composed:
+    """One simple-protocol message that runs an SQL handler and completes its delivery.
+
+    The statements share one implicit transaction: the handler's work commits exactly
+    when the delivery is marked done, and rolls back when it fails, times out, or the lease
+    was lost. The function name must be well formed and in an allowed schema; it is quoted
+    with sql.Identifier and every value with sql.Literal.
+    """
+    match = FUNCTION_NAME.fullmatch(d.function or "")
     if match is None:
-        raise HandlerFailed(f"bad SQL handler name {name!r}")
+        raise HandlerFailed(f"bad SQL handler name {d.function!r}")
     schema, fn = match.groups()
     if schema not in allowed:
         raise HandlerFailed(f"schema {schema!r} is not in PICLOUD_SQL_HANDLER_SCHEMAS")
-    return sql.SQL("SELECT {}.{}(%s::jsonb)").format(sql.Identifier(schema), sql.Identifier(fn))
+    return sql.SQL(
+        "SET LOCAL statement_timeout = {timeout}; SELECT {schema}.{fn}({event}::jsonb); "
+        "SELECT picloud.complete_delivery_or_raise({id}, {worker})"
+    ).format(
+        timeout=sql.Literal(str(timeout_ms)),
+        schema=sql.Identifier(schema),
+        fn=sql.Identifier(fn),
+        event=sql.Literal(orjson.dumps(d.event).decode()),
+        id=sql.Literal(d.id),
+        worker=sql.Literal(worker),
+    )
 
 
-class Stale(Exception):
-    """The lease was lost before completion; the handler's work is rolled back."""
+def _handler_error(exc: psycopg.Error, timeout_ms: int) -> HandlerFailed | None:
+    """The recorded error for a failed SQL handler run; None when the lease was lost."""
+    if exc.diag.sqlstate == LEASE_LOST:
+        return None
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return HandlerFailed(f"timed out after {timeout_ms} ms")
+    message = exc.diag.message_primary or str(exc)
+    return HandlerFailed(f"{exc.diag.sqlstate or 'error'}: {message}")
 
 
-async def run_sql_handler(
+SqlOutcome = HandlerFailed | bool  # True: done; False: lease lost; HandlerFailed: failed
+
+
+async def run_sql_handlers(
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]],
-    d: Claimed,
+    runs: list[tuple[Claimed, int]],
     worker: str,
-    timeout_ms: int,
     allowed: tuple[str, ...],
-) -> bool:
-    """Call the function and complete the delivery in one transaction.
+) -> dict[int, SqlOutcome]:
+    """Run SQL handlers ``(delivery, timeout_ms)`` in order on one connection, each in a
+    transaction of its own with its completion, several per round trip.
 
-    So an SQL handler's effects commit exactly when the delivery is marked done. Returns
-    False when the lease was lost (everything rolled back); raises HandlerFailed when the
-    function raised or ran out of time.
+    The server stops at the first error in a message; which runs before it committed is
+    read back from their attempt records (ok, by this worker), and the rest is sent again.
     """
-    call = sql_function(d.function, allowed)
-    async with pool.connection() as conn:
+    outcomes: dict[int, SqlOutcome] = {}
+    pending: list[tuple[Claimed, int, sql.Composed]] = []
+    for d, timeout_ms in runs:
         try:
-            async with conn.transaction():
-                await conn.execute(q("set_statement_timeout"), {"ms": str(timeout_ms)})
-                await conn.execute(call, (Jsonb(d.event),))
-                row = await (
-                    await conn.execute(q("complete_delivery"), {"id": d.id, "worker": worker})
-                ).fetchone()
-                if row is None or not row["ok"]:
-                    raise Stale
-        except Stale:
-            return False
-        except psycopg.errors.QueryCanceled as exc:
-            raise HandlerFailed(f"timed out after {timeout_ms} ms") from exc
-        except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError):
-                raise
-            message = exc.diag.message_primary or str(exc)
-            raise HandlerFailed(f"{exc.diag.sqlstate or 'error'}: {message}") from exc
-    return True
+            pending.append((d, timeout_ms, sql_call(d, worker, timeout_ms, allowed)))
+        except HandlerFailed as exc:
+            outcomes[d.id] = exc
+    async with pool.connection() as conn:
+        while pending:
+            message = sql.SQL("; ").join(
+                sql.SQL("BEGIN; {}; COMMIT").format(call) for _, _, call in pending
+            )
+            try:
+                await psycopg.AsyncClientCursor(conn).execute(message)
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise  # the database went away: the leases run out, the runs repeat
+                await conn.rollback()
+                done = await conn.execute(
+                    q("completed_by"),
+                    {
+                        "app_ids": [d.app_id for d, _, _ in pending],
+                        "ids": [d.id for d, _, _ in pending],
+                        "worker": worker,
+                    },
+                )
+                ok = {row["delivery_id"] for row in await done.fetchall()}
+                failed_at = next(
+                    (i for i, (d, _, _) in enumerate(pending) if d.id not in ok), len(pending)
+                )
+                for d, _, _ in pending[:failed_at]:
+                    outcomes[d.id] = True
+                if failed_at < len(pending):
+                    d, timeout_ms, _ = pending[failed_at]
+                    error = _handler_error(exc, timeout_ms)
+                    outcomes[d.id] = False if error is None else error
+                pending = pending[failed_at + 1 :]
+                continue
+            for d, _, _ in pending:
+                outcomes[d.id] = True
+            pending = []
+    return outcomes

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row, connect_options
-from picloud.dispatcher.handlers import Claimed, HandlerFailed, call_webhook, run_sql_handler
+from picloud.dispatcher.handlers import Claimed, HandlerFailed, call_webhook, run_sql_handlers
 from picloud.queries import q
 from picloud.settings import Settings
 
@@ -26,6 +27,8 @@ LISTEN_RETRY_SEC = 1.0
 PRUNE_EVERY_SEC = 600.0
 # A handler gets at most this share of the lease, so it ends before the lease does.
 LEASE_SHARE = 0.8
+# SQL handler runs sent together (each in its own transaction) in one round trip.
+SQL_GROUP = 8
 
 
 class DispatcherMetrics:
@@ -155,8 +158,7 @@ class Dispatcher:
                 except psycopg.Error as exc:
                     log.warning("claiming deliveries failed: %s", exc)
                     worker, batch = "", []
-                for d in batch:
-                    self._start(d, worker)
+                self._start_batch(batch, worker)
                 if len(batch) == free:
                     continue
                 due = await self._seconds_until_due()
@@ -209,14 +211,31 @@ class Dispatcher:
         if row and row["pruned"]:
             log.info("pruned %d finished deliveries", row["pruned"])
 
-    # -- running one delivery --------------------------------------------------------
+    # -- running deliveries ----------------------------------------------------------
 
-    def _start(self, d: Claimed, worker: str) -> None:
-        task = asyncio.create_task(self._run_one(d, worker))
-        self.inflight[d.id] = task
+    def _start_batch(self, batch: list[Claimed], worker: str) -> None:
+        """Webhooks run one per task; SQL handlers in groups of up to SQL_GROUP per task
+        (one connection, several runs per round trip)."""
+        group: list[Claimed] = []
+        for d in batch:
+            if d.handler_kind == "sql":
+                group.append(d)
+                if len(group) == SQL_GROUP:
+                    self._start(group, self._run_sql(group, worker))
+                    group = []
+            else:
+                self._start([d], self._run_one(d, worker))
+        if group:
+            self._start(group, self._run_sql(group, worker))
+
+    def _start(self, ds: list[Claimed], work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        for d in ds:
+            self.inflight[d.id] = task
 
         def done(_: asyncio.Task[None]) -> None:
-            self.inflight.pop(d.id, None)
+            for d in ds:
+                self.inflight.pop(d.id, None)
             self.kick.set()
 
         task.add_done_callback(done)
@@ -225,52 +244,72 @@ class Dispatcher:
         handler = (d.timeout_ms or 10000) / 1000
         return max(0.001, min(handler, self.settings.dispatch_lease_sec * LEASE_SHARE))
 
+    def _count(self, kind: str, outcome: str, started: float) -> None:
+        self.metrics.deliveries.labels(kind, outcome).inc()
+        self.metrics.seconds.labels(kind).observe(time.perf_counter() - started)
+
+    async def _fail(self, d: Claimed, worker: str, error: HandlerFailed) -> str:
+        row = await self._one("fail_delivery", {"id": d.id, "worker": worker, "error": str(error)})
+        outcome = str(row["outcome"]) if row else "stale"
+        log.info("delivery %d attempt %d failed (%s): %s", d.id, d.attempt, outcome, error)
+        return outcome
+
+    async def _run_sql(self, ds: list[Claimed], worker: str) -> None:
+        started = time.perf_counter()
+        recorded: set[int] = set()
+        try:
+            assert self.pool is not None
+            runs = [(d, int(self._timeout_sec(d) * 1000)) for d in ds]
+            outcomes = await run_sql_handlers(
+                self.pool, runs, worker, self.settings.sql_handler_schemas
+            )
+            for d in ds:
+                result = outcomes[d.id]
+                if isinstance(result, HandlerFailed):
+                    outcome = await self._fail(d, worker, result)
+                else:
+                    outcome = "ok" if result else "stale"
+                    if not result:
+                        log.warning("delivery %d: lease lost before completion", d.id)
+                recorded.add(d.id)
+                self._count("sql", outcome, started)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release_all([d for d in ds if d.id not in recorded], worker))
+            raise
+        except Exception:
+            # The database went away mid-delivery: the leases run out and they run again.
+            log.exception("deliveries %s: could not record the outcome", [d.id for d in ds])
+
     async def _run_one(self, d: Claimed, worker: str) -> None:
         kind = d.handler_kind or "missing"
         started = time.perf_counter()
         finished = False
         try:
             try:
-                timeout = self._timeout_sec(d)
-                if d.handler_kind == "webhook":
-                    assert self.session is not None
-                    await call_webhook(self.session, d, timeout)
-                    row = await self._one("complete_delivery", {"id": d.id, "worker": worker})
-                    completed = bool(row and row["ok"])
-                elif d.handler_kind == "sql":
-                    assert self.pool is not None
-                    completed = await run_sql_handler(
-                        self.pool,
-                        d,
-                        worker,
-                        int(timeout * 1000),
-                        self.settings.sql_handler_schemas,
-                    )
-                else:
+                if d.handler_kind != "webhook":
                     raise HandlerFailed("the handler no longer exists")
+                assert self.session is not None
+                await call_webhook(self.session, d, self._timeout_sec(d))
+                row = await self._one("complete_delivery", {"id": d.id, "worker": worker})
                 finished = True
-                outcome = "ok" if completed else "stale"
-                if not completed:
+                outcome = "ok" if row and row["ok"] else "stale"
+                if outcome == "stale":
                     log.warning("delivery %d: lease lost before completion", d.id)
             except HandlerFailed as exc:
-                row = await self._one(
-                    "fail_delivery", {"id": d.id, "worker": worker, "error": str(exc)}
-                )
+                outcome = await self._fail(d, worker, exc)
                 finished = True
-                outcome = row["outcome"] if row else "stale"
-                log.info("delivery %d attempt %d failed (%s): %s", d.id, d.attempt, outcome, exc)
-            self.metrics.deliveries.labels(kind, outcome).inc()
-            self.metrics.seconds.labels(kind).observe(time.perf_counter() - started)
+            self._count(kind, outcome, started)
         except asyncio.CancelledError:
             if not finished:
-                await asyncio.shield(self._release(d, worker))
+                await asyncio.shield(self._release_all([d], worker))
             raise
         except Exception:
             # The database went away mid-delivery: the lease runs out and it runs again.
             log.exception("delivery %d: could not record the outcome", d.id)
 
-    async def _release(self, d: Claimed, worker: str) -> None:
-        try:
-            await self._one("release_delivery", {"id": d.id, "worker": worker})
-        except Exception as exc:
-            log.warning("delivery %d: release failed (%s); its lease will run out", d.id, exc)
+    async def _release_all(self, ds: list[Claimed], worker: str) -> None:
+        for d in ds:
+            try:
+                await self._one("release_delivery", {"id": d.id, "worker": worker})
+            except Exception as exc:
+                log.warning("delivery %d: release failed (%s); its lease will run out", d.id, exc)

@@ -28,6 +28,11 @@ SELECT extract(epoch FROM picloud.next_delivery_due() - clock_timestamp())::floa
 -- Delete successful deliveries older than the retention.
 SELECT picloud.prune_deliveries(%(older_than)s) AS pruned;
 
--- name: set_statement_timeout
--- Statement timeout for the rest of this transaction (an SQL handler's time limit).
-SELECT set_config('statement_timeout', %(ms)s, true);
+
+-- name: completed_by
+-- Which of these deliveries this worker completed (its attempt is recorded ok).
+SELECT a.delivery_id
+  FROM picloud.delivery_attempts a
+  JOIN unnest(%(app_ids)s::uuid[], %(ids)s::bigint[]) AS d (app_id, id)
+    ON a.app_id = d.app_id AND a.delivery_id = d.id
+ WHERE a.worker = %(worker)s AND a.outcome = 'ok';
