@@ -191,6 +191,12 @@ def sign_in(page: Page, server: ThreadServer, key: str = ADMIN_KEY) -> None:
     page.locator("#console").wait_for(state="visible")
 
 
+def fits_width(page: Page) -> bool:
+    """Nothing sticks out sideways (tables reflow into cards on a phone)."""
+    fits: bool = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    return fits
+
+
 def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -6,7 +6,7 @@ import uuid
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PHONE, JsErrors, ThreadServer, screenshot, sign_in
+from tests.browser.conftest import PHONE, JsErrors, ThreadServer, fits_width, screenshot, sign_in
 from tests.fix_server import ADMIN_KEY
 
 
@@ -68,7 +68,9 @@ def test_apps_tab_lists_creates_and_adds_a_domain(page: Page, live_server: Threa
     listed = live_server.call("GET", f"/api/v1/apps/{made['id']}/domains")["domains"]
     assert [d["host"] for d in listed] == [host]
     screenshot(page, "apps-desktop")
+    assert fits_width(page)
     page.set_viewport_size(PHONE)
+    assert fits_width(page)
     screenshot(page, "apps-phone")
 
 

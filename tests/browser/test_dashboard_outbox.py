@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PHONE, ThreadServer, screenshot, sign_in
+from tests.browser.conftest import PHONE, ThreadServer, fits_width, screenshot, sign_in
 from tests.fix_server import free_port
 
 
@@ -100,7 +100,9 @@ def test_inspect_deliveries_and_retry_and_discard_dead_letters(
     assert (fresh["retry_of"], fresh["event"]) == (dead["id"], dead["event"])
 
     screenshot(page, "dead-letters-desktop")
+    assert fits_width(page)
     page.set_viewport_size(PHONE)
+    assert fits_width(page)
     screenshot(page, "dead-letters-phone")
 
     # Discard asks first, then the dead letter is gone.

@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PHONE, ThreadServer, screenshot, sign_in
+from tests.browser.conftest import PHONE, ThreadServer, fits_width, screenshot, sign_in
 
 
 def open_topics(page: Page, server: ThreadServer, app: dict[str, Any]) -> None:
@@ -70,7 +70,9 @@ def test_topic_lifecycle_with_live_tail(page: Page, live_server: ThreadServer) -
     publish.get_by_label("Message (JSON)").fill('{"hello": "world"}')
     publish.locator(".form-error").evaluate("e => e.hidden = true")
     screenshot(page, "topics-desktop")
+    assert fits_width(page)
     page.set_viewport_size(PHONE)
+    assert fits_width(page)
     screenshot(page, "topics-phone")
 
     # Delete asks first; cancelling keeps the topic.
