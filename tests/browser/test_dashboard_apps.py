@@ -87,6 +87,22 @@ def test_an_app_key_signs_in_to_its_own_app(page: Page, live_server: ThreadServe
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#app-select")).to_have_value(app["id"])
     expect(page.locator("#app-select option")).to_have_count(1)
+    expect(page.locator("#app-select option")).to_contain_text(app["slug"])
+
+    # A key that may only manage topics cannot read the app, but can work on its topics.
+    live_server.call("POST", f"/api/v1/apps/{app['id']}/topics", {"name": "news"})
+    topics_key = live_server.call(
+        "POST", f"/api/v1/apps/{app['id']}/keys", {"name": "t", "capabilities": ["topics:manage"]}
+    )["key"]
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("API key").fill(topics_key)
+    page.get_by_label("App id").fill(app["id"])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("tab", name="Topics").click()
+    expect(page.locator('#topics-table tr[data-topic="news"]')).to_be_visible()
+    # ... and is told so when it reaches further.
+    page.get_by_role("tab", name="Dead letters").click()
+    expect(page.locator("#error")).to_contain_text("403 forbidden")
 
 
 def test_javascript_errors_are_caught(page: Page, js_errors: JsErrors) -> None:

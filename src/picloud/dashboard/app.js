@@ -63,7 +63,7 @@ async function signIn(key, appId) {
   try {
     let apps;
     if (appId) {
-      apps = [await api.get(appPath(appId), { key })];
+      apps = [await scopedApp(appId, key)];
     } else {
       try {
         apps = (await api.get("/api/v1/apps", { key })).apps;
@@ -114,10 +114,21 @@ function enterConsole() {
 
 // ---------------------------------------------------------------- apps
 
+/** The one app of an app key. A key without app:admin may not read the app itself (403)
+ *  yet still manage its topics or dead letters: the app is then shown by id. */
+async function scopedApp(appId, key = session.key) {
+  try {
+    return await api.get(appPath(appId), { key });
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 403)) throw err;
+    return { id: appId, slug: appId.slice(0, 8), name: "app details need app:admin" };
+  }
+}
+
 async function loadApps() {
   const scoped = session.get("scopedApp");
   state.apps = scoped
-    ? [await api.get(appPath(scoped))]
+    ? [await scopedApp(scoped)]
     : (await api.get("/api/v1/apps")).apps;
   if (!state.apps.some((a) => a.id === state.appId)) state.appId = state.apps[0]?.id ?? null;
   renderAppPicker();
