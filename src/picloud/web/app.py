@@ -21,6 +21,7 @@ from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
 from picloud.web import apps as _apps  # noqa: F401
 from picloud.web import cron as _cron  # noqa: F401
+from picloud.web import dashboard as _dashboard  # noqa: F401
 from picloud.web import deliveries as _deliveries  # noqa: F401
 from picloud.web import docs as _docs  # noqa: F401
 from picloud.web import files as _files  # noqa: F401
