@@ -36,3 +36,5 @@ def test_wheel_ships_migrations_and_sql(tmp_path: Path) -> None:
         assert f"picloud/_data/sql/{path.name}" in names
     assert any(n.startswith("picloud/queries/") and n.endswith(".sql") for n in names)
     assert "picloud/cli/__init__.py" in names
+    for asset in ("index.html", "app.js", "api.js", "ui.js", "styles.css"):
+        assert f"picloud/dashboard/{asset}" in names

@@ -38,6 +38,11 @@ class Settings:
     files_orphan_sweep_interval_sec: float = 21600.0
     files_orphan_tmp_ttl_sec: float = 3600.0
     dispatch_lease_sec: int = 30
+    dispatch_concurrency: int = 32
+    dispatch_poll_ms: int = 1000
+    dispatch_backoff_base_ms: int = 1000
+    dispatch_backoff_cap_ms: int = 3600000
+    dispatch_retention_sec: int = 7 * 86400
     sql_handler_schemas: tuple[str, ...] = ("picloud_handlers",)
     roles: frozenset[str] = field(default_factory=lambda: frozenset(ROLES))
     migrate_on_start: bool = True
@@ -78,6 +83,13 @@ def _listen(raw: str) -> tuple[str, int]:
     if not 0 <= port_no <= 65535:
         raise ValueError(raw)
     return host.strip("[]"), port_no
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
 
 
 def _identifier_list(raw: str) -> tuple[str, ...]:
@@ -161,6 +173,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         dispatch_lease_sec=_get(
             env, "PICLOUD_DISPATCH_LEASE_SEC", _positive_int, 30, "a positive integer"
+        ),
+        dispatch_concurrency=_get(
+            env, "PICLOUD_DISPATCH_CONCURRENCY", _positive_int, 32, "a positive integer"
+        ),
+        dispatch_poll_ms=_get(
+            env, "PICLOUD_DISPATCH_POLL_MS", _positive_int, 1000, "a positive integer"
+        ),
+        dispatch_backoff_base_ms=_get(
+            env, "PICLOUD_DISPATCH_BACKOFF_BASE_MS", _non_negative_int, 1000, "an integer >= 0"
+        ),
+        dispatch_backoff_cap_ms=_get(
+            env, "PICLOUD_DISPATCH_BACKOFF_CAP_MS", _non_negative_int, 3600000, "an integer >= 0"
+        ),
+        dispatch_retention_sec=_get(
+            env, "PICLOUD_DISPATCH_RETENTION_SEC", _positive_int, 7 * 86400, "a positive integer"
         ),
         sql_handler_schemas=_get(
             env,

@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from picloud import VERSIONS
-from picloud.cli import admin, serve, tokens
+from picloud.cli import admin, deliveries, serve, tokens
 from picloud.cli.common import CommandError, Sub
 from picloud.settings import SettingsError
 
 REGISTRARS: list[Callable[[Sub], None]] = [
     serve.register,
     admin.register,
+    deliveries.register,
     tokens.register,
 ]
 

@@ -38,12 +38,11 @@ SELECT c.app_id::text AS app_id, c.topic, m.seq, m.data
  ORDER BY 1, 2, 3;
 
 -- name: relay_open_topics
--- Which of these channels still exist and are open to subscribers.
-SELECT t.app_id::text AS app_id, t.name AS topic
+-- Which of these channels' topics still exist, and whether they are open to outside subscribers.
+SELECT t.app_id::text AS app_id, t.name AS topic, t.external_subscribable AS external
   FROM picloud.topics t
   JOIN unnest(%(app_ids)s::uuid[], %(topics)s::text[]) AS c(app_id, topic)
-    ON t.app_id = c.app_id AND t.name = c.topic
- WHERE t.external_subscribable;
+    ON t.app_id = c.app_id AND t.name = c.topic;
 
 -- name: prune_messages
 -- Delete messages older than the retention period.

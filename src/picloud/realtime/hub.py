@@ -43,14 +43,24 @@ class Subscriber:
         "ends",
         "key",
         "live",
+        "operator",
         "transport",
         "written",
     )
 
     def __init__(
-        self, key: ChannelKey, transport: asyncio.Transport, *, chunked: bool, cursor: int
+        self,
+        key: ChannelKey,
+        transport: asyncio.Transport,
+        *,
+        chunked: bool,
+        cursor: int,
+        operator: bool = False,
     ) -> None:
         self.key = key
+        # An operator's stream (the dashboard's live tail, authorised by an API key) may
+        # follow an internal topic: closing a topic to outside subscribers keeps it.
+        self.operator = operator
         self.transport = transport
         self.chunked = chunked
         self.cursor = cursor  # the last sequence number sent (or skipped on purpose)
@@ -185,14 +195,23 @@ class Hub:
         else:
             sub.finish(reason)
 
-    def close_channel(self, key: ChannelKey, reason: str = CLOSED) -> int:
-        """End every stream of a channel (topic deleted or closed); how many ended."""
-        channel = self.channels.pop(key, None)
+    def close_channel(
+        self, key: ChannelKey, reason: str = CLOSED, *, operators_too: bool = True
+    ) -> int:
+        """End the streams of a channel (topic deleted or closed); how many ended.
+
+        ``operators_too=False`` ends only outside subscribers, keeping operators' streams.
+        """
+        channel = self.channels.get(key)
         if channel is None:
             return 0
-        for sub in channel.subscribers:
+        ending = [s for s in channel.subscribers if operators_too or not s.operator]
+        for sub in ending:
+            channel.subscribers.discard(sub)
             sub.finish(reason)
-        return len(channel.subscribers)
+        if not channel.subscribers:
+            del self.channels[key]
+        return len(ending)
 
     def close_all(self, reason: str = STOPPING) -> None:
         for key in list(self.channels):

@@ -212,16 +212,19 @@ class Relay:
                 await asyncio.sleep(0.2)
 
     async def _verify(self, keys: set[ChannelKey]) -> None:
-        """End channels whose topic no longer exists or is no longer external."""
+        """End channels whose topic no longer exists; end the outside subscribers of topics
+        that are no longer external (operators' streams of internal topics stay)."""
         live = [k for k in keys if k in self.hub.channels]
         if not live:
             return
         params = {"app_ids": [k[0] for k in live], "topics": [k[1] for k in live]}
         rows = await self._read("relay_open_topics", params)
-        still_open = {(r["app_id"], r["topic"]) for r in rows}
+        existing = {(r["app_id"], r["topic"]): r["external"] for r in rows}
         for key in live:
-            if key not in still_open:
+            if key not in existing:
                 self.hub.close_channel(key)
+            elif not existing[key]:
+                self.hub.close_channel(key, operators_too=False)
 
     async def _fetch(self, dirty: dict[ChannelKey, int]) -> None:
         channels = self.hub.channels

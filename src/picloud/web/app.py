@@ -10,17 +10,27 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from picloud.db import open_pool
-
 # Importing these modules registers their routes and roles.
+from picloud.cron import ticker as _cron_ticker  # noqa: F401
+from picloud.db import open_pool
+from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
+from picloud.files import sweeper as _files_sweeper  # noqa: F401
 from picloud.realtime import gc as _realtime_gc  # noqa: F401
 from picloud.realtime import relay as _relay  # noqa: F401
 from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
 from picloud.web import apps as _apps  # noqa: F401
+from picloud.web import cron as _cron  # noqa: F401
+from picloud.web import dashboard as _dashboard  # noqa: F401
+from picloud.web import deliveries as _deliveries  # noqa: F401
+from picloud.web import docs as _docs  # noqa: F401
+from picloud.web import files as _files  # noqa: F401
+from picloud.web import handlers as _handlers  # noqa: F401
+from picloud.web import kv as _kv  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
 from picloud.web import realtime as _realtime  # noqa: F401
 from picloud.web import topics as _topics  # noqa: F401
+from picloud.web import triggers as _triggers  # noqa: F401
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
 from picloud.web.state import STATE, AppState

@@ -78,7 +78,9 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
         return ApiError(400, "invalid_reference", f"unknown reference ({diag.constraint_name})")
     if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.InvalidTextRepresentation):
         return ApiError(400, "invalid_input", primary)
-    if isinstance(exc, pg_errors.DataException):
+    if isinstance(exc, psycopg.DataError):
+        # Any SQLSTATE class 22 (psycopg gives most of them their own class, not a
+        # DataException subclass), e.g. 22P05 for a \u0000 inside a JSON string.
         return ApiError(400, "invalid_input", primary)
     if isinstance(exc, pg_errors.NoDataFound):
         return ApiError(404, "not_found", primary)

@@ -10,6 +10,8 @@ retained log, an ``event: history_truncated`` comes first.
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
@@ -62,19 +64,40 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         raise not_found()
     if check["verdict"] != "allow":
         raise ApiError(401, "unauthorized", "not authorized to subscribe")
+    return await serve_stream(
+        request, check["app_id"], topic, check["head"], check["oldest"], resume
+    )
+
+
+async def serve_stream(
+    request: web.Request,
+    app_uuid: uuid.UUID,
+    topic: str,
+    head: int,
+    oldest: int | None,
+    resume: int | None,
+    *,
+    operator: bool = False,
+) -> web.StreamResponse:
+    """Stream one topic: replay after ``resume`` from the log, then go live on the hub.
+
+    ``head`` is the topic's last sequence number and ``oldest`` its oldest retained one,
+    read after the caller authorised the subscription (also used by the dashboard's
+    API-key stream route).
+    """
+    state = state_of(request)
     relay = state.roles.get("relay")
     if not isinstance(relay, Relay):
         raise ApiError(503, "unavailable", "the realtime relay does not run on this node")
     if request.transport is None:
         raise ConnectionResetError("client went away")
 
-    head: int = check["head"]
     cursor = head if resume is None else min(resume, head)
     preamble = OPENED
     if resume is not None:
-        oldest = check["oldest"] if check["oldest"] is not None else head + 1
-        if oldest > resume + 1:
-            preamble += history_truncated(resume, oldest)
+        first = oldest if oldest is not None else head + 1
+        if first > resume + 1:
+            preamble += history_truncated(resume, first)
 
     response = web.StreamResponse(headers=SSE_HEADERS)
     chunked = request.version >= HttpVersion11
@@ -84,15 +107,15 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("client went away")
-    app_id = str(check["app_id"])
-    sub = Subscriber((app_id, topic), transport, chunked=chunked, cursor=cursor)
+    app_id = str(app_uuid)
+    sub = Subscriber((app_id, topic), transport, chunked=chunked, cursor=cursor, operator=operator)
     channel, created = relay.hub.subscribe(sub, head)
     if created:
         relay.channel_created(sub.key)
     try:
         await response.write(preamble)
         if sub.cursor < max(head, channel.last_seq):
-            await _replay(request, response, sub, check["app_id"], topic)
+            await _replay(request, response, sub, app_uuid, topic)
         # Frames the hub kept while we replayed, without what the replay already sent.
         while sub.backlog and not sub.done.done():
             frames, sub.backlog = sub.backlog, []

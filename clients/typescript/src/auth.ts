@@ -1,0 +1,110 @@
+/**
+ * Tokens. Subscriber tokens are minted by your backend with an API key that has
+ * `tokens:mint` (the browser never sees that key) and handed to the browser, which
+ * subscribes with them. `tokenCache` keeps one until shortly before it expires.
+ */
+
+import type { EndpointContext } from "./endpoint";
+import { endpoint } from "./endpoint";
+
+/** `Authorization` header value for a token or API key. */
+export function bearer(token: string): string {
+  return `Bearer ${token}`;
+}
+
+/** A minted subscriber token, as `POST …/topics/{name}/tokens` returns it. */
+export interface SubscriberToken {
+  token: string;
+  /** ISO 8601 expiry. */
+  expires_at: string;
+}
+
+export interface MintTokenOptions {
+  appId: string;
+  topic: string;
+  /** Lifetime in seconds (the server's default when left out). */
+  ttlSeconds?: number;
+  signal?: AbortSignal;
+}
+
+const subscriberTokenValidator = {
+  parse(input: unknown): SubscriberToken {
+    if (
+      typeof input === "object" &&
+      input !== null &&
+      typeof (input as { token?: unknown }).token === "string" &&
+      typeof (input as { expires_at?: unknown }).expires_at === "string"
+    ) {
+      const { token, expires_at } = input as SubscriberToken;
+      return { token, expires_at };
+    }
+    throw new TypeError("not a subscriber token response");
+  },
+};
+
+/**
+ * Mints a subscriber token for one topic (server side: needs an API key with
+ * `tokens:mint` for the app).
+ */
+export function mintSubscriberToken(
+  ctx: EndpointContext,
+  options: MintTokenOptions,
+): Promise<SubscriberToken> {
+  const path = `/api/v1/apps/${encodeURIComponent(options.appId)}/topics/${encodeURIComponent(
+    options.topic,
+  )}/tokens`;
+  const body = options.ttlSeconds === undefined ? {} : { ttl_seconds: options.ttlSeconds };
+  return endpoint(ctx, path).post(body, {
+    validate: subscriberTokenValidator,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
+export interface TokenCacheOptions {
+  /** Fetch a new token this long before the cached one expires (default 30 s). */
+  refreshBeforeMs?: number;
+  /** The clock, for tests (default `Date.now`). */
+  now?: () => number;
+}
+
+/** A cached token source: pass `get` as `getToken` and `invalidate` as `onTokenExpired`. */
+export interface TokenCache {
+  get: () => Promise<string>;
+  invalidate: () => void;
+}
+
+/**
+ * Caches the token `load` returns (for example from your backend's
+ * `/realtime-token` route) until `refreshBeforeMs` before its `expires_at`; concurrent
+ * callers share one load.
+ */
+export function tokenCache(
+  load: () => Promise<SubscriberToken>,
+  options: TokenCacheOptions = {},
+): TokenCache {
+  const margin = options.refreshBeforeMs ?? 30_000;
+  const now = options.now ?? Date.now;
+  let cached: { token: string; refreshAt: number } | undefined;
+  let pending: Promise<string> | undefined;
+  return {
+    get: () => {
+      if (cached && now() < cached.refreshAt) return Promise.resolve(cached.token);
+      if (!pending) {
+        pending = load()
+          .then((minted) => {
+            const expires = Date.parse(minted.expires_at);
+            const refreshAt = Number.isNaN(expires) ? 0 : expires - margin;
+            cached = { token: minted.token, refreshAt };
+            return minted.token;
+          })
+          .finally(() => {
+            pending = undefined;
+          });
+      }
+      return pending;
+    },
+    invalidate: () => {
+      cached = undefined;
+    },
+  };
+}

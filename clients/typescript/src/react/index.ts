@@ -1,0 +1,132 @@
+/**
+ * React bindings: `useSubscription(topic, options)` keeps the latest messages of a topic
+ * in state and ends the subscription on unmount or when the topic changes. The client
+ * comes from `options.client` or from a `<PiCloudProvider client={...}>` above.
+ */
+
+import { createContext, createElement, useContext, useEffect, useRef, useState } from "react";
+import type { ReactNode } from "react";
+import { initialSubscriptionState, withMessage, withStatus } from "@picloud/client";
+import type {
+  PiCloudClient,
+  SubscribeOptions,
+  SubscriptionState,
+  TopicMessage,
+} from "@picloud/client";
+
+export type { SubscriptionState } from "@picloud/client";
+
+const ClientContext = createContext<PiCloudClient | null>(null);
+
+export interface PiCloudProviderProps {
+  client: PiCloudClient;
+  children?: ReactNode;
+}
+
+/** Makes `client` the default for `useSubscription` and `usePiCloud` below it. */
+export function PiCloudProvider(props: PiCloudProviderProps): ReactNode {
+  return createElement(ClientContext.Provider, { value: props.client }, props.children);
+}
+
+/** The client from the nearest `PiCloudProvider`. */
+export function usePiCloud(): PiCloudClient {
+  const client = useContext(ClientContext);
+  if (client === null) throw new Error("usePiCloud: no <PiCloudProvider> above this component");
+  return client;
+}
+
+export interface UseSubscriptionOptions<T> extends Omit<SubscribeOptions<T>, "signal"> {
+  /** The client (default: the one from `PiCloudProvider`). */
+  client?: PiCloudClient;
+  /** Subscribe only while true (default true). */
+  enabled?: boolean;
+  /** How many of the latest messages `messages` keeps (default 100). */
+  keep?: number;
+  /** Also called with each message, e.g. to update other state. */
+  onMessage?: (message: TopicMessage<T>) => void;
+}
+
+/** The state while there is nothing to subscribe to. */
+function idleState<T>(): SubscriptionState<T> {
+  return { ...initialSubscriptionState<T>(), status: { state: "closed" } };
+}
+
+/**
+ * Subscribes to `topic` (nothing while it is null, undefined or `enabled` is false; the
+ * status is then "closed" and the messages are cleared).
+ * Callbacks, `validate` and `getToken` may change between renders without
+ * resubscribing; a change of client, topic, static `token` or `keep` resubscribes.
+ */
+export function useSubscription<T = unknown>(
+  topic: string | null | undefined,
+  options: UseSubscriptionOptions<T> = {},
+): SubscriptionState<T> {
+  const contextClient = useContext(ClientContext);
+  const client = options.client ?? contextClient;
+  if (client === null) {
+    throw new Error("useSubscription: pass options.client or render inside <PiCloudProvider>");
+  }
+  const idle = topic === null || topic === undefined || !(options.enabled ?? true);
+  const [state, setState] = useState<SubscriptionState<T>>(() =>
+    idle ? idleState<T>() : initialSubscriptionState<T>(),
+  );
+  const latest = useRef(options);
+  latest.current = options;
+  const enabled = options.enabled ?? true;
+  const keep = Math.max(1, options.keep ?? 100);
+  const token = options.token;
+
+  useEffect(() => {
+    if (topic === null || topic === undefined || !enabled) {
+      setState((prev) => (prev.status.state === "closed" ? prev : idleState<T>()));
+      return undefined;
+    }
+    let active = true;
+    setState(initialSubscriptionState<T>());
+    const current = latest.current;
+    const firstValidate = current.validate;
+    const unsubscribe = client.subscribe<T>(
+      topic,
+      (message) => {
+        if (!active) return;
+        setState((prev) => withMessage(prev, message, keep));
+        latest.current.onMessage?.(message);
+      },
+      {
+        ...(token !== undefined ? { token } : {}),
+        ...(current.lastEventId !== undefined ? { lastEventId: current.lastEventId } : {}),
+        ...(current.backoff !== undefined ? { backoff: current.backoff } : {}),
+        ...(current.idleTimeoutMs !== undefined ? { idleTimeoutMs: current.idleTimeoutMs } : {}),
+        ...(current.getToken ? { getToken: () => latest.current.getToken?.() } : {}),
+        ...(current.onTokenExpired
+          ? { onTokenExpired: () => latest.current.onTokenExpired?.() }
+          : {}),
+        ...(firstValidate
+          ? {
+              validate: {
+                parse: (input) => (latest.current.validate ?? firstValidate).parse(input),
+              },
+            }
+          : {}),
+        onStatus: (status) => {
+          if (active) setState((prev) => withStatus(prev, status));
+          latest.current.onStatus?.(status);
+        },
+        onError: (error) => {
+          if (active) setState((prev) => ({ ...prev, error }));
+          latest.current.onError?.(error);
+        },
+        onHistoryTruncated: (info) => {
+          if (active) setState((prev) => ({ ...prev, historyTruncated: info }));
+          latest.current.onHistoryTruncated?.(info);
+        },
+      },
+    );
+    return () => {
+      active = false;
+      unsubscribe();
+    };
+  }, [client, topic, enabled, token, keep]);
+
+  return state;
+}

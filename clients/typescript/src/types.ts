@@ -1,0 +1,123 @@
+/**
+ * Shared types of @picloud/client. Nothing here has a runtime cost.
+ */
+
+/**
+ * Anything that turns unknown input into a `T` or throws. A Zod schema fits as is
+ * (`z.object({...})`); a Valibot schema in one line:
+ * `const validate = { parse: (input: unknown) => v.parse(schema, input) }`.
+ */
+export interface Validator<T> {
+  parse(input: unknown): T;
+}
+
+/** The `fetch` the client uses: the global one by default, or any compatible function. */
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** JSON as the server sends it. */
+export type JsonValue =
+  string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** The server's error envelope: `{"error": {"code": "...", "message": "..."}}`. */
+export interface ErrorEnvelope {
+  error: { code: string; message: string };
+}
+
+/** One message delivered on a topic. */
+export interface TopicMessage<T = unknown> {
+  /** The SSE event id: the message's per-topic sequence number, as a string. */
+  id: string;
+  /** The topic it was published on. */
+  topic: string;
+  /** The published JSON value, after `validate` when one is given. */
+  message: T;
+  /** When the server accepted it (ISO 8601). */
+  published_at: string;
+}
+
+/**
+ * Sent by the server when the requested `Last-Event-ID` is older than its retained log:
+ * messages between `requested` and `oldest` are gone, the retained ones follow. Refetch
+ * whatever state you derive from the topic.
+ */
+export interface HistoryTruncated {
+  requested: number;
+  oldest: number;
+}
+
+/**
+ * Where a subscription is in its life. `attempt` counts connection attempts since the
+ * last successful open (1 for the first); `delayMs` is the wait before the next one.
+ */
+export type SubscriptionStatus =
+  | { state: "connecting"; attempt: number }
+  | { state: "open" }
+  | { state: "reconnecting"; attempt: number; delayMs: number; error: unknown }
+  | { state: "closed"; error?: unknown };
+
+/** A token, or nothing for public topics; may be computed asynchronously. */
+export type TokenResult = string | null | undefined;
+
+/** Backoff between reconnects: `initialMs`, times `factor` per failed attempt, at most `maxMs`. */
+export interface BackoffOptions {
+  /** First delay (default 1000 ms). A `retry:` field from the server replaces it. */
+  initialMs?: number;
+  /** Growth per failed attempt (default 2). */
+  factor?: number;
+  /** Upper bound (default 30000 ms). */
+  maxMs?: number;
+  /** Fraction of each delay that is random (default 0.2: a delay lies in [0.8 d, d]). */
+  jitter?: number;
+}
+
+export interface SubscribeOptions<T = unknown> {
+  /** A subscriber token sent as `Authorization: Bearer`. */
+  token?: string;
+  /**
+   * Called before every connection attempt (the first one and each reconnect) for a
+   * fresh token. Takes precedence over `token`.
+   */
+  getToken?: () => TokenResult | Promise<TokenResult>;
+  /**
+   * Called when the server answers 401 (token missing, expired or not valid for this
+   * topic). A string it returns becomes the token for the next attempts; then the
+   * subscription reconnects. Without `getToken` or `onTokenExpired`, a 401 closes the
+   * subscription.
+   */
+  onTokenExpired?: () => TokenResult | void | Promise<TokenResult | void>;
+  /** Checks each message's payload; a message that fails goes to `onError` and is skipped. */
+  validate?: Validator<T>;
+  /** Resume after this event id (sent as `Last-Event-ID` on the first connection). */
+  lastEventId?: string;
+  /** Told about every change of state. */
+  onStatus?: (status: SubscriptionStatus) => void;
+  /** Told when the server could not replay from the requested position. */
+  onHistoryTruncated?: (info: HistoryTruncated) => void;
+  /** Told about errors that do not end the subscription (bad payloads, failed attempts). */
+  onError?: (error: unknown) => void;
+  /** Aborting it ends the subscription, like calling the returned function. */
+  signal?: AbortSignal;
+  /** Reconnect schedule. */
+  backoff?: BackoffOptions;
+  /**
+   * Reconnect when nothing (not even a heartbeat) arrives for this long. 0 (the default)
+   * turns it off; set it above the server's heartbeat interval.
+   */
+  idleTimeoutMs?: number;
+}
+
+/** What the React hook and the Svelte store hold for a subscription. */
+export interface SubscriptionState<T = unknown> {
+  /** The latest messages, oldest first, at most `keep` of them. */
+  messages: TopicMessage<T>[];
+  /** The most recent message. */
+  last: TopicMessage<T> | undefined;
+  status: SubscriptionStatus;
+  /** The most recent error (a failed attempt, a bad payload, or what closed it). */
+  error: unknown;
+  /** Set when the server could not replay from the requested position. */
+  historyTruncated: HistoryTruncated | undefined;
+}
+
+/** Ends a subscription. Calling it again does nothing. */
+export type Unsubscribe = () => void;

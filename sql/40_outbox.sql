@@ -1,0 +1,159 @@
+-- The outbox fan-out: triggers match events, enqueue_event writes one delivery per match.
+
+CREATE OR REPLACE FUNCTION picloud.dispatch_channel() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT 'picloud_dispatch'
+$$;
+COMMENT ON FUNCTION picloud.dispatch_channel() IS
+    'The NOTIFY channel that wakes dispatchers when deliveries become due.';
+
+CREATE OR REPLACE FUNCTION picloud.event_sources() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ARRAY['kv', 'docs', 'files', 'cron', 'pubsub', 'dead_letter']::text[]
+$$;
+COMMENT ON FUNCTION picloud.event_sources() IS 'The source kinds a trigger can listen to.';
+
+CREATE OR REPLACE FUNCTION picloud.glob_to_like(pattern text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    -- LIKE's own wildcards are escaped; '*' (any run of characters) becomes '%'.
+    SELECT replace(replace(replace(replace(glob_to_like.pattern, '\', '\\'), '%', '\%'),
+                           '_', '\_'), '*', '%')
+$$;
+COMMENT ON FUNCTION picloud.glob_to_like(text) IS
+    'A trigger subject glob (''*'' matches any run of characters, everything else literally) as a LIKE pattern.';
+
+CREATE OR REPLACE FUNCTION picloud.trigger_filter_matches(filter jsonb, subject text, event jsonb)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (NOT (trigger_filter_matches.filter ? 'match')
+            OR trigger_filter_matches.subject
+               LIKE picloud.glob_to_like(trigger_filter_matches.filter ->> 'match'))
+       AND (NOT (trigger_filter_matches.filter ? 'types')
+            OR coalesce((trigger_filter_matches.filter -> 'types')
+                        ? (trigger_filter_matches.event ->> 'type'), false))
+$$;
+COMMENT ON FUNCTION picloud.trigger_filter_matches(jsonb, text, jsonb) IS
+    'Does a trigger filter {"match": glob, "types": [...]} (both optional) accept this subject and event (event->>''type'')?';
+
+CREATE OR REPLACE FUNCTION picloud.check_trigger_filter(filter jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_key text;
+BEGIN
+    IF check_trigger_filter.filter IS NULL OR jsonb_typeof(check_trigger_filter.filter) <> 'object' THEN
+        RAISE EXCEPTION 'filter must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    FOR v_key IN SELECT jsonb_object_keys(check_trigger_filter.filter) LOOP
+        IF v_key NOT IN ('match', 'types') THEN
+            RAISE EXCEPTION 'unknown filter key %; filters take "match" and "types"', v_key
+                USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    IF check_trigger_filter.filter ? 'match' AND (
+        jsonb_typeof(check_trigger_filter.filter -> 'match') <> 'string'
+        OR length(check_trigger_filter.filter ->> 'match') NOT BETWEEN 1 AND 512) THEN
+        RAISE EXCEPTION 'filter "match" must be a string of 1 to 512 characters (''*'' matches any run)'
+            USING ERRCODE = '22023';
+    END IF;
+    IF check_trigger_filter.filter ? 'types' AND (
+        jsonb_typeof(check_trigger_filter.filter -> 'types') <> 'array'
+        OR jsonb_array_length(check_trigger_filter.filter -> 'types') = 0
+        OR EXISTS (SELECT 1 FROM jsonb_array_elements(check_trigger_filter.filter -> 'types') e
+                    WHERE jsonb_typeof(e) <> 'string')) THEN
+        RAISE EXCEPTION 'filter "types" must be a non-empty list of event type strings'
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.check_trigger_filter(jsonb) IS
+    'Raise 22023 unless the filter is {"match": "<glob>"?, "types": ["<type>", ...]?}.';
+
+CREATE OR REPLACE FUNCTION picloud.triggers_validate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM picloud.check_trigger_filter(NEW.filter);
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION picloud.triggers_validate() IS
+    'BEFORE INSERT/UPDATE on triggers: validates the filter and stamps updated_at.';
+
+DROP TRIGGER IF EXISTS triggers_validate ON picloud.triggers;
+CREATE TRIGGER triggers_validate BEFORE INSERT OR UPDATE ON picloud.triggers
+    FOR EACH ROW EXECUTE FUNCTION picloud.triggers_validate();
+
+CREATE OR REPLACE FUNCTION picloud.sql_handler_schemas() RETURNS text[]
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT ARRAY(SELECT btrim(s) FROM regexp_split_to_table(
+        coalesce(nullif(current_setting('picloud.sql_handler_schemas', true), ''),
+                 'picloud_handlers'), ',') s WHERE btrim(s) <> '')
+$$;
+COMMENT ON FUNCTION picloud.sql_handler_schemas() IS
+    'Schemas SQL handlers may live in: the session setting picloud.sql_handler_schemas (the server sets it from PICLOUD_SQL_HANDLER_SCHEMAS), else picloud_handlers.';
+
+CREATE OR REPLACE FUNCTION picloud.handlers_validate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.kind = 'webhook' AND NEW.secret IS NULL THEN
+        NEW.secret := encode(picloud.random_bytes_32(), 'hex');
+    END IF;
+    IF NEW.kind = 'sql' AND NEW.function IS NOT NULL THEN
+        IF NEW.function !~ '^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$' THEN
+            RAISE EXCEPTION 'function must be "schema.name" in lower case letters, digits and _'
+                USING ERRCODE = '22023';
+        END IF;
+        IF NOT split_part(NEW.function, '.', 1) = ANY (picloud.sql_handler_schemas()) THEN
+            RAISE EXCEPTION 'SQL handlers must live in one of the schemas %',
+                array_to_string(picloud.sql_handler_schemas(), ', ') USING ERRCODE = '22023';
+        END IF;
+        IF to_regprocedure(format('%I.%I(jsonb)', split_part(NEW.function, '.', 1),
+                                  split_part(NEW.function, '.', 2))) IS NULL THEN
+            RAISE EXCEPTION 'no function %(jsonb)', NEW.function USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION picloud.handlers_validate() IS
+    'BEFORE INSERT/UPDATE on handlers: generates a webhook secret when none is given; an sql handler must name an existing f(jsonb) in an allowed schema.';
+
+DROP TRIGGER IF EXISTS handlers_validate ON picloud.handlers;
+CREATE TRIGGER handlers_validate BEFORE INSERT OR UPDATE ON picloud.handlers
+    FOR EACH ROW EXECUTE FUNCTION picloud.handlers_validate();
+
+CREATE OR REPLACE FUNCTION picloud.enqueue_event(app_id uuid, source text, subject text, event jsonb)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF enqueue_event.app_id IS NULL OR enqueue_event.subject IS NULL THEN
+        RAISE EXCEPTION 'app_id and subject are required' USING ERRCODE = '22023';
+    END IF;
+    IF enqueue_event.source IS NULL OR NOT enqueue_event.source = ANY (picloud.event_sources()) THEN
+        RAISE EXCEPTION 'unknown event source %', enqueue_event.source USING ERRCODE = '22023';
+    END IF;
+    IF enqueue_event.event IS NULL OR jsonb_typeof(enqueue_event.event) <> 'object' THEN
+        RAISE EXCEPTION 'event must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO picloud.deliveries
+        (app_id, trigger_id, handler_id, source, subject, event, max_attempts)
+    SELECT t.app_id, t.id, t.handler_id, enqueue_event.source, enqueue_event.subject,
+           enqueue_event.event, t.max_attempts
+      FROM picloud.triggers t
+     WHERE t.app_id = enqueue_event.app_id
+       AND t.source = enqueue_event.source
+       AND t.enabled
+       AND picloud.trigger_filter_matches(t.filter, enqueue_event.subject, enqueue_event.event);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    IF v_count > 0 THEN
+        -- One notification per transaction: identical ones are folded on commit.
+        PERFORM pg_notify(picloud.dispatch_channel(), '');
+    END IF;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION picloud.enqueue_event(uuid, text, text, jsonb) IS
+    'Fan-out: one delivery per enabled trigger of this app and source whose filter matches subject and event, in the caller''s transaction; NOTIFYs the dispatchers on commit. Returns how many were enqueued.';

@@ -1,0 +1,270 @@
+-- The dispatcher's SQL API: claim with a lease, complete, fail with backoff, release.
+
+CREATE OR REPLACE FUNCTION picloud.backoff_delay(attempt integer, jitter double precision DEFAULT random())
+RETURNS interval
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    -- Exponential from the base, capped, with "equal jitter": a uniform pick in [d/2, d].
+    SELECT make_interval(secs => v.d * (0.5 + 0.5 * greatest(0.0, least(1.0, backoff_delay.jitter)))
+                                 / 1000.0)
+      FROM (SELECT least(
+                coalesce(nullif(current_setting('picloud.dispatch_backoff_cap_ms', true), '')::float8,
+                         3600000.0),
+                coalesce(nullif(current_setting('picloud.dispatch_backoff_base_ms', true), '')::float8,
+                         1000.0)
+                * power(2.0, least(greatest(backoff_delay.attempt, 1) - 1, 60))) AS d) v
+$$;
+COMMENT ON FUNCTION picloud.backoff_delay(integer, double precision) IS
+    'Delay before the next try after failed attempt n: min(cap, base * 2^(n-1)) scaled into [1/2, 1] by jitter (random by default). base/cap: session settings picloud.dispatch_backoff_base_ms [1000] and picloud.dispatch_backoff_cap_ms [3600000].';
+
+CREATE OR REPLACE FUNCTION picloud.dead_letter_delivery(app_id uuid, id bigint, error text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_dead bigint;
+BEGIN
+    WITH d AS (
+        UPDATE picloud.deliveries d
+           SET status = 'dead', lease_owner = NULL, lease_expires_at = NULL,
+               last_error = dead_letter_delivery.error, finished_at = now(), updated_at = now()
+         WHERE d.app_id = dead_letter_delivery.app_id AND d.id = dead_letter_delivery.id
+        RETURNING d.*)
+    INSERT INTO picloud.dead_letters
+        (app_id, delivery_id, trigger_id, handler_id, source, subject, event, attempts, last_error)
+    SELECT d.app_id, d.id, d.trigger_id, d.handler_id, d.source, d.subject, d.event, d.attempts,
+           d.last_error
+      FROM d
+    RETURNING dead_letters.id INTO v_dead;
+    RETURN v_dead;
+END
+$$;
+COMMENT ON FUNCTION picloud.dead_letter_delivery(uuid, bigint, text) IS
+    'Mark a delivery dead and write its dead_letters row (which fans out to dead_letter triggers). Returns the dead letter id. Internal: fail_delivery and claim_deliveries call it.';
+
+DROP FUNCTION IF EXISTS picloud.claim_deliveries(text, integer, interval);
+CREATE OR REPLACE FUNCTION picloud.claim_deliveries(worker text, max integer, lease interval)
+RETURNS TABLE (
+    id bigint, app_id uuid, trigger_id uuid, handler_id uuid, source text, subject text,
+    event jsonb, attempt integer, max_attempts integer, lease_expires_at timestamptz,
+    handler_kind text, url text, secret text, function text, timeout_ms integer)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_expired record;
+BEGIN
+    IF claim_deliveries.worker IS NULL OR claim_deliveries.worker = '' THEN
+        RAISE EXCEPTION 'worker is required' USING ERRCODE = '22023';
+    END IF;
+    IF claim_deliveries.max IS NULL OR claim_deliveries.max NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'max must be between 1 and 10000' USING ERRCODE = '22023';
+    END IF;
+    IF claim_deliveries.lease IS NULL OR claim_deliveries.lease <= interval '0' THEN
+        RAISE EXCEPTION 'lease must be positive' USING ERRCODE = '22023';
+    END IF;
+    -- Leases that ran out: the attempt is recorded as lost, and the delivery is due again
+    -- (or dead, when that was its last attempt).
+    FOR v_expired IN
+        SELECT d.app_id, d.id, d.attempts, d.max_attempts, d.lease_owner
+          FROM picloud.deliveries d
+         WHERE d.status = 'running' AND d.run_at <= now()
+         ORDER BY d.run_at
+         LIMIT claim_deliveries.max
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        UPDATE picloud.delivery_attempts a
+           SET finished_at = now(), outcome = 'lease_expired',
+               error = 'lease of ' || v_expired.lease_owner || ' expired'
+         WHERE a.app_id = v_expired.app_id AND a.delivery_id = v_expired.id
+           AND a.attempt = v_expired.attempts AND a.outcome IS NULL;
+        IF v_expired.attempts >= v_expired.max_attempts THEN
+            PERFORM picloud.dead_letter_delivery(
+                v_expired.app_id, v_expired.id,
+                'lease of ' || v_expired.lease_owner || ' expired on the last attempt');
+        ELSE
+            UPDATE picloud.deliveries d
+               SET status = 'pending', run_at = now(), lease_owner = NULL,
+                   lease_expires_at = NULL, updated_at = now(),
+                   last_error = 'lease of ' || v_expired.lease_owner || ' expired'
+             WHERE d.app_id = v_expired.app_id AND d.id = v_expired.id;
+        END IF;
+    END LOOP;
+
+    RETURN QUERY
+    WITH c AS (
+        SELECT d.app_id, d.id
+          FROM picloud.deliveries d
+         WHERE d.status = 'pending' AND d.run_at <= now()
+         ORDER BY d.run_at
+         LIMIT claim_deliveries.max
+           FOR UPDATE SKIP LOCKED
+    ), u AS (
+        UPDATE picloud.deliveries d
+           SET status = 'running', attempts = d.attempts + 1,
+               lease_owner = claim_deliveries.worker,
+               lease_expires_at = now() + claim_deliveries.lease,
+               run_at = now() + claim_deliveries.lease, updated_at = now()
+          FROM c
+         WHERE d.app_id = c.app_id AND d.id = c.id
+        RETURNING d.id, d.app_id, d.trigger_id, d.handler_id, d.source, d.subject, d.event,
+                  d.attempts, d.max_attempts, d.lease_expires_at
+    ), a AS (
+        INSERT INTO picloud.delivery_attempts (app_id, delivery_id, attempt, worker)
+        SELECT u.app_id, u.id, u.attempts, claim_deliveries.worker FROM u
+    )
+    SELECT u.id, u.app_id, u.trigger_id, u.handler_id, u.source, u.subject, u.event,
+           u.attempts, u.max_attempts, u.lease_expires_at,
+           h.kind, h.url, h.secret, h.function, h.timeout_ms
+      FROM u
+      LEFT JOIN picloud.handlers h ON h.app_id = u.app_id AND h.id = u.handler_id
+     ORDER BY u.id;
+END
+$$;
+COMMENT ON FUNCTION picloud.claim_deliveries(text, integer, interval) IS
+    'Lease up to max due deliveries to worker for lease (FOR UPDATE SKIP LOCKED, so concurrent claimers never share one), with their handler. Expired leases are reclaimed first: their attempt is recorded as lease_expired and they run again, or go dead if that was the last attempt.';
+
+DROP FUNCTION IF EXISTS picloud.complete_deliveries(bigint[], text[]);
+CREATE OR REPLACE FUNCTION picloud.complete_deliveries(ids bigint[], workers text[])
+RETURNS TABLE (id bigint, ok boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- plpgsql, not sql: the plan is cached across calls.
+    RETURN QUERY
+    WITH c AS (
+        SELECT c.id, c.worker
+          FROM unnest(complete_deliveries.ids, complete_deliveries.workers) AS c (id, worker)
+    ), done AS (
+        UPDATE picloud.deliveries d
+           SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
+               finished_at = now(), updated_at = now()
+          FROM c
+         WHERE d.id = c.id AND d.status = 'running' AND d.lease_owner = c.worker
+        RETURNING d.app_id, d.id, d.attempts
+    ), recorded AS (
+        UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'ok'
+          FROM done
+         WHERE a.app_id = done.app_id AND a.delivery_id = done.id AND a.attempt = done.attempts
+    )
+    SELECT c.id, EXISTS (SELECT 1 FROM done WHERE done.id = c.id) FROM c ORDER BY c.id;
+END
+$$;
+COMMENT ON FUNCTION picloud.complete_deliveries(bigint[], text[]) IS
+    'complete_delivery for many (ids[i] leased to workers[i]) in one statement: which were completed, and which refused because the lease was lost.';
+
+DROP FUNCTION IF EXISTS picloud.complete_delivery(bigint, text);
+CREATE OR REPLACE FUNCTION picloud.complete_delivery(id bigint, worker text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_app     uuid;
+    v_attempt integer;
+BEGIN
+    -- The single-delivery path (every SQL handler run) of complete_deliveries, kept
+    -- direct because it is the hot one.
+    UPDATE picloud.deliveries d
+       SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
+           finished_at = now(), updated_at = now()
+     WHERE d.id = complete_delivery.id AND d.status = 'running'
+       AND d.lease_owner = complete_delivery.worker
+    RETURNING d.app_id, d.attempts INTO v_app, v_attempt;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'ok'
+     WHERE a.app_id = v_app AND a.delivery_id = complete_delivery.id AND a.attempt = v_attempt;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION picloud.complete_delivery(bigint, text) IS
+    'Mark a delivery done. Refused (false, nothing changes) unless worker still holds its lease: a stale worker whose lease was reclaimed cannot complete it.';
+
+CREATE OR REPLACE FUNCTION picloud.complete_delivery_or_raise(id bigint, worker text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF NOT picloud.complete_delivery(complete_delivery_or_raise.id, complete_delivery_or_raise.worker) THEN
+        RAISE EXCEPTION 'delivery %: the lease of % was lost', complete_delivery_or_raise.id,
+            complete_delivery_or_raise.worker USING ERRCODE = 'PCL01';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.complete_delivery_or_raise(bigint, text) IS
+    'complete_delivery in the transaction that ran an SQL handler: raises SQLSTATE PCL01 (lease lost) when the worker no longer holds the lease, so the handler''s work rolls back with it.';
+
+DROP FUNCTION IF EXISTS picloud.fail_delivery(bigint, text, text);
+CREATE OR REPLACE FUNCTION picloud.fail_delivery(id bigint, worker text, error text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_row   record;
+    v_error text := left(coalesce(fail_delivery.error, 'failed'), 2000);
+BEGIN
+    SELECT d.app_id, d.attempts, d.max_attempts INTO v_row
+      FROM picloud.deliveries d
+     WHERE d.id = fail_delivery.id AND d.status = 'running'
+       AND d.lease_owner = fail_delivery.worker
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'stale';
+    END IF;
+    UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'error', error = v_error
+     WHERE a.app_id = v_row.app_id AND a.delivery_id = fail_delivery.id
+       AND a.attempt = v_row.attempts;
+    IF v_row.attempts >= v_row.max_attempts THEN
+        PERFORM picloud.dead_letter_delivery(v_row.app_id, fail_delivery.id, v_error);
+        RETURN 'dead';
+    END IF;
+    UPDATE picloud.deliveries d
+       SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, last_error = v_error,
+           run_at = now() + picloud.backoff_delay(v_row.attempts), updated_at = now()
+     WHERE d.app_id = v_row.app_id AND d.id = fail_delivery.id;
+    RETURN 'retry';
+END
+$$;
+COMMENT ON FUNCTION picloud.fail_delivery(bigint, text, text) IS
+    'Record a failed attempt. ''retry'': due again after picloud.backoff_delay(attempts); ''dead'': that was the trigger''s last attempt, a dead letter is written; ''stale'': refused, worker no longer holds the lease.';
+
+DROP FUNCTION IF EXISTS picloud.release_delivery(bigint, text);
+CREATE OR REPLACE FUNCTION picloud.release_delivery(id bigint, worker text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_app     uuid;
+    v_attempt integer;
+BEGIN
+    UPDATE picloud.deliveries d
+       SET status = 'pending', attempts = d.attempts - 1, lease_owner = NULL,
+           lease_expires_at = NULL, run_at = now(), updated_at = now()
+     WHERE d.id = release_delivery.id AND d.status = 'running'
+       AND d.lease_owner = release_delivery.worker
+    RETURNING d.app_id, d.attempts + 1 INTO v_app, v_attempt;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM picloud.delivery_attempts a
+     WHERE a.app_id = v_app AND a.delivery_id = release_delivery.id AND a.attempt = v_attempt;
+    PERFORM pg_notify(picloud.dispatch_channel(), '');
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION picloud.release_delivery(bigint, text) IS
+    'Give back a claimed delivery whose handler never started (a dispatcher shutting down): due now, the attempt uncounted. False when worker does not hold the lease.';
+
+CREATE OR REPLACE FUNCTION picloud.next_delivery_due() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT least((SELECT min(d.run_at) FROM picloud.deliveries d WHERE d.status = 'pending'),
+                 (SELECT min(d.run_at) FROM picloud.deliveries d WHERE d.status = 'running'))
+$$;
+COMMENT ON FUNCTION picloud.next_delivery_due() IS
+    'When the next delivery becomes claimable (a retry falling due or a lease running out); NULL when none is queued.';
+
+CREATE OR REPLACE FUNCTION picloud.prune_deliveries(older_than interval) RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    DELETE FROM picloud.deliveries d
+     WHERE d.status = 'done' AND d.finished_at < now() - prune_deliveries.older_than;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION picloud.prune_deliveries(interval) IS
+    'Delete deliveries that finished successfully more than older_than ago (with their attempts). Dead ones are kept with their dead letters.';

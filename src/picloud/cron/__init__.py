@@ -1,0 +1,1 @@
+"""Cron: five-field expressions (expressions) and the ticker role (ticker)."""

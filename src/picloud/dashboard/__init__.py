@@ -1,0 +1,1 @@
+"""Static files of the operator dashboard (index.html, ES modules, styles), no build step."""

@@ -1,0 +1,746 @@
+// PiCloud operator dashboard: sign-in, Apps, Topics (with live tail), Deliveries and
+// Dead letters. Plain ES modules, no build step; every API error is shown to the person.
+
+import { ApiError, api, appPath, followStream, session } from "./api.js";
+import { $, $$, button, confirmAction, el, formatTime, jsonBlock, setFormError } from "./ui.js";
+
+const SOURCES = ["kv", "docs", "files", "cron", "pubsub", "dead_letter"];
+const TAIL_LIMIT = 200;
+
+const state = {
+  apps: [],
+  appId: null,
+  tab: "apps",
+  topics: [],
+  stopTail: null,
+  tailTopic: null,
+};
+
+// ---------------------------------------------------------------- messages
+
+function showError(err) {
+  const box = $("#error");
+  $("#error-text").textContent = err instanceof ApiError ? err.toString() : String(err);
+  box.hidden = false;
+}
+
+function clearError() {
+  $("#error").hidden = true;
+}
+
+let noticeTimer = null;
+function notice(text) {
+  const box = $("#notice");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    box.hidden = true;
+  }, 4000);
+}
+
+/** Runs an action; its error goes to the form's error line (or the banner). */
+async function attempt(action, form = null) {
+  if (form) setFormError(form, null);
+  try {
+    return await action();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      signOut("Your API key was refused (401). Sign in again.");
+      return undefined;
+    }
+    if (form) setFormError(form, err);
+    else showError(err);
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------- sign-in
+
+async function signIn(key, appId) {
+  const form = $("#sign-in-form");
+  setFormError(form, null);
+  try {
+    let apps;
+    if (appId) {
+      apps = [await scopedApp(appId, key)];
+    } else {
+      try {
+        apps = (await api.get("/api/v1/apps", { key })).apps;
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 403) {
+          throw new ApiError(
+            403,
+            "forbidden",
+            "This key is limited to one app: enter that app's id as well.",
+          );
+        }
+        throw err;
+      }
+    }
+    session.key = key;
+    session.set("scopedApp", appId || null);
+    state.apps = apps;
+    enterConsole();
+  } catch (err) {
+    setFormError(form, err);
+  }
+}
+
+function signOut(message) {
+  stopTail();
+  session.clear();
+  state.apps = [];
+  state.appId = null;
+  $("#api-key").value = "";
+  $("#console").hidden = true;
+  $("#sign-out").hidden = true;
+  $("#sign-in").hidden = false;
+  clearError();
+  if (message) setFormError($("#sign-in-form"), message);
+  $("#api-key").focus();
+}
+
+function enterConsole() {
+  $("#sign-in").hidden = true;
+  $("#console").hidden = false;
+  $("#sign-out").hidden = false;
+  const wanted = session.get("app");
+  state.appId = state.apps.some((a) => a.id === wanted) ? wanted : state.apps[0]?.id ?? null;
+  renderAppPicker();
+  const tab = location.hash.slice(1);
+  showTab(["apps", "topics", "deliveries", "dead-letters"].includes(tab) ? tab : "apps");
+}
+
+// ---------------------------------------------------------------- apps
+
+/** The one app of an app key. A key without app:admin may not read the app itself (403)
+ *  yet still manage its topics or dead letters: the app is then shown by id. */
+async function scopedApp(appId, key = session.key) {
+  try {
+    return await api.get(appPath(appId), { key });
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 403)) throw err;
+    return { id: appId, slug: appId.slice(0, 8), name: "app details need app:admin" };
+  }
+}
+
+async function loadApps() {
+  const scoped = session.get("scopedApp");
+  state.apps = scoped
+    ? [await scopedApp(scoped)]
+    : (await api.get("/api/v1/apps")).apps;
+  if (!state.apps.some((a) => a.id === state.appId)) state.appId = state.apps[0]?.id ?? null;
+  renderAppPicker();
+}
+
+function currentApp() {
+  return state.apps.find((a) => a.id === state.appId) ?? null;
+}
+
+function renderAppPicker() {
+  const select = $("#app-select");
+  select.replaceChildren(
+    ...state.apps.map((a) => el("option", { value: a.id }, `${a.slug} — ${a.name}`)),
+  );
+  if (!state.apps.length) select.append(el("option", { value: "" }, "(no apps yet)"));
+  select.value = state.appId ?? "";
+  session.set("app", state.appId);
+  const app = currentApp();
+  for (const span of $$(".app-name")) span.textContent = app ? `in ${app.slug}` : "";
+}
+
+function renderApps() {
+  const body = $("#apps-table tbody");
+  body.replaceChildren(
+    ...state.apps.map((a) =>
+      el(
+        "tr",
+        { "data-app": a.slug, class: a.id === state.appId ? "selected" : "" },
+        el("td", { "data-label": "Slug" }, el("strong", {}, a.slug)),
+        el("td", { "data-label": "Name" }, a.name),
+        el("td", { "data-label": "Id" }, el("code", { class: "id" }, a.id)),
+        el("td", { "data-label": "Created" }, formatTime(a.created_at)),
+        el(
+          "td",
+          { class: "row-actions" },
+          button(a.id === state.appId ? "Selected" : "Select", () => selectApp(a.id)),
+        ),
+      ),
+    ),
+  );
+  $("#tab-apps .empty").hidden = state.apps.length > 0;
+}
+
+async function renderDomains() {
+  const list = $("#domain-list");
+  const form = $("#add-domain-form");
+  const app = currentApp();
+  form.hidden = !app;
+  if (!app) {
+    list.replaceChildren(el("li", { class: "muted" }, "Create an app first."));
+    return;
+  }
+  const { domains } = await api.get(appPath(app.id, "domains"));
+  list.replaceChildren(
+    el("li", { class: "muted" }, `${app.slug}.<PICLOUD_BASE_DOMAIN> (always)`),
+    ...domains.map((d) =>
+      el(
+        "li",
+        {},
+        el("code", {}, d.host),
+        button("Remove", () => removeDomain(app, d.host), {
+          cls: "ghost small danger-text",
+          label: `Remove ${d.host}`,
+        }),
+      ),
+    ),
+  );
+}
+
+async function removeDomain(app, host) {
+  if (!(await confirmAction(`Remove the domain ${host} from ${app.slug}?`, "Remove"))) return;
+  await attempt(async () => {
+    await api.del(appPath(app.id, "domains", host));
+    notice(`Removed ${host}.`);
+    await renderDomains();
+  });
+}
+
+async function refreshApps() {
+  await loadApps();
+  renderApps();
+  await renderDomains();
+}
+
+function selectApp(appId) {
+  state.appId = appId || null;
+  renderAppPicker();
+  refreshTab();
+}
+
+// ---------------------------------------------------------------- topics
+
+async function refreshTopics() {
+  const app = currentApp();
+  const body = $("#topics-table tbody");
+  if (!app) {
+    state.topics = [];
+    body.replaceChildren();
+  } else {
+    state.topics = (await api.get(appPath(app.id, "topics"))).topics;
+    body.replaceChildren(...state.topics.map((t) => topicRow(app, t)));
+  }
+  $("#tab-topics .empty").hidden = state.topics.length > 0;
+  for (const select of $$(".topic-choice")) {
+    const keep = select.value;
+    select.replaceChildren(...state.topics.map((t) => el("option", { value: t.name }, t.name)));
+    if (state.topics.some((t) => t.name === keep)) select.value = keep;
+  }
+}
+
+function topicRow(app, topic) {
+  const mode = el(
+    "select",
+    { "aria-label": `Auth mode of ${topic.name}`, class: "auth-mode" },
+    el("option", { value: "token" }, "token"),
+    el("option", { value: "public" }, "public"),
+  );
+  mode.value = topic.auth_mode;
+  mode.addEventListener("change", () =>
+    updateTopic(app, topic, { auth_mode: mode.value }, () => {
+      mode.value = topic.auth_mode;
+    }),
+  );
+  const external = el("input", {
+    type: "checkbox",
+    class: "external",
+    "aria-label": `${topic.name} is subscribable from outside`,
+  });
+  external.checked = topic.external_subscribable;
+  external.addEventListener("change", () =>
+    updateTopic(app, topic, { external_subscribable: external.checked }, () => {
+      external.checked = topic.external_subscribable;
+    }),
+  );
+  return el(
+    "tr",
+    { "data-topic": topic.name },
+    el("td", { "data-label": "Name" }, el("code", { class: "topic-name" }, topic.name)),
+    el("td", { "data-label": "Auth mode" }, mode),
+    el("td", { "data-label": "External" }, el("label", { class: "check" }, external, "external")),
+    el("td", { "data-label": "Updated" }, formatTime(topic.updated_at)),
+    el(
+      "td",
+      { class: "row-actions" },
+      button("Tail", () => startTail(topic.name)),
+      button("Delete", () => deleteTopic(app, topic), {
+        cls: "ghost small danger-text",
+        label: `Delete ${topic.name}`,
+      }),
+    ),
+  );
+}
+
+async function updateTopic(app, topic, change, revert) {
+  const saved = await attempt(() => api.patch(appPath(app.id, "topics", topic.name), change));
+  if (saved) {
+    Object.assign(topic, saved);
+    const { auth_mode: mode, external_subscribable: external } = saved;
+    notice(`Saved ${topic.name}: auth ${mode}, external ${external}.`);
+  } else {
+    revert();
+  }
+}
+
+async function deleteTopic(app, topic) {
+  const question =
+    `Delete the topic ${topic.name}? ` +
+    "Its history goes and live subscribers are disconnected.";
+  if (!(await confirmAction(question, "Delete topic"))) return;
+  await attempt(async () => {
+    await api.del(appPath(app.id, "topics", topic.name));
+    if (state.tailTopic === topic.name) stopTail();
+    notice(`Deleted ${topic.name}.`);
+    await refreshTopics();
+  });
+}
+
+async function createTopic(form) {
+  const app = currentApp();
+  if (!app) return setFormError(form, "Create or select an app first.");
+  const data = new FormData(form);
+  const body = {
+    name: data.get("name"),
+    auth_mode: data.get("auth_mode"),
+    external_subscribable: data.get("external_subscribable") === "on",
+  };
+  await attempt(async () => {
+    const topic = await api.post(appPath(app.id, "topics"), body);
+    notice(`Created ${topic.name}.`);
+    form.reset();
+    await refreshTopics();
+  }, form);
+}
+
+async function publish(form) {
+  const app = currentApp();
+  const data = new FormData(form);
+  const topic = data.get("topic");
+  if (!app || !topic) return setFormError(form, "Create a topic first.");
+  let message;
+  try {
+    message = JSON.parse(data.get("message"));
+  } catch (err) {
+    return setFormError(form, `The message is not valid JSON: ${err.message}`);
+  }
+  await attempt(async () => {
+    const sent = await api.post(appPath(app.id, "topics", topic, "messages"), { message });
+    $("#publish-result").textContent = `Published #${sent.id} at ${formatTime(sent.published_at)}`;
+  }, form);
+}
+
+async function mintToken(form) {
+  const app = currentApp();
+  const data = new FormData(form);
+  const topic = data.get("topic");
+  const card = form.parentElement;
+  if (!app || !topic) return setFormError(card, "Create a topic first.");
+  await attempt(async () => {
+    const minted = await api.post(appPath(app.id, "topics", topic, "tokens"), {
+      ttl_seconds: Number(data.get("ttl_seconds")),
+    });
+    $("#token-value").textContent = minted.token;
+    $("#token-expiry").textContent =
+      `For ${topic} in ${app.slug}; expires ${formatTime(minted.expires_at)}.`;
+    $("#token-result").hidden = false;
+  }, card);
+}
+
+// ---------------------------------------------------------------- live tail
+
+function setTailState(name, detail) {
+  const pill = $("#tail-status");
+  const labels = {
+    idle: "idle",
+    connecting: "connecting…",
+    live: `live: ${state.tailTopic}`,
+    retrying: "reconnecting…",
+    closed: "stopped",
+    failed: "failed",
+  };
+  pill.dataset.state = name;
+  pill.textContent = labels[name] ?? name;
+  const running = name === "connecting" || name === "live" || name === "retrying";
+  $("#tail-start").disabled = running;
+  $("#tail-stop").disabled = !running;
+  const errorLine = $("#tail-error");
+  if (detail) {
+    errorLine.textContent = detail instanceof ApiError ? detail.toString() : String(detail);
+    errorLine.hidden = false;
+  } else if (name === "live") {
+    errorLine.hidden = true;
+  }
+}
+
+function tailEvent(ev) {
+  const list = $("#tail-list");
+  let item;
+  if (ev.event === "history_truncated") {
+    item = el("li", { class: "gap" }, `Older messages were pruned: ${ev.data}`);
+  } else {
+    let frame;
+    try {
+      frame = JSON.parse(ev.data);
+    } catch {
+      frame = { message: ev.data };
+    }
+    item = el(
+      "li",
+      { "data-id": ev.id ?? "" },
+      el(
+        "div",
+        { class: "tail-meta" },
+        el("strong", { class: "tail-id" }, `#${ev.id}`),
+        el("time", { datetime: frame.published_at ?? "" }, formatTime(frame.published_at)),
+      ),
+      jsonBlock(frame.message),
+    );
+  }
+  list.prepend(item);
+  while (list.children.length > TAIL_LIMIT) list.lastElementChild.remove();
+}
+
+function startTail(topic) {
+  const app = currentApp();
+  if (!app || !topic) return;
+  stopTail();
+  $("#tail-list").replaceChildren();
+  for (const select of $$(".topic-choice")) select.value = topic;
+  state.tailTopic = topic;
+  state.stopTail = followStream(appPath(app.id, "topics", topic, "stream"), {
+    onEvent: tailEvent,
+    onState: setTailState,
+  });
+  $("#tail-form").scrollIntoView({ block: "nearest" });
+}
+
+function stopTail() {
+  if (state.stopTail) {
+    state.stopTail();
+    state.stopTail = null;
+  }
+}
+
+// ---------------------------------------------------------------- deliveries
+
+function statusPill(status) {
+  return el("span", { class: "pill", "data-state": status }, status);
+}
+
+async function refreshDeliveries() {
+  const app = currentApp();
+  const body = $("#deliveries-table tbody");
+  $("#delivery-detail").hidden = true;
+  if (!app) return body.replaceChildren();
+  const data = new FormData($("#deliveries-filter"));
+  const params = new URLSearchParams({ limit: "100" });
+  for (const name of ["status", "source"]) if (data.get(name)) params.set(name, data.get(name));
+  const { deliveries } = await api.get(`${appPath(app.id, "deliveries")}?${params}`);
+  body.replaceChildren(
+    ...deliveries.map((d) =>
+      el(
+        "tr",
+        { "data-delivery": d.id },
+        el("td", { "data-label": "Id" }, el("strong", {}, `#${d.id}`)),
+        el("td", { "data-label": "Source" }, d.source ?? ""),
+        el("td", { "data-label": "Subject", class: "wrap" }, el("code", {}, d.subject ?? "")),
+        el("td", { "data-label": "Status" }, statusPill(d.status)),
+        el("td", { "data-label": "Attempts" }, `${d.attempts ?? 0} / ${d.max_attempts ?? "?"}`),
+        el("td", { "data-label": "Created" }, formatTime(d.created_at)),
+        el("td", { "data-label": "Last error", class: "wrap" }, d.last_error ?? ""),
+        el(
+          "td",
+          { class: "row-actions" },
+          button("Inspect", () => inspectDelivery(app, d.id), {
+            label: `Inspect delivery #${d.id}`,
+          }),
+        ),
+      ),
+    ),
+  );
+  $("#tab-deliveries .empty").hidden = deliveries.length > 0;
+}
+
+function attemptsTable(attempts) {
+  if (!attempts || !attempts.length) return el("p", { class: "muted" }, "No attempts yet.");
+  return el(
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      { class: "responsive attempts" },
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ...["Attempt", "Started", "Finished", "Outcome", "Error"].map((h) => el("th", {}, h)),
+        ),
+      ),
+      el(
+        "tbody",
+        {},
+        ...attempts.map((a) =>
+          el(
+            "tr",
+            {},
+            el("td", { "data-label": "Attempt" }, String(a.attempt)),
+            el("td", { "data-label": "Started" }, formatTime(a.started_at)),
+            el("td", { "data-label": "Finished" }, formatTime(a.finished_at)),
+            el("td", { "data-label": "Outcome" }, statusPill(a.outcome ?? "running")),
+            el("td", { "data-label": "Error", class: "wrap" }, a.error ?? ""),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function detailFacts(record, skip) {
+  return el(
+    "dl",
+    { class: "facts" },
+    ...Object.entries(record)
+      .filter(([k, v]) => !skip.includes(k) && (v === null || typeof v !== "object"))
+      .flatMap(([k, v]) => [
+        el("dt", {}, k.replaceAll("_", " ")),
+        el("dd", {}, k.endsWith("_at") ? formatTime(v) : String(v ?? "—")),
+      ]),
+  );
+}
+
+async function inspectDelivery(app, id) {
+  await attempt(async () => {
+    const d = await api.get(appPath(app.id, "deliveries", id));
+    const card = $("#delivery-detail");
+    card.replaceChildren(
+      el("h2", {}, `Delivery #${d.id} `, statusPill(d.status)),
+      detailFacts(d, ["event", "attempts"]),
+      el("h3", {}, "Event"),
+      jsonBlock(d.event),
+      el("h3", {}, "Attempts"),
+      attemptsTable(d.attempts),
+    );
+    card.hidden = false;
+    card.scrollIntoView({ block: "nearest" });
+  });
+}
+
+// ---------------------------------------------------------------- dead letters
+
+async function refreshDeadLetters() {
+  const app = currentApp();
+  const body = $("#dead-letters-table tbody");
+  $("#dead-letter-detail").hidden = true;
+  if (!app) return body.replaceChildren();
+  const source = new FormData($("#dead-letters-filter")).get("source");
+  const params = new URLSearchParams(source ? { source } : {});
+  const { dead_letters: rows } = await api.get(`${appPath(app.id, "dead-letters")}?${params}`);
+  body.replaceChildren(
+    ...rows.map((dl) =>
+      el(
+        "tr",
+        { "data-dead-letter": dl.id },
+        el("td", { "data-label": "Id" }, el("strong", {}, `#${dl.id}`)),
+        el("td", { "data-label": "Source" }, dl.source ?? ""),
+        el("td", { "data-label": "Subject", class: "wrap" }, el("code", {}, dl.subject ?? "")),
+        el("td", { "data-label": "Failed" }, formatTime(dl.created_at)),
+        el("td", { "data-label": "Last error", class: "wrap" }, dl.last_error ?? ""),
+        el(
+          "td",
+          { "data-label": "Retried" },
+          dl.retry_delivery_id ? `as delivery #${dl.retry_delivery_id}` : "—",
+        ),
+        el(
+          "td",
+          { class: "row-actions" },
+          button("Inspect", () => inspectDeadLetter(app, dl.id), {
+            label: `Inspect dead letter #${dl.id}`,
+          }),
+          button("Retry", () => retryDeadLetter(app, dl.id), {
+            cls: "small",
+            label: `Retry dead letter #${dl.id}`,
+          }),
+          button("Discard", () => discardDeadLetter(app, dl.id), {
+            cls: "ghost small danger-text",
+            label: `Discard dead letter #${dl.id}`,
+          }),
+        ),
+      ),
+    ),
+  );
+  $("#tab-dead-letters .empty").hidden = rows.length > 0;
+}
+
+async function inspectDeadLetter(app, id) {
+  await attempt(async () => {
+    const dl = await api.get(appPath(app.id, "dead-letters", id));
+    // The attempts are the dead delivery's (it may be pruned by now).
+    let attempts = el("p", { class: "muted" }, `Delivery #${dl.delivery_id} is no longer kept.`);
+    try {
+      const delivery = await api.get(appPath(app.id, "deliveries", dl.delivery_id));
+      attempts = attemptsTable(delivery.attempts);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) throw err;
+    }
+    const card = $("#dead-letter-detail");
+    card.replaceChildren(
+      el("h2", {}, `Dead letter #${dl.id}`),
+      detailFacts(dl, ["event"]),
+      el("h3", {}, "Event"),
+      jsonBlock(dl.event),
+      el("h3", {}, `Attempts of delivery #${dl.delivery_id}`),
+      attempts,
+      el(
+        "div",
+        { class: "actions" },
+        button("Retry", () => retryDeadLetter(app, dl.id), { cls: "" }),
+        button("Discard", () => discardDeadLetter(app, dl.id), { cls: "ghost danger-text" }),
+      ),
+    );
+    card.hidden = false;
+    card.scrollIntoView({ block: "nearest" });
+  });
+}
+
+async function retryDeadLetter(app, id) {
+  await attempt(async () => {
+    const { delivery_id: deliveryId } = await api.post(
+      appPath(app.id, "dead-letters", id, "retry"),
+      {},
+    );
+    notice(`Dead letter #${id} re-enqueued as delivery #${deliveryId}.`);
+    await refreshDeadLetters();
+  });
+}
+
+async function discardDeadLetter(app, id) {
+  const question = `Discard dead letter #${id}? It cannot be retried afterwards.`;
+  if (!(await confirmAction(question, "Discard"))) return;
+  await attempt(async () => {
+    await api.del(appPath(app.id, "dead-letters", id));
+    notice(`Discarded dead letter #${id}.`);
+    await refreshDeadLetters();
+  });
+}
+
+// ---------------------------------------------------------------- tabs
+
+const REFRESH = {
+  apps: refreshApps,
+  topics: refreshTopics,
+  deliveries: refreshDeliveries,
+  "dead-letters": refreshDeadLetters,
+};
+
+function showTab(name) {
+  state.tab = name;
+  if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  for (const button of $$(".tabs [role=tab]")) {
+    button.setAttribute("aria-selected", String(button.dataset.tab === name));
+  }
+  for (const panel of $$(".tab-panel")) panel.hidden = panel.id !== `tab-${name}`;
+  refreshTab();
+}
+
+function refreshTab() {
+  return attempt(REFRESH[state.tab]);
+}
+
+// ---------------------------------------------------------------- wiring
+
+function onSubmit(selector, handler) {
+  $(selector).addEventListener("submit", (event) => {
+    event.preventDefault();
+    handler(event.currentTarget);
+  });
+}
+
+function wire() {
+  for (const select of $$(".source-choice")) {
+    select.replaceChildren(
+      el("option", { value: "" }, "any"),
+      ...SOURCES.map((s) => el("option", { value: s }, s)),
+    );
+  }
+  onSubmit("#sign-in-form", (form) => {
+    const data = new FormData(form);
+    signIn(String(data.get("key")).trim(), String(data.get("app")).trim());
+  });
+  $("#sign-out").addEventListener("click", () => signOut());
+  $("#error-close").addEventListener("click", clearError);
+  for (const button of $$(".tabs [role=tab]")) {
+    button.addEventListener("click", () => showTab(button.dataset.tab));
+  }
+  $("#app-select").addEventListener("change", (event) => selectApp(event.target.value));
+  $("#refresh").addEventListener("click", () => {
+    clearError();
+    refreshTab();
+  });
+  onSubmit("#create-app-form", (form) =>
+    attempt(async () => {
+      const data = new FormData(form);
+      const body = { slug: data.get("slug"), name: data.get("name") };
+      const app = await api.post("/api/v1/apps", body);
+      notice(`Created app ${app.slug}.`);
+      form.reset();
+      state.appId = app.id;
+      await refreshApps();
+    }, form),
+  );
+  onSubmit("#add-domain-form", (form) =>
+    attempt(async () => {
+      const app = currentApp();
+      const added = await api.post(appPath(app.id, "domains"), {
+        host: new FormData(form).get("host"),
+      });
+      notice(`${added.host} now points at ${app.slug}.`);
+      form.reset();
+      await renderDomains();
+    }, form),
+  );
+  onSubmit("#create-topic-form", createTopic);
+  onSubmit("#publish-form", publish);
+  onSubmit("#token-form", mintToken);
+  onSubmit("#tail-form", (form) => startTail(new FormData(form).get("topic")));
+  $("#tail-stop").addEventListener("click", stopTail);
+  $("#tail-clear").addEventListener("click", () => $("#tail-list").replaceChildren());
+  onSubmit("#deliveries-filter", () => attempt(refreshDeliveries));
+  onSubmit("#dead-letters-filter", () => attempt(refreshDeadLetters));
+  window.addEventListener("pagehide", stopTail);
+}
+
+async function start() {
+  wire();
+  api
+    .get("/version", { key: null })
+    .then((v) => {
+      $("#version").textContent = `dashboard ${v.dashboard} · server ${v.server}`;
+    })
+    .catch(showError);
+  if (!session.key) {
+    signOut();
+    return;
+  }
+  try {
+    await loadApps();
+    enterConsole();
+  } catch (err) {
+    const refused = err instanceof ApiError && err.status === 401;
+    signOut(refused ? "Your API key was refused." : String(err));
+  }
+}
+
+start();

@@ -1,0 +1,197 @@
+"""Running one claimed delivery: a signed webhook POST or an SQL function call."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from picloud.db import Row
+from picloud.queries import q
+
+# schema.function, both plain lower-case identifiers (as handlers_validate requires too).
+FUNCTION_NAME = re.compile(r"^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$")
+ERROR_BODY_CHARS = 200
+# Raised by picloud.complete_delivery_or_raise when the lease was lost.
+LEASE_LOST = "PCL01"
+
+
+class HandlerFailed(Exception):
+    """The handler ran and failed (or could not run); the message is the recorded error."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery leased to this dispatcher, with what it needs to run the handler."""
+
+    id: int
+    app_id: uuid.UUID
+    trigger_id: uuid.UUID
+    handler_id: uuid.UUID
+    source: str
+    subject: str
+    event: Any
+    attempt: int
+    max_attempts: int
+    handler_kind: str | None
+    url: str | None
+    secret: str | None
+    function: str | None
+    timeout_ms: int | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Claimed:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    """``PiCloud-Signature``: ``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def webhook_body(d: Claimed) -> bytes:
+    return orjson.dumps(
+        {
+            "delivery_id": d.id,
+            "app_id": d.app_id,
+            "trigger_id": d.trigger_id,
+            "source": d.source,
+            "event": d.event,
+            "attempt": d.attempt,
+        }
+    )
+
+
+async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: float) -> None:
+    """POST the signed delivery; 2xx is success, anything else raises HandlerFailed."""
+    if not d.url or not d.secret:
+        raise HandlerFailed("webhook handler without url or secret")
+    body = webhook_body(d)
+    headers = {
+        "Content-Type": "application/json",
+        "PiCloud-Delivery-Id": str(d.id),
+        "PiCloud-Signature": signature(d.secret, body, int(time.time())),
+    }
+    try:
+        async with session.post(
+            d.url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_sec),
+            allow_redirects=False,
+        ) as resp:
+            if 200 <= resp.status < 300:
+                return
+            text = (await resp.content.read(ERROR_BODY_CHARS)).decode("utf-8", "replace")
+            raise HandlerFailed(f"HTTP {resp.status}: {text}".rstrip(": "))
+    except TimeoutError as exc:
+        raise HandlerFailed(f"timed out after {timeout_sec:.3g}s") from exc
+    except aiohttp.ClientError as exc:
+        raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def sql_call(d: Claimed, worker: str, timeout_ms: int, allowed: tuple[str, ...]) -> sql.Composed:
+    """One simple-protocol message that runs an SQL handler and completes its delivery.
+
+    The statements share one implicit transaction: the handler's work commits exactly
+    when the delivery is marked done, and rolls back when it fails, times out, or the lease
+    was lost. The function name must be well formed and in an allowed schema; it is quoted
+    with sql.Identifier and every value with sql.Literal.
+    """
+    match = FUNCTION_NAME.fullmatch(d.function or "")
+    if match is None:
+        raise HandlerFailed(f"bad SQL handler name {d.function!r}")
+    schema, fn = match.groups()
+    if schema not in allowed:
+        raise HandlerFailed(f"schema {schema!r} is not in PICLOUD_SQL_HANDLER_SCHEMAS")
+    return sql.SQL(
+        "SET LOCAL statement_timeout = {timeout}; SELECT {schema}.{fn}({event}::jsonb); "
+        "SELECT picloud.complete_delivery_or_raise({id}, {worker})"
+    ).format(
+        timeout=sql.Literal(str(timeout_ms)),
+        schema=sql.Identifier(schema),
+        fn=sql.Identifier(fn),
+        event=sql.Literal(orjson.dumps(d.event).decode()),
+        id=sql.Literal(d.id),
+        worker=sql.Literal(worker),
+    )
+
+
+def _handler_error(exc: psycopg.Error, timeout_ms: int) -> HandlerFailed | None:
+    """The recorded error for a failed SQL handler run; None when the lease was lost."""
+    if exc.diag.sqlstate == LEASE_LOST:
+        return None
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return HandlerFailed(f"timed out after {timeout_ms} ms")
+    message = exc.diag.message_primary or str(exc)
+    return HandlerFailed(f"{exc.diag.sqlstate or 'error'}: {message}")
+
+
+SqlOutcome = HandlerFailed | bool  # True: done; False: lease lost; HandlerFailed: failed
+
+
+async def run_sql_handlers(
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]],
+    runs: list[tuple[Claimed, int]],
+    worker: str,
+    allowed: tuple[str, ...],
+) -> dict[int, SqlOutcome]:
+    """Run SQL handlers ``(delivery, timeout_ms)`` in order on one connection, each in a
+    transaction of its own with its completion, several per round trip.
+
+    The server stops at the first error in a message; which runs before it committed is
+    read back from their attempt records (ok, by this worker), and the rest is sent again.
+    """
+    outcomes: dict[int, SqlOutcome] = {}
+    pending: list[tuple[Claimed, int, sql.Composed]] = []
+    for d, timeout_ms in runs:
+        try:
+            pending.append((d, timeout_ms, sql_call(d, worker, timeout_ms, allowed)))
+        except HandlerFailed as exc:
+            outcomes[d.id] = exc
+    async with pool.connection() as conn:
+        while pending:
+            message = sql.SQL("; ").join(
+                sql.SQL("BEGIN; {}; COMMIT").format(call) for _, _, call in pending
+            )
+            try:
+                await psycopg.AsyncClientCursor(conn).execute(message)
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise  # the database went away: the leases run out, the runs repeat
+                await conn.rollback()
+                done = await conn.execute(
+                    q("completed_by"),
+                    {
+                        "app_ids": [d.app_id for d, _, _ in pending],
+                        "ids": [d.id for d, _, _ in pending],
+                        "worker": worker,
+                    },
+                )
+                ok = {row["delivery_id"] for row in await done.fetchall()}
+                failed_at = next(
+                    (i for i, (d, _, _) in enumerate(pending) if d.id not in ok), len(pending)
+                )
+                for d, _, _ in pending[:failed_at]:
+                    outcomes[d.id] = True
+                if failed_at < len(pending):
+                    d, timeout_ms, _ = pending[failed_at]
+                    error = _handler_error(exc, timeout_ms)
+                    outcomes[d.id] = False if error is None else error
+                pending = pending[failed_at + 1 :]
+                continue
+            for d, _, _ in pending:
+                outcomes[d.id] = True
+            pending = []
+    return outcomes

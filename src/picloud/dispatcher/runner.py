@@ -1,0 +1,380 @@
+"""The dispatcher loop: wake on NOTIFY (or poll), claim, run with bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import psycopg
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from psycopg_pool import AsyncConnectionPool
+
+from picloud.db import Row, connect_options
+from picloud.dispatcher.handlers import Claimed, HandlerFailed, call_webhook, run_sql_handlers
+from picloud.queries import q
+from picloud.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SEC = 5.0
+LISTEN_RETRY_SEC = 1.0
+MIN_WAIT_SEC = 0.01
+PRUNE_EVERY_SEC = 600.0
+# A handler gets at most this share of the lease, so it ends before the lease does.
+LEASE_SHARE = 0.8
+# SQL handler runs sent together (each in its own transaction) in one round trip.
+SQL_GROUP = 8
+
+
+class DispatcherMetrics:
+    """The dispatcher's Prometheus metrics, made once per registry (a restarted role, or
+    several dispatchers in one process, share them)."""
+
+    _made: weakref.WeakKeyDictionary[CollectorRegistry, DispatcherMetrics] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> DispatcherMetrics:
+        if registry not in cls._made:
+            cls._made[registry] = cls(registry)
+        return cls._made[registry]
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = Counter(
+            "picloud_dispatcher_deliveries",
+            "Deliveries run by this dispatcher, by handler kind and outcome",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "picloud_dispatcher_handler_seconds",
+            "Time a handler took, by kind",
+            ["kind"],
+            registry=registry,
+        )
+
+
+class Completer:
+    """Completes webhook deliveries in batches: every completion asked for while one batch
+    is in the database goes into the next, so a busy dispatcher makes few round trips and
+    an idle one waits for nobody."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]]) -> None:
+        self.pool = pool
+        self.waiting: list[tuple[int, str, asyncio.Future[bool]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def complete(self, delivery_id: int, worker: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((delivery_id, worker, future))
+        if self.flusher is None:
+            self.flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self.waiting:
+                batch = self.waiting[: self.MAX_BATCH]
+                del self.waiting[: self.MAX_BATCH]
+                try:
+                    async with self.pool.connection() as conn:
+                        rows = await (
+                            await conn.execute(
+                                q("complete_deliveries"),
+                                {"ids": [b[0] for b in batch], "workers": [b[1] for b in batch]},
+                            )
+                        ).fetchall()
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                ok = {row["id"]: bool(row["ok"]) for row in rows}
+                for delivery_id, _, future in batch:
+                    if not future.done():
+                        future.set_result(ok.get(delivery_id, False))
+        finally:
+            self.flusher = None
+
+
+class Dispatcher:
+    """Claims deliveries for ``node_id`` and runs up to ``concurrency`` handlers at once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        conninfo: str,
+        node_id: str,
+        registry: CollectorRegistry | None = None,
+        *,
+        shutdown_grace_sec: float = SHUTDOWN_GRACE_SEC,
+    ) -> None:
+        self.shutdown_grace_sec = shutdown_grace_sec
+        self.settings = settings
+        self.conninfo = conninfo
+        self.node_id = node_id
+        self.concurrency = settings.dispatch_concurrency
+        self.lease = timedelta(seconds=settings.dispatch_lease_sec)
+        self.metrics = DispatcherMetrics.of(registry or CollectorRegistry())
+        self.kick = asyncio.Event()
+        self.inflight: dict[int, asyncio.Task[None]] = {}
+        self.batches = 0
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None = None
+        self.completer: Completer | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Dispatch until ``stopping`` is set, then finish or release what is in flight."""
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=min(self.concurrency, 10) + 1,
+            open=False,
+            kwargs={
+                "row_factory": psycopg.rows.dict_row,
+                "autocommit": True,
+                "options": connect_options(self.settings),
+            },
+            connection_class=psycopg.AsyncConnection[Row],
+            name="picloud-dispatcher",
+        )
+        await pool.open(wait=True, timeout=30)
+        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        self.pool = pool
+        self.completer = Completer(pool)
+        self.session = aiohttp.ClientSession(connector=connector)
+        listener = asyncio.create_task(self._listen(stopping), name="picloud-dispatch-listen")
+        stop_waiter = asyncio.create_task(self._kick_on(stopping))
+        try:
+            await self._loop(stopping)
+        finally:
+            listener.cancel()
+            stop_waiter.cancel()
+            await self._drain()
+            await asyncio.gather(listener, stop_waiter, return_exceptions=True)
+            await self.session.close()
+            await pool.close()
+            self.pool = None
+
+    async def _kick_on(self, stopping: asyncio.Event) -> None:
+        await stopping.wait()
+        self.kick.set()
+
+    async def _drain(self) -> None:
+        """Let running handlers finish for a while, then cancel them (their leases are
+        released, so another dispatcher runs them at once)."""
+        if not self.inflight:
+            return
+        _, pending = await asyncio.wait(
+            list(self.inflight.values()), timeout=self.shutdown_grace_sec
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- waking up -------------------------------------------------------------------
+
+    async def _listen(self, stopping: asyncio.Event) -> None:
+        """A dedicated LISTEN connection; on every notification, kick the loop."""
+        while not stopping.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, options=connect_options(self.settings)
+                )
+                async with conn:
+                    await conn.execute(q("listen_dispatch"))
+                    self.kick.set()  # anything enqueued while we were not listening
+                    async for _ in conn.notifies():
+                        self.kick.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("dispatcher LISTEN connection lost (%s); reconnecting", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), LISTEN_RETRY_SEC)
+
+    async def _loop(self, stopping: asyncio.Event) -> None:
+        poll = self.settings.dispatch_poll_ms / 1000
+        next_prune = time.monotonic()
+        while not stopping.is_set():
+            self.kick.clear()
+            timeout = poll
+            free = self.concurrency - len(self.inflight)
+            # While handlers run, wait until a good share of slots is free: fewer, bigger
+            # claims. An idle dispatcher claims at once.
+            if free > 0 and (not self.inflight or free * 4 >= self.concurrency):
+                try:
+                    worker, batch = await self._claim(free)
+                except psycopg.Error as exc:
+                    log.warning("claiming deliveries failed: %s", exc)
+                    worker, batch = "", []
+                self._start_batch(batch, worker)
+                if len(batch) == free:
+                    continue
+                due = await self._seconds_until_due()
+                if due is not None:
+                    # Due now yet not claimed (rows another claimer still holds): look
+                    # again shortly rather than spin.
+                    timeout = min(poll, max(due, MIN_WAIT_SEC))
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY_SEC
+                await self._prune()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kick.wait(), timeout)
+
+    # -- SQL calls -------------------------------------------------------------------
+
+    async def _one(self, query: str, params: dict[str, Any]) -> Row | None:
+        assert self.pool is not None
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(q(query), params)).fetchone()
+
+    async def _claim(self, n: int) -> tuple[str, list[Claimed]]:
+        """Lease up to n deliveries under a worker name of their own: a delivery this
+        process claims again after its lease ran out gets a new one, so a late finish of
+        the first run is refused like any stale worker's."""
+        assert self.pool is not None
+        self.batches += 1
+        worker = f"{self.node_id}#{self.batches}"
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    q("claim_deliveries"), {"worker": worker, "max": n, "lease": self.lease}
+                )
+            ).fetchall()
+        return worker, [Claimed.from_row(r) for r in rows]
+
+    async def _seconds_until_due(self) -> float | None:
+        try:
+            row = await self._one("next_delivery_due", {})
+        except psycopg.Error:
+            return None
+        if row is None or row["seconds"] is None:
+            return None
+        return float(row["seconds"])
+
+    async def _prune(self) -> None:
+        older = timedelta(seconds=self.settings.dispatch_retention_sec)
+        try:
+            row = await self._one("prune_deliveries", {"older_than": older})
+        except psycopg.Error as exc:
+            log.warning("pruning deliveries failed: %s", exc)
+            return
+        if row and row["pruned"]:
+            log.info("pruned %d finished deliveries", row["pruned"])
+
+    # -- running deliveries ----------------------------------------------------------
+
+    def _start_batch(self, batch: list[Claimed], worker: str) -> None:
+        """Webhooks run one per task; SQL handlers in groups of up to SQL_GROUP per task
+        (one connection, several runs per round trip)."""
+        group: list[Claimed] = []
+        for d in batch:
+            if d.handler_kind == "sql":
+                group.append(d)
+                if len(group) == SQL_GROUP:
+                    self._start(group, self._run_sql(group, worker))
+                    group = []
+            else:
+                self._start([d], self._run_one(d, worker))
+        if group:
+            self._start(group, self._run_sql(group, worker))
+
+    def _start(self, ds: list[Claimed], work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        for d in ds:
+            self.inflight[d.id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            for d in ds:
+                self.inflight.pop(d.id, None)
+            self.kick.set()
+
+        task.add_done_callback(done)
+
+    def _timeout_sec(self, d: Claimed) -> float:
+        handler = (d.timeout_ms or 10000) / 1000
+        return max(0.001, min(handler, self.settings.dispatch_lease_sec * LEASE_SHARE))
+
+    def _count(self, kind: str, outcome: str, started: float) -> None:
+        self.metrics.deliveries.labels(kind, outcome).inc()
+        self.metrics.seconds.labels(kind).observe(time.perf_counter() - started)
+
+    async def _fail(self, d: Claimed, worker: str, error: HandlerFailed) -> str:
+        row = await self._one("fail_delivery", {"id": d.id, "worker": worker, "error": str(error)})
+        outcome = str(row["outcome"]) if row else "stale"
+        log.info("delivery %d attempt %d failed (%s): %s", d.id, d.attempt, outcome, error)
+        return outcome
+
+    async def _run_sql(self, ds: list[Claimed], worker: str) -> None:
+        started = time.perf_counter()
+        recorded: set[int] = set()
+        try:
+            assert self.pool is not None
+            runs = [(d, int(self._timeout_sec(d) * 1000)) for d in ds]
+            outcomes = await run_sql_handlers(
+                self.pool, runs, worker, self.settings.sql_handler_schemas
+            )
+            for d in ds:
+                result = outcomes[d.id]
+                if isinstance(result, HandlerFailed):
+                    outcome = await self._fail(d, worker, result)
+                else:
+                    outcome = "ok" if result else "stale"
+                    if not result:
+                        log.warning("delivery %d: lease lost before completion", d.id)
+                recorded.add(d.id)
+                self._count("sql", outcome, started)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release_all([d for d in ds if d.id not in recorded], worker))
+            raise
+        except Exception:
+            # The database went away mid-delivery: the leases run out and they run again.
+            log.exception("deliveries %s: could not record the outcome", [d.id for d in ds])
+
+    async def _run_one(self, d: Claimed, worker: str) -> None:
+        kind = d.handler_kind or "missing"
+        started = time.perf_counter()
+        finished = False
+        try:
+            try:
+                if d.handler_kind != "webhook":
+                    raise HandlerFailed("the handler no longer exists")
+                assert self.session is not None
+                await call_webhook(self.session, d, self._timeout_sec(d))
+                assert self.completer is not None
+                completed = await self.completer.complete(d.id, worker)
+                finished = True
+                outcome = "ok" if completed else "stale"
+                if outcome == "stale":
+                    log.warning("delivery %d: lease lost before completion", d.id)
+            except HandlerFailed as exc:
+                outcome = await self._fail(d, worker, exc)
+                finished = True
+            self._count(kind, outcome, started)
+        except asyncio.CancelledError:
+            if not finished:
+                await asyncio.shield(self._release_all([d], worker))
+            raise
+        except Exception:
+            # The database went away mid-delivery: the lease runs out and it runs again.
+            log.exception("delivery %d: could not record the outcome", d.id)
+
+    async def _release_all(self, ds: list[Claimed], worker: str) -> None:
+        for d in ds:
+            try:
+                await self._one("release_delivery", {"id": d.id, "worker": worker})
+            except Exception as exc:
+                log.warning("delivery %d: release failed (%s); its lease will run out", d.id, exc)

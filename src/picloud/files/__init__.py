@@ -1,0 +1,1 @@
+"""File blobs on disk (store), and the orphan sweeper role (sweeper)."""

@@ -1,0 +1,56 @@
+-- name: cron_create
+-- Create a cron job with its first due time.
+INSERT INTO picloud.cron_jobs (app_id, name, expression, timezone, payload, enabled, next_run_at)
+VALUES (%(app_id)s, %(name)s, %(expression)s, %(timezone)s, %(payload)s, %(enabled)s,
+        %(next_run_at)s)
+RETURNING name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
+          created_at, updated_at;
+
+-- name: cron_list
+-- An app's cron jobs by name.
+SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
+       created_at, updated_at
+  FROM picloud.cron_jobs WHERE app_id = %(app_id)s ORDER BY name;
+
+-- name: cron_get
+-- One cron job.
+SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
+       created_at, updated_at
+  FROM picloud.cron_jobs WHERE app_id = %(app_id)s AND name = %(name)s;
+
+-- name: cron_update
+-- Replace a cron job's settings and due time (the caller merged the PATCH).
+UPDATE picloud.cron_jobs
+   SET expression = %(expression)s, timezone = %(timezone)s, payload = %(payload)s,
+       enabled = %(enabled)s, next_run_at = %(next_run_at)s, last_error = NULL,
+       updated_at = now()
+ WHERE app_id = %(app_id)s AND name = %(name)s
+RETURNING name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
+          created_at, updated_at;
+
+-- name: cron_delete
+-- Delete a cron job.
+DELETE FROM picloud.cron_jobs WHERE app_id = %(app_id)s AND name = %(name)s RETURNING name;
+
+-- name: cron_claim_due
+-- Lock enabled jobs that are due (or not yet scheduled) that no other node holds.
+SELECT app_id, name, expression, timezone, next_run_at, now() AS now
+  FROM picloud.cron_jobs
+ WHERE enabled AND (next_run_at IS NULL OR next_run_at <= now())
+ ORDER BY next_run_at NULLS FIRST
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED;
+
+-- name: cron_fire
+-- Fire one due time of a locked job and move it to its next time.
+SELECT picloud.cron_fire(%(app_id)s, %(name)s, %(due_at)s, %(next_run_at)s) AS enqueued;
+
+-- name: cron_schedule
+-- Give a job without a due time (e.g. inserted from psql) its next time, without firing.
+UPDATE picloud.cron_jobs SET next_run_at = %(next_run_at)s
+ WHERE app_id = %(app_id)s AND name = %(name)s AND next_run_at IS NULL;
+
+-- name: cron_disable
+-- Disable a job whose expression or time zone cannot be used, saying why.
+UPDATE picloud.cron_jobs SET enabled = false, last_error = %(error)s
+ WHERE app_id = %(app_id)s AND name = %(name)s;

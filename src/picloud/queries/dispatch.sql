@@ -1,0 +1,42 @@
+-- name: listen_dispatch
+-- Subscribe this (dedicated, autocommit) connection to the dispatcher's wake-up channel.
+LISTEN picloud_dispatch;
+
+-- name: claim_deliveries
+-- Lease up to max due deliveries, with their handlers.
+SELECT id, app_id, trigger_id, handler_id, source, subject, event, attempt, max_attempts,
+       lease_expires_at, handler_kind, url, secret, function, timeout_ms
+  FROM picloud.claim_deliveries(%(worker)s, %(max)s, %(lease)s);
+
+-- name: complete_delivery
+-- Mark a leased delivery done; false when the lease was lost.
+SELECT picloud.complete_delivery(%(id)s, %(worker)s) AS ok;
+
+-- name: fail_delivery
+-- Record a failed attempt: retry, dead or stale.
+SELECT picloud.fail_delivery(%(id)s, %(worker)s, %(error)s) AS outcome;
+
+-- name: release_delivery
+-- Give back a leased delivery whose handler did not finish (shutting down).
+SELECT picloud.release_delivery(%(id)s, %(worker)s) AS ok;
+
+-- name: next_delivery_due
+-- Seconds until the next delivery becomes claimable (NULL when none is queued).
+SELECT extract(epoch FROM picloud.next_delivery_due() - clock_timestamp())::float8 AS seconds;
+
+-- name: prune_deliveries
+-- Delete successful deliveries older than the retention.
+SELECT picloud.prune_deliveries(%(older_than)s) AS pruned;
+
+
+-- name: completed_by
+-- Which of these deliveries this worker completed (its attempt is recorded ok).
+SELECT a.delivery_id
+  FROM picloud.delivery_attempts a
+  JOIN unnest(%(app_ids)s::uuid[], %(ids)s::bigint[]) AS d (app_id, id)
+    ON a.app_id = d.app_id AND a.delivery_id = d.id
+ WHERE a.worker = %(worker)s AND a.outcome = 'ok';
+
+-- name: complete_deliveries
+-- Complete several leased deliveries at once (each refused when its lease was lost).
+SELECT id, ok FROM picloud.complete_deliveries(%(ids)s, %(workers)s);

@@ -1,0 +1,129 @@
+"""Deliveries (the outbox, with each attempt) and dead letters (list, retry, discard)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from picloud.web.auth import require_app
+from picloud.web.errors import ApiError, bad_request, not_found
+from picloud.web.handlers import fetch_all, fetch_one
+from picloud.web.jsonio import json_response, query_int
+from picloud.web.routing import routes
+from picloud.web.triggers import SOURCES
+
+READ = "deliveries:read"
+MANAGE = "dead_letters:manage"
+STATUSES = ("pending", "running", "done", "dead")
+ID_MAX = 2**63 - 1
+
+
+def _path_id(request: web.Request, name: str, what: str) -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or int(raw) > ID_MAX:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return int(raw)
+
+
+def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.query.get(name) or None
+    if value is not None and value not in allowed:
+        raise bad_request(f"query parameter {name!r} must be one of {', '.join(allowed)}")
+    return value
+
+
+@routes.get(
+    "/api/v1/apps/{app_id}/deliveries",
+    "List deliveries, newest first",
+    "deliveries",
+    capability=READ,
+    query=("status", "source", "limit"),
+)
+async def list_deliveries(request: web.Request) -> web.Response:
+    _, app = await require_app(request, READ)
+    params = {
+        "app_id": app["id"],
+        "status": _choice(request, "status", STATUSES),
+        "source": _choice(request, "source", SOURCES),
+        "limit": query_int(request, "limit", 100, minimum=1, maximum=1000),
+    }
+    return json_response({"deliveries": await fetch_all(request, "list_deliveries", params)})
+
+
+@routes.get(
+    "/api/v1/apps/{app_id}/deliveries/{delivery_id}",
+    "Get a delivery with its attempts",
+    "deliveries",
+    capability=READ,
+)
+async def get_delivery(request: web.Request) -> web.Response:
+    _, app = await require_app(request, READ)
+    params = {"app_id": app["id"], "id": _path_id(request, "delivery_id", "delivery")}
+    row = await fetch_one(request, "get_delivery", params)
+    if row is None:
+        raise not_found("no such delivery")
+    row["attempts_made"] = row.pop("attempts")
+    row["attempts"] = await fetch_all(request, "list_delivery_attempts", params)
+    return json_response(row)
+
+
+@routes.get(
+    "/api/v1/apps/{app_id}/dead-letters",
+    "List dead letters, newest first",
+    "deliveries",
+    capability=MANAGE,
+    query=("source", "limit"),
+)
+async def list_dead_letters(request: web.Request) -> web.Response:
+    _, app = await require_app(request, MANAGE)
+    params = {
+        "app_id": app["id"],
+        "source": _choice(request, "source", SOURCES),
+        "limit": query_int(request, "limit", 100, minimum=1, maximum=1000),
+    }
+    return json_response({"dead_letters": await fetch_all(request, "list_dead_letters", params)})
+
+
+@routes.get(
+    "/api/v1/apps/{app_id}/dead-letters/{dead_letter_id}",
+    "Get a dead letter",
+    "deliveries",
+    capability=MANAGE,
+)
+async def get_dead_letter(request: web.Request) -> web.Response:
+    _, app = await require_app(request, MANAGE)
+    params = {"app_id": app["id"], "id": _path_id(request, "dead_letter_id", "dead letter")}
+    row = await fetch_one(request, "get_dead_letter", params)
+    if row is None:
+        raise not_found("no such dead letter")
+    return json_response(row)
+
+
+@routes.post(
+    "/api/v1/apps/{app_id}/dead-letters/{dead_letter_id}/retry",
+    "Re-enqueue a dead letter as a fresh delivery",
+    "deliveries",
+    capability=MANAGE,
+    ok_status=201,
+)
+async def retry_dead_letter(request: web.Request) -> web.Response:
+    _, app = await require_app(request, MANAGE)
+    params = {"app_id": app["id"], "id": _path_id(request, "dead_letter_id", "dead letter")}
+    if await fetch_one(request, "get_dead_letter", params) is None:
+        raise not_found("no such dead letter")
+    row = await fetch_one(request, "retry_dead_letter", params)
+    return json_response({"delivery_id": row["delivery_id"]}, status=201)
+
+
+@routes.delete(
+    "/api/v1/apps/{app_id}/dead-letters/{dead_letter_id}",
+    "Discard a dead letter",
+    "deliveries",
+    capability=MANAGE,
+    ok_status=204,
+)
+async def discard_dead_letter(request: web.Request) -> web.Response:
+    _, app = await require_app(request, MANAGE)
+    params = {"app_id": app["id"], "id": _path_id(request, "dead_letter_id", "dead letter")}
+    if await fetch_one(request, "discard_dead_letter", params) is None:
+        raise not_found("no such dead letter")
+    return web.Response(status=204)

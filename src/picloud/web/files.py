@@ -1,0 +1,199 @@
+"""Files: ``/api/v1/apps/{app_id}/files[/{path}]`` with raw bodies (files:read/files:write).
+
+PUT streams the body to disk (never wholly in memory), keeps its Content-Type and
+answers with the metadata and ``ETag: "<sha256>"``; empty bodies are valid files.
+Bodies over PICLOUD_MAX_FILE_BYTES are refused with 413 — at once when Content-Length
+says so, else as soon as the stream passes the limit. See picloud.files.store for the
+order of blob and row writes that keeps interrupted uploads invisible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from picloud.files.store import BlobStore, BlobTooLarge, WrittenBlob, blocking
+from picloud.queries import q
+from picloud.web.auth import require_app
+from picloud.web.errors import ApiError, bad_request, not_found
+from picloud.web.jsonio import json_response
+from picloud.web.routing import routes
+from picloud.web.source_common import fetch_all, fetch_one, page_of, path_param
+from picloud.web.state import AppState, state_of
+
+log = logging.getLogger(__name__)
+
+FILE_PATH = "/api/v1/apps/{app_id}/files/{path:.+}"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+OPEN_ATTEMPTS = 3
+
+
+def store_of(state: AppState) -> BlobStore:
+    store = state.roles.get("files.store")
+    if not isinstance(store, BlobStore):
+        store = BlobStore(state.settings.files_root)
+        state.roles["files.store"] = store
+    return store
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("blob", "old_blob")}
+
+
+def etag(sha256: str) -> str:
+    return f'"{sha256}"'
+
+
+def content_type_of(request: web.Request) -> str:
+    value = request.headers.get("Content-Type", "").strip() or DEFAULT_CONTENT_TYPE
+    if len(value) > 255 or not value.isprintable():
+        raise bad_request("Content-Type must be at most 255 printable characters")
+    return value
+
+
+async def _commit_row(
+    state: AppState, app_id: uuid.UUID, params: dict[str, Any], written: WrittenBlob
+) -> dict[str, Any]:
+    """Commit the row for a durable blob, then unlink the blob it replaced. On failure,
+    unlink the new blob unless a row already points at it (an ambiguous commit)."""
+    store = store_of(state)
+    try:
+        async with state.db.connection() as conn:
+            row = await (await conn.execute(q("file_put"), params)).fetchone()
+    except BaseException:
+        try:
+            async with state.db.connection() as conn:
+                cur = await conn.execute(q("file_get"), {"app_id": app_id, "path": params["path"]})
+                current = await cur.fetchone()
+            if current is None or current["blob"] != written.blob:
+                store.discard(app_id, written.blob)
+        except Exception:
+            log.warning("could not tell whether blob %s is referenced; kept it", written.blob)
+        raise
+    assert row is not None
+    if row["old_blob"] and row["old_blob"] != written.blob:
+        await blocking(store.discard, app_id, row["old_blob"])
+    return row
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    """A shielded commit whose caller was cancelled: log its failure instead of leaving
+    asyncio to complain that it was never retrieved."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("file commit after a cancelled upload failed: %r", task.exception())
+
+
+@routes.get(
+    "/api/v1/apps/{app_id}/files",
+    "List files (metadata) in path order",
+    "files",
+    capability="files:read",
+    query=("prefix", "limit", "cursor"),
+)
+async def list_files(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "files:read")
+    page = page_of(request)
+    rows = await fetch_all(request, "file_list", {"app_id": app["id"], **page.params()})
+    files, next_cursor = page.shape(rows, "path")
+    return json_response({"files": files, "next_cursor": next_cursor})
+
+
+@routes.put(
+    FILE_PATH,
+    "Upload a file (raw body, Content-Type kept; empty is valid); 201 when new",
+    "files",
+    capability="files:write",
+    request_body={"type": "string", "format": "binary"},
+    request_content="application/octet-stream",
+)
+async def put_file(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "files:write")
+    state = state_of(request)
+    path = path_param(request, "path", "file path")
+    await fetch_one(request, "check_file_path", {"path": path})
+    content_type = content_type_of(request)
+    limit = state.settings.max_file_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"the file is larger than the limit of {limit} bytes")
+    try:
+        written = await store_of(state).write(
+            app["id"], request.content.iter_chunked(64 * 1024), limit
+        )
+    except BlobTooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from exc
+    except (aiohttp.ClientPayloadError, ConnectionError) as exc:
+        raise bad_request(f"the upload was interrupted: {exc}", "incomplete_body") from exc
+    params = {
+        "app_id": app["id"],
+        "path": path,
+        "size": written.size,
+        "sha256": written.sha256,
+        "content_type": content_type,
+        "blob": written.blob,
+    }
+    # Shielded: once the blob is durable, a client hanging up must not cut the commit
+    # (and its clean-up) in half.
+    commit = asyncio.ensure_future(_commit_row(state, app["id"], params, written))
+    commit.add_done_callback(_consume_outcome)
+    row = await asyncio.shield(commit)
+    status = 200 if row["old_blob"] else 201
+    return json_response(public(row), status=status, headers={"ETag": etag(row["sha256"])})
+
+
+@routes.get(
+    FILE_PATH,
+    "Download a file (Content-Type as uploaded, ETag: sha256)",
+    "files",
+    capability="files:read",
+    response_content="application/octet-stream",
+    headers=("If-None-Match",),
+)
+async def get_file(request: web.Request) -> web.StreamResponse:
+    _, app = await require_app(request, "files:read")
+    state = state_of(request)
+    path = path_param(request, "path", "file path")
+    await fetch_one(request, "check_file_path", {"path": path})
+    missing: str | None = None
+    for _ in range(OPEN_ATTEMPTS):
+        row = await fetch_one(request, "file_get", {"app_id": app["id"], "path": path})
+        if row is None:
+            raise not_found("no such file")
+        if row["blob"] == missing:
+            log.error("file %s of app %s has no blob %s on disk", path, app["id"], missing)
+            raise ApiError(500, "blob_missing", "the file's content is missing on this server")
+        headers = {"ETag": etag(row["sha256"]), "Content-Type": row["content_type"]}
+        if request.headers.get("If-None-Match") == headers["ETag"]:
+            return web.Response(status=304, headers={"ETag": headers["ETag"]})
+        try:
+            handle = await blocking(store_of(state).open, app["id"], row["blob"])
+        except FileNotFoundError:
+            missing = row["blob"]  # replaced (and unlinked) since the row was read? re-read
+            continue
+        try:
+            response = web.StreamResponse(headers=headers)
+            response.content_length = row["size"]
+            await response.prepare(request)
+            async for chunk in store_of(state).read_chunks(handle):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            handle.close()
+    raise ApiError(503, "unavailable", "the file keeps changing; try again")
+
+
+@routes.delete(FILE_PATH, "Delete a file", "files", capability="files:write", ok_status=204)
+async def delete_file(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "files:write")
+    path = path_param(request, "path", "file path")
+    await fetch_one(request, "check_file_path", {"path": path})
+    row = await fetch_one(request, "file_delete", {"app_id": app["id"], "path": path})
+    if row is None:
+        raise not_found("no such file")
+    await blocking(store_of(state_of(request)).discard, app["id"], row["blob"])
+    return web.Response(status=204)

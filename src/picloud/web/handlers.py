@@ -1,0 +1,157 @@
+"""Handlers: what triggers run — webhooks, or SQL functions (instance admins only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from picloud.queries import q
+from picloud.web.auth import INSTANCE_ADMIN, require_app
+from picloud.web.errors import ApiError, bad_request, forbidden, not_found
+from picloud.web.jsonio import get_int, get_str, json_response, path_uuid, read_object
+from picloud.web.routing import routes
+from picloud.web.state import state_of
+
+CAPABILITY = "triggers:manage"
+TIMEOUT_MS_MAX = 300000
+
+HANDLER_BODY = {
+    "type": "object",
+    "required": ["name", "kind"],
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string", "enum": ["webhook", "sql"]},
+        "url": {"type": "string", "description": "webhook: http(s) URL to POST to"},
+        "secret": {
+            "type": "string",
+            "description": "webhook: signing secret (generated if absent)",
+        },
+        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": TIMEOUT_MS_MAX},
+        "function": {"type": "string", "description": "sql: schema.function(event jsonb)"},
+    },
+}
+FIELDS = {"name", "kind", "url", "secret", "timeout_ms", "function"}
+
+
+async def fetch_one(request: web.Request, query: str, params: dict[str, Any]) -> Any:
+    async with state_of(request).db.connection() as conn:
+        return await (await conn.execute(q(query), params)).fetchone()
+
+
+async def fetch_all(request: web.Request, query: str, params: dict[str, Any]) -> list[Any]:
+    async with state_of(request).db.connection() as conn:
+        return await (await conn.execute(q(query), params)).fetchall()
+
+
+def _fields(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    fields = {
+        "name": get_str(body, "name", required=False),
+        "url": get_str(body, "url", required=False),
+        "secret": get_str(body, "secret", required=False),
+        "function": get_str(body, "function", required=False),
+        "timeout_ms": get_int(body, "timeout_ms", minimum=1, maximum=TIMEOUT_MS_MAX),
+    }
+    if kind == "webhook" and fields["function"] is not None:
+        raise bad_request(
+            "a webhook handler takes 'url', 'secret' and 'timeout_ms', not 'function'"
+        )
+    if kind == "sql" and (fields["url"] is not None or fields["secret"] is not None):
+        raise bad_request("an sql handler takes 'function' and 'timeout_ms', not 'url' or 'secret'")
+    return fields
+
+
+@routes.post(
+    "/api/v1/apps/{app_id}/handlers",
+    "Register a handler (sql handlers need instance:admin)",
+    "triggers",
+    capability=CAPABILITY,
+    request_body=HANDLER_BODY,
+    ok_status=201,
+)
+async def create_handler(request: web.Request) -> web.Response:
+    principal, app = await require_app(request, CAPABILITY)
+    body = await read_object(request, FIELDS)
+    kind = get_str(body, "kind")
+    if kind not in ("webhook", "sql"):
+        raise bad_request("'kind' must be 'webhook' or 'sql'")
+    fields = _fields(body, kind)
+    if fields["name"] is None:
+        raise bad_request("'name' is required")
+    if kind == "webhook" and fields["url"] is None:
+        raise bad_request("a webhook handler needs a 'url'")
+    if kind == "sql":
+        if not principal.allows(INSTANCE_ADMIN, None):
+            raise forbidden("registering an sql handler needs instance:admin")
+        if fields["function"] is None:
+            raise bad_request("an sql handler needs a 'function' (schema.name)")
+    row = await fetch_one(request, "create_handler", {"app_id": app["id"], "kind": kind, **fields})
+    return json_response(row, status=201)
+
+
+@routes.get("/api/v1/apps/{app_id}/handlers", "List handlers", "triggers", capability=CAPABILITY)
+async def list_handlers(request: web.Request) -> web.Response:
+    _, app = await require_app(request, CAPABILITY)
+    return json_response(
+        {"handlers": await fetch_all(request, "list_handlers", {"app_id": app["id"]})}
+    )
+
+
+@routes.get(
+    "/api/v1/apps/{app_id}/handlers/{handler_id}",
+    "Get a handler (never its secret)",
+    "triggers",
+    capability=CAPABILITY,
+)
+async def get_handler(request: web.Request) -> web.Response:
+    _, app = await require_app(request, CAPABILITY)
+    params = {"app_id": app["id"], "id": path_uuid(request, "handler_id")}
+    row = await fetch_one(request, "get_handler", params)
+    if row is None:
+        raise not_found("no such handler")
+    return json_response(row)
+
+
+@routes.patch(
+    "/api/v1/apps/{app_id}/handlers/{handler_id}",
+    "Change a handler (url, secret, timeout_ms, name; function needs instance:admin)",
+    "triggers",
+    capability=CAPABILITY,
+    request_body={"type": "object", "properties": HANDLER_BODY["properties"]},
+)
+async def update_handler(request: web.Request) -> web.Response:
+    principal, app = await require_app(request, CAPABILITY)
+    params = {"app_id": app["id"], "id": path_uuid(request, "handler_id")}
+    current = await fetch_one(request, "get_handler", params)
+    if current is None:
+        raise not_found("no such handler")
+    body = await read_object(request, FIELDS)
+    if "kind" in body and body["kind"] != current["kind"]:
+        raise bad_request("a handler's kind cannot change; create another handler")
+    fields = _fields(body, current["kind"])
+    if current["kind"] == "sql" and not principal.allows(INSTANCE_ADMIN, None):
+        raise forbidden("changing an sql handler needs instance:admin")
+    row = await fetch_one(request, "update_handler", {**params, **fields})
+    if row is None:
+        raise not_found("no such handler")
+    return json_response(row)
+
+
+@routes.delete(
+    "/api/v1/apps/{app_id}/handlers/{handler_id}",
+    "Delete a handler no trigger uses",
+    "triggers",
+    capability=CAPABILITY,
+    ok_status=204,
+)
+async def delete_handler(request: web.Request) -> web.Response:
+    _, app = await require_app(request, CAPABILITY)
+    params = {"app_id": app["id"], "id": path_uuid(request, "handler_id")}
+    try:
+        row = await fetch_one(request, "delete_handler", params)
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise ApiError(409, "conflict", "triggers still use this handler") from exc
+    if row is None:
+        raise not_found("no such handler")
+    return web.Response(status=204)

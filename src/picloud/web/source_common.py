@@ -1,0 +1,84 @@
+"""Helpers shared by the data-source HTTP modules (kv, docs, files, cron)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from picloud.queries import q
+from picloud.web.errors import ApiError, bad_request
+from picloud.web.jsonio import query_int
+from picloud.web.state import state_of
+
+# SQLSTATE the source functions raise for an optimistic-concurrency conflict.
+VERSION_CONFLICT = "PC409"
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+async def fetch_one(
+    request: web.Request, query: str, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    async with state_of(request).db.connection() as conn:
+        return await (await conn.execute(q(query), params)).fetchone()
+
+
+async def fetch_all(
+    request: web.Request, query: str, params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    async with state_of(request).db.connection() as conn:
+        return await (await conn.execute(q(query), params)).fetchall()
+
+
+@contextlib.contextmanager
+def conflicts_as_409() -> Iterator[None]:
+    """Turn the SQL functions' version-conflict SQLSTATE into a 409."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate == VERSION_CONFLICT:
+            message = (exc.diag.message_primary or "version conflict") if exc.diag else str(exc)
+            raise ApiError(409, "version_conflict", message) from exc
+        raise
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    cursor: str | None
+    prefix: str
+
+    def params(self) -> dict[str, Any]:
+        # One row more than asked tells whether there is a next page.
+        return {"limit": self.limit + 1, "cursor": self.cursor, "prefix": self.prefix}
+
+    def shape(
+        self, rows: list[dict[str, Any]], key: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The page's rows and the cursor of the next page (None on the last one)."""
+        if len(rows) > self.limit:
+            rows = rows[: self.limit]
+            return rows, str(rows[-1][key])
+        return rows, None
+
+
+def page_of(request: web.Request) -> Page:
+    """``?limit=&cursor=&prefix=`` of a list (cursor: the last item of the previous page)."""
+    limit = query_int(request, "limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    cursor = request.query.get("cursor") or None
+    return Page(limit, cursor, request.query.get("prefix", ""))
+
+
+def path_param(request: web.Request, name: str, what: str) -> str:
+    """A path parameter, refusing NUL (PostgreSQL text cannot hold it) with a clear 400;
+    every other rule is checked by the SQL function that receives it."""
+    value = request.match_info[name]
+    if "\x00" in value:
+        raise bad_request(f"invalid {what}: NUL characters are not allowed")
+    return value
