@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from picloud.queries import q
 from picloud.web.auth import APP_ADMIN, require_app, require_instance_admin
 from picloud.web.errors import bad_request, not_found
 from picloud.web.jsonio import (
@@ -17,23 +14,13 @@ from picloud.web.jsonio import (
     read_object,
 )
 from picloud.web.routing import routes
-from picloud.web.state import state_of
+from picloud.web.sql import fetch_all, fetch_one
 
 APP_BODY = {
     "type": "object",
     "required": ["slug", "name"],
     "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
 }
-
-
-async def _one(request: web.Request, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    async with state_of(request).db.connection() as conn:
-        return await (await conn.execute(q(query), params)).fetchone()
-
-
-async def _all(request: web.Request, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    async with state_of(request).db.connection() as conn:
-        return await (await conn.execute(q(query), params)).fetchall()
 
 
 @routes.post(
@@ -48,14 +35,14 @@ async def create_app(request: web.Request) -> web.Response:
     await require_instance_admin(request)
     body = await read_object(request, {"slug", "name"})
     slug, name = get_str(body, "slug"), get_str(body, "name")
-    row = await _one(request, "create_app", {"slug": slug, "name": name})
+    row = await fetch_one(request, "create_app", {"slug": slug, "name": name})
     return json_response(row, status=201)
 
 
 @routes.get("/api/v1/apps", "List apps", "apps", capability="instance:admin")
 async def list_apps(request: web.Request) -> web.Response:
     await require_instance_admin(request)
-    return json_response({"apps": await _all(request, "list_apps", {})})
+    return json_response({"apps": await fetch_all(request, "list_apps", {})})
 
 
 @routes.get("/api/v1/apps/{app_id}", "Get an app", "apps", capability=APP_ADMIN)
@@ -79,7 +66,7 @@ async def update_app(request: web.Request) -> web.Response:
         "name": get_str(body, "name", required=False),
         "slug": get_str(body, "slug", required=False),
     }
-    row = await _one(request, "update_app", params)
+    row = await fetch_one(request, "update_app", params)
     if row is None:
         raise not_found("no such app")
     return json_response(row)
@@ -94,7 +81,7 @@ async def update_app(request: web.Request) -> web.Response:
 )
 async def delete_app(request: web.Request) -> web.Response:
     await require_instance_admin(request)
-    row = await _one(request, "delete_app", {"app_id": path_uuid(request, "app_id")})
+    row = await fetch_one(request, "delete_app", {"app_id": path_uuid(request, "app_id")})
     if row is None:
         raise not_found("no such app")
     return web.Response(status=204)
@@ -118,14 +105,16 @@ async def add_domain(request: web.Request) -> web.Response:
     host = (get_str(body, "host") or "").strip().lower().rstrip(".")
     if not host or ":" in host or "/" in host:
         raise bad_request("'host' must be a host name without port or path")
-    row = await _one(request, "add_domain", {"app_id": app["id"], "host": host})
+    row = await fetch_one(request, "add_domain", {"app_id": app["id"], "host": host})
     return json_response(row, status=201)
 
 
 @routes.get("/api/v1/apps/{app_id}/domains", "List host names", "apps", capability=APP_ADMIN)
 async def list_domains(request: web.Request) -> web.Response:
     _, app = await require_app(request, APP_ADMIN)
-    return json_response({"domains": await _all(request, "list_domains", {"app_id": app["id"]})})
+    return json_response(
+        {"domains": await fetch_all(request, "list_domains", {"app_id": app["id"]})}
+    )
 
 
 @routes.delete(
@@ -138,7 +127,7 @@ async def list_domains(request: web.Request) -> web.Response:
 async def delete_domain(request: web.Request) -> web.Response:
     _, app = await require_app(request, APP_ADMIN)
     host = request.match_info["host"].lower()
-    if await _one(request, "delete_domain", {"app_id": app["id"], "host": host}) is None:
+    if await fetch_one(request, "delete_domain", {"app_id": app["id"], "host": host}) is None:
         raise not_found("no such domain")
     return web.Response(status=204)
 
@@ -163,7 +152,7 @@ async def create_key(request: web.Request) -> web.Response:
     body = await read_object(request, {"name", "capabilities"})
     name = get_str(body, "name")
     capabilities = get_str_list(body, "capabilities")
-    row = await _one(
+    row = await fetch_one(
         request,
         "create_api_key",
         {"app_id": app["id"], "name": name, "capabilities": capabilities, "expires_at": None},
@@ -190,7 +179,7 @@ async def create_key(request: web.Request) -> web.Response:
 )
 async def list_keys(request: web.Request) -> web.Response:
     _, app = await require_app(request, APP_ADMIN)
-    return json_response({"keys": await _all(request, "list_api_keys", {"app_id": app["id"]})})
+    return json_response({"keys": await fetch_all(request, "list_api_keys", {"app_id": app["id"]})})
 
 
 @routes.delete(
@@ -199,7 +188,7 @@ async def list_keys(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     _, app = await require_app(request, APP_ADMIN)
     params = {"app_id": app["id"], "key_id": path_uuid(request, "key_id")}
-    row = await _one(request, "revoke_api_key", params)
+    row = await fetch_one(request, "revoke_api_key", params)
     if row is None:
         raise not_found("no such key")
     return json_response(row)

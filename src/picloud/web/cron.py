@@ -18,7 +18,8 @@ from picloud.web.auth import require_app
 from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.jsonio import get_bool, get_str, json_response, read_object
 from picloud.web.routing import routes
-from picloud.web.source_common import fetch_all, fetch_one, path_param
+from picloud.web.source_common import path_param
+from picloud.web.sql import fetch_all, fetch_one
 
 CAPABILITY = "triggers:manage"
 JOBS_PATH = "/api/v1/apps/{app_id}/cron"

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from picloud.web.auth import require_app
 from picloud.web.errors import ApiError, bad_request, not_found
-from picloud.web.handlers import fetch_all, fetch_one
 from picloud.web.jsonio import json_response, query_int
 from picloud.web.routing import routes
+from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.triggers import SOURCES
 
 READ = "deliveries:read"
@@ -111,6 +111,7 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
     if await fetch_one(request, "get_dead_letter", params) is None:
         raise not_found("no such dead letter")
     row = await fetch_one(request, "retry_dead_letter", params)
+    assert row is not None, "retry_dead_letter returns the new delivery or raises"
     return json_response({"delivery_id": row["delivery_id"]}, status=201)
 
 

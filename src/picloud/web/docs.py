@@ -17,13 +17,8 @@ from picloud.web.auth import require_app
 from picloud.web.errors import bad_request, not_found
 from picloud.web.jsonio import json_response, read_json
 from picloud.web.routing import routes
-from picloud.web.source_common import (
-    conflicts_as_409,
-    fetch_all,
-    fetch_one,
-    page_of,
-    path_param,
-)
+from picloud.web.source_common import conflicts_as_409, page_of, path_param
+from picloud.web.sql import fetch_all, fetch_one
 
 COLLECTION_PATH = "/api/v1/apps/{app_id}/collections/{collection}/docs"
 DOC_PATH = COLLECTION_PATH + "/{id}"

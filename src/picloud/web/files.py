@@ -23,7 +23,8 @@ from picloud.web.auth import require_app
 from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.jsonio import json_response
 from picloud.web.routing import routes
-from picloud.web.source_common import fetch_all, fetch_one, page_of, path_param
+from picloud.web.source_common import page_of, path_param
+from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.state import AppState, state_of
 
 log = logging.getLogger(__name__)

@@ -7,12 +7,11 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from picloud.queries import q
 from picloud.web.auth import INSTANCE_ADMIN, require_app
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found
 from picloud.web.jsonio import get_int, get_str, json_response, path_uuid, read_object
 from picloud.web.routing import routes
-from picloud.web.state import state_of
+from picloud.web.sql import fetch_all, fetch_one
 
 CAPABILITY = "triggers:manage"
 TIMEOUT_MS_MAX = 300000
@@ -33,16 +32,6 @@ HANDLER_BODY = {
     },
 }
 FIELDS = {"name", "kind", "url", "secret", "timeout_ms", "function"}
-
-
-async def fetch_one(request: web.Request, query: str, params: dict[str, Any]) -> Any:
-    async with state_of(request).db.connection() as conn:
-        return await (await conn.execute(q(query), params)).fetchone()
-
-
-async def fetch_all(request: web.Request, query: str, params: dict[str, Any]) -> list[Any]:
-    async with state_of(request).db.connection() as conn:
-        return await (await conn.execute(q(query), params)).fetchall()
 
 
 def _fields(body: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from picloud.web.auth import require_app
 from picloud.web.errors import not_found
 from picloud.web.jsonio import json_response, read_json
 from picloud.web.routing import routes
-from picloud.web.source_common import fetch_all, fetch_one, page_of, path_param
+from picloud.web.source_common import page_of, path_param
+from picloud.web.sql import fetch_all, fetch_one
 
 ENTRY_PATH = "/api/v1/apps/{app_id}/kv/{key:.+}"
 

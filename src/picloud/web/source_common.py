@@ -10,30 +10,14 @@ from typing import Any
 import psycopg
 from aiohttp import web
 
-from picloud.queries import q
 from picloud.web.errors import ApiError, bad_request
 from picloud.web.jsonio import query_int
-from picloud.web.state import state_of
 
 # SQLSTATE the source functions raise for an optimistic-concurrency conflict.
 VERSION_CONFLICT = "PC409"
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-
-
-async def fetch_one(
-    request: web.Request, query: str, params: dict[str, Any]
-) -> dict[str, Any] | None:
-    async with state_of(request).db.connection() as conn:
-        return await (await conn.execute(q(query), params)).fetchone()
-
-
-async def fetch_all(
-    request: web.Request, query: str, params: dict[str, Any]
-) -> list[dict[str, Any]]:
-    async with state_of(request).db.connection() as conn:
-        return await (await conn.execute(q(query), params)).fetchall()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from picloud.web.jsonio import (
     read_object,
 )
 from picloud.web.routing import routes
+from picloud.web.sql import fetch_one
 from picloud.web.state import state_of
 
 TOPIC_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -52,11 +53,6 @@ def auth_mode(body: dict[str, Any]) -> str | None:
     return mode
 
 
-async def _one(request: web.Request, query: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    async with state_of(request).db.connection() as conn:
-        return await (await conn.execute(q(query), params)).fetchone()
-
-
 @routes.post(
     BASE,
     "Create a topic",
@@ -78,7 +74,7 @@ async def create_topic(request: web.Request) -> web.Response:
         "external_subscribable": bool(get_bool(body, "external_subscribable")),
         "auth_mode": auth_mode(body) or "token",
     }
-    return json_response(await _one(request, "create_topic", params), status=201)
+    return json_response(await fetch_one(request, "create_topic", params), status=201)
 
 
 @routes.get(BASE, "List topics", "topics", capability="topics:manage")
@@ -92,7 +88,7 @@ async def list_topics(request: web.Request) -> web.Response:
 @routes.get(BASE + "/{name}", "Get a topic", "topics", capability="topics:manage")
 async def get_topic(request: web.Request) -> web.Response:
     _, app = await require_app(request, "topics:manage")
-    row = await _one(request, "get_topic", {"app_id": app["id"], "name": path_topic(request)})
+    row = await fetch_one(request, "get_topic", {"app_id": app["id"], "name": path_topic(request)})
     if row is None:
         raise not_found("no such topic")
     return json_response(row)
@@ -115,7 +111,7 @@ async def update_topic(request: web.Request) -> web.Response:
         "external_subscribable": get_bool(body, "external_subscribable"),
         "auth_mode": auth_mode(body),
     }
-    row = await _one(request, "update_topic", params)
+    row = await fetch_one(request, "update_topic", params)
     if row is None:
         raise not_found("no such topic")
     return json_response(row)
@@ -130,7 +126,9 @@ async def update_topic(request: web.Request) -> web.Response:
 )
 async def delete_topic(request: web.Request) -> web.Response:
     _, app = await require_app(request, "topics:manage")
-    row = await _one(request, "delete_topic", {"app_id": app["id"], "name": path_topic(request)})
+    row = await fetch_one(
+        request, "delete_topic", {"app_id": app["id"], "name": path_topic(request)}
+    )
     if row is None:
         raise not_found("no such topic")
     return web.Response(status=204)
@@ -226,6 +224,6 @@ async def mint_token(request: web.Request) -> web.Response:
     body = await read_object(request, {"ttl_seconds"}) if raw.strip() else {}
     ttl = get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600
     params = {"app_id": app["id"], "topic": name, "ttl_seconds": ttl}
-    row = await _one(request, "mint_subscriber_token", params)
+    row = await fetch_one(request, "mint_subscriber_token", params)
     assert row is not None
     return json_response({"token": row["token"], "expires_at": row["expires_at"]}, status=201)

@@ -10,9 +10,10 @@ from psycopg.types.json import Jsonb
 
 from picloud.web.auth import require_app
 from picloud.web.errors import bad_request, not_found
-from picloud.web.handlers import CAPABILITY, fetch_all, fetch_one
+from picloud.web.handlers import CAPABILITY
 from picloud.web.jsonio import get_bool, get_int, get_str, json_response, path_uuid, read_object
 from picloud.web.routing import routes
+from picloud.web.sql import fetch_all, fetch_one
 
 SOURCES = ("kv", "docs", "files", "cron", "pubsub", "dead_letter")
 MAX_ATTEMPTS = 100
