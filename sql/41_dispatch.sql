@@ -268,3 +268,76 @@ END
 $$;
 COMMENT ON FUNCTION picloud.prune_deliveries(interval) IS
     'Delete deliveries that finished successfully more than older_than ago (with their attempts). Dead ones are kept with their dead letters.';
+
+DROP FUNCTION IF EXISTS picloud.run_sql_deliveries(bigint[], text);
+CREATE OR REPLACE FUNCTION picloud.run_sql_deliveries(ids bigint[], worker text)
+RETURNS TABLE (id bigint, outcome text, error text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_d       record;
+    v_schemas text[] := picloud.sql_handler_schemas();
+    v_name    text[];
+    v_state   text;
+    v_message text;
+    v_held    bigint[];
+    v_ok      bigint[] := '{}';
+BEGIN
+    -- Lock the deliveries this worker still holds, all before the first handler runs. The
+    -- row locks last to the end of the transaction: no claimer (SKIP LOCKED) can reclaim
+    -- one while the batch runs, so the completion below cannot be refused.
+    v_held := ARRAY(
+        SELECT d.id FROM picloud.deliveries d
+         WHERE d.id = ANY (run_sql_deliveries.ids) AND d.status = 'running'
+           AND d.lease_owner = run_sql_deliveries.worker
+         ORDER BY d.id
+           FOR UPDATE);
+    FOR v_d IN
+        SELECT d.app_id, d.id, d.event, h.kind, h.function
+          FROM unnest(run_sql_deliveries.ids) WITH ORDINALITY AS u (id, n)
+          JOIN picloud.deliveries d ON d.id = u.id
+          LEFT JOIN picloud.handlers h ON h.app_id = d.app_id AND h.id = d.handler_id
+         WHERE d.id = ANY (v_held)
+         ORDER BY u.n
+    LOOP
+        id := v_d.id;
+        error := NULL;
+        -- One subtransaction per delivery: a failing handler's writes roll back alone.
+        BEGIN
+            IF v_d.kind IS DISTINCT FROM 'sql' THEN
+                RAISE EXCEPTION 'the handler is no longer an SQL handler' USING ERRCODE = '22023';
+            END IF;
+            v_name := regexp_match(v_d.function,
+                                   '^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$');
+            IF v_name IS NULL THEN
+                RAISE EXCEPTION 'bad SQL handler name %', quote_literal(v_d.function)
+                    USING ERRCODE = '22023';
+            END IF;
+            IF NOT v_name[1] = ANY (v_schemas) THEN
+                RAISE EXCEPTION 'schema % is not in PICLOUD_SQL_HANDLER_SCHEMAS',
+                    quote_literal(v_name[1]) USING ERRCODE = '22023';
+            END IF;
+            EXECUTE format('SELECT %I.%I($1)', v_name[1], v_name[2]) USING v_d.event;
+            v_ok := v_ok || v_d.id;
+            outcome := 'ok';
+        EXCEPTION WHEN OTHERS THEN
+            -- (query_canceled, i.e. the statement timeout, is not caught by OTHERS: it
+            -- aborts the whole batch, which the dispatcher then runs one by one.)
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+            error := v_state || ': ' || v_message;
+            outcome := picloud.fail_delivery(v_d.id, run_sql_deliveries.worker, error);
+        END;
+        RETURN NEXT;
+    END LOOP;
+    -- The handlers that succeeded, completed in one statement, in the transaction that
+    -- holds their writes: both commit together, with the batch.
+    PERFORM picloud.complete_deliveries(
+        v_ok, array_fill(run_sql_deliveries.worker, ARRAY[cardinality(v_ok)]));
+    -- Leases already lost when the batch started: refused, their handlers not run.
+    RETURN QUERY
+    SELECT u.id, 'stale'::text, NULL::text
+      FROM unnest(run_sql_deliveries.ids) AS u (id)
+     WHERE NOT u.id = ANY (v_held);
+END
+$$;
+COMMENT ON FUNCTION picloud.run_sql_deliveries(bigint[], text) IS
+    'Run the SQL handlers of deliveries ids (leased to worker) in one call: the deliveries are locked (no claimer can reclaim them meanwhile), each handler runs in a subtransaction of its own, a failing one is rolled back alone and recorded as fail_delivery does, and the others are completed in the same transaction as their writes. Outcome per id: ok | retry | dead | stale (lease already lost: not run). The caller''s statement_timeout bounds the whole batch; a timeout aborts all of it (nothing recorded), and the caller then runs the deliveries one by one with their own timeouts.';

@@ -17,7 +17,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row, connect_options
-from picloud.dispatcher.handlers import Claimed, HandlerFailed, call_webhook, run_sql_handlers
+from picloud.dispatcher.handlers import (
+    BatchOutcome,
+    Claimed,
+    HandlerFailed,
+    call_webhook,
+    run_sql_batch,
+    run_sql_handlers,
+)
 from picloud.queries import q
 from picloud.settings import Settings
 
@@ -29,8 +36,10 @@ MIN_WAIT_SEC = 0.01
 PRUNE_EVERY_SEC = 600.0
 # A handler gets at most this share of the lease, so it ends before the lease does.
 LEASE_SHARE = 0.8
-# SQL handler runs sent together (each in its own transaction) in one round trip.
-SQL_GROUP = 8
+# SQL handlers run together in one call of picloud.run_sql_deliveries (one subtransaction
+# each; at most 64 so a batch of writing handlers never overflows PostgreSQL's per-backend
+# subtransaction cache).
+SQL_GROUP = 16
 
 
 class DispatcherMetrics:
@@ -319,22 +328,36 @@ class Dispatcher:
         return outcome
 
     async def _run_sql(self, ds: list[Claimed], worker: str) -> None:
+        """Run a batch of SQL handlers in one call (picloud.run_sql_deliveries), under the
+        smallest timeout of the batch; when that call does not commit (a handler ran into
+        the timeout), run them one by one, each under its own timeout, so the slow one is
+        identified and the others still complete."""
         started = time.perf_counter()
         recorded: set[int] = set()
         try:
             assert self.pool is not None
             runs = [(d, int(self._timeout_sec(d) * 1000)) for d in ds]
+            batch = await run_sql_batch(
+                self.pool, [d.id for d in ds], worker, min(ms for _, ms in runs)
+            )
+            if batch is not None:
+                recorded.update(batch)
+                for d in ds:
+                    result = batch.get(d.id, BatchOutcome("stale", None))
+                    self._log_outcome(d, result.outcome, result.error)
+                    self._count("sql", result.outcome, started)
+                return
+            log.info("SQL handler batch of %d did not commit; running them one by one", len(ds))
             outcomes = await run_sql_handlers(
                 self.pool, runs, worker, self.settings.sql_handler_schemas
             )
             for d in ds:
-                result = outcomes[d.id]
-                if isinstance(result, HandlerFailed):
-                    outcome = await self._fail(d, worker, result)
+                result_one = outcomes[d.id]
+                if isinstance(result_one, HandlerFailed):
+                    outcome = await self._fail(d, worker, result_one)
                 else:
-                    outcome = "ok" if result else "stale"
-                    if not result:
-                        log.warning("delivery %d: lease lost before completion", d.id)
+                    outcome = "ok" if result_one else "stale"
+                    self._log_outcome(d, outcome, None)
                 recorded.add(d.id)
                 self._count("sql", outcome, started)
         except asyncio.CancelledError:
@@ -343,6 +366,13 @@ class Dispatcher:
         except Exception:
             # The database went away mid-delivery: the leases run out and they run again.
             log.exception("deliveries %s: could not record the outcome", [d.id for d in ds])
+
+    @staticmethod
+    def _log_outcome(d: Claimed, outcome: str, error: str | None) -> None:
+        if outcome == "stale":
+            log.warning("delivery %d: lease lost before completion", d.id)
+        elif outcome != "ok":
+            log.info("delivery %d attempt %d failed (%s): %s", d.id, d.attempt, outcome, error)
 
     async def _run_one(self, d: Claimed, worker: str) -> None:
         kind = d.handler_kind or "missing"

@@ -40,3 +40,10 @@ SELECT a.delivery_id
 -- name: complete_deliveries
 -- Complete several leased deliveries at once (each refused when its lease was lost).
 SELECT id, ok FROM picloud.complete_deliveries(%(ids)s, %(workers)s);
+
+-- name: run_sql_deliveries
+-- Run a batch of SQL handlers in one transaction under one statement timeout (ms).
+BEGIN;
+SET LOCAL statement_timeout = %(timeout_ms)s;
+SELECT id, outcome, error FROM picloud.run_sql_deliveries(%(ids)s::bigint[], %(worker)s);
+COMMIT;
