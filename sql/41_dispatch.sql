@@ -221,6 +221,40 @@ $$;
 COMMENT ON FUNCTION picloud.fail_delivery(bigint, text, text) IS
     'Record a failed attempt. ''retry'': due again after picloud.backoff_delay(attempts); ''dead'': that was the trigger''s last attempt, a dead letter is written; ''stale'': refused, worker no longer holds the lease.';
 
+DROP FUNCTION IF EXISTS picloud.finish_deliveries(bigint[], text[], text[]);
+CREATE OR REPLACE FUNCTION picloud.finish_deliveries(ids bigint[], workers text[], errors text[])
+RETURNS TABLE (id bigint, outcome text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_ok_ids     bigint[];
+    v_ok_workers text[];
+BEGIN
+    IF cardinality(finish_deliveries.ids) IS DISTINCT FROM cardinality(finish_deliveries.workers)
+       OR cardinality(finish_deliveries.ids) IS DISTINCT FROM cardinality(finish_deliveries.errors)
+    THEN
+        RAISE EXCEPTION 'ids, workers and errors must have the same length' USING ERRCODE = '22023';
+    END IF;
+    SELECT coalesce(array_agg(u.id ORDER BY u.n), '{}'), coalesce(array_agg(u.worker ORDER BY u.n), '{}')
+      INTO v_ok_ids, v_ok_workers
+      FROM unnest(finish_deliveries.ids, finish_deliveries.workers, finish_deliveries.errors)
+           WITH ORDINALITY AS u (id, worker, error, n)
+     WHERE u.error IS NULL;
+    RETURN QUERY
+    SELECT c.id, CASE WHEN c.ok THEN 'ok' ELSE 'stale' END
+      FROM picloud.complete_deliveries(v_ok_ids, v_ok_workers) c;
+    FOR i IN 1 .. cardinality(finish_deliveries.ids) LOOP
+        IF finish_deliveries.errors[i] IS NOT NULL THEN
+            id := finish_deliveries.ids[i];
+            outcome := picloud.fail_delivery(finish_deliveries.ids[i], finish_deliveries.workers[i],
+                                             finish_deliveries.errors[i]);
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION picloud.finish_deliveries(bigint[], text[], text[]) IS
+    'Record the outcomes of many handler runs in one call: ids[i] leased to workers[i] succeeded when errors[i] is NULL (complete_deliveries) and failed with errors[i] otherwise (fail_delivery). Outcome per id: ok | retry | dead | stale (refused, the lease was lost).';
+
 DROP FUNCTION IF EXISTS picloud.release_delivery(bigint, text);
 CREATE OR REPLACE FUNCTION picloud.release_delivery(id bigint, worker text)
 RETURNS boolean

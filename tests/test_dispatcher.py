@@ -547,20 +547,48 @@ async def test_a_timed_out_batch_runs_again_one_by_one(db: Conn, database: str) 
 
 async def test_batched_completions_refuse_lost_leases(db: Conn, database: str) -> None:
     app_id = new_app(db)
-    trigger(db, app_id, "t", "kv", webhook(db, app_id, "h", "http://127.0.0.1:9/"))
-    for key in ("a", "b", "c"):
+    trigger(db, app_id, "t", "kv", webhook(db, app_id, "h", "http://127.0.0.1:9/"), attempts=2)
+    for key in ("a", "b", "c", "d", "e", "f"):
         enqueue(db, app_id, "kv", key, {"type": "set"})
     ids = [r["id"] for r in db.execute("SELECT id FROM picloud.claim_deliveries('w', 9, '1 min')")]
-    db.execute("UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id = %s", (ids[1],))
+    a, b, c, d, e, f = ids
+    db.execute("UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id IN (%s, %s)", (b, e))
+    db.execute("UPDATE picloud.deliveries SET max_attempts = 1 WHERE id = %s", (f,))  # its last
     async with AsyncConnectionPool(
         database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
     ) as pool:
         completer = Completer(pool)
-        results = await asyncio.gather(*(completer.complete(i, "w") for i in ids))
-        assert results == [True, False, True]
-        assert await completer.complete(ids[0], "w") is False, "already done"
-    done = db.execute("SELECT id FROM picloud.deliveries WHERE status = 'done' ORDER BY id")
-    assert [r["id"] for r in done.fetchall()] == [ids[0], ids[2]]
+        results = await asyncio.gather(
+            completer.complete(a, "w"),
+            completer.complete(b, "w"),
+            completer.complete(c, "w"),
+            completer.fail(d, "w", "HTTP 500: no"),
+            completer.fail(e, "w", "HTTP 500: no"),
+            completer.fail(f, "w", "HTTP 500: no"),
+        )
+        assert results == [True, False, True, "retry", "stale", "dead"]
+        assert await completer.complete(a, "w") is False, "already done"
+    status = db.execute("SELECT id, status, lease_owner FROM picloud.deliveries ORDER BY id")
+    assert [(r["status"], r["lease_owner"]) for r in status.fetchall()] == [
+        ("done", None),
+        ("running", "thief"),
+        ("done", None),
+        ("pending", None),
+        ("running", "thief"),
+        ("dead", None),
+    ]
+    errors = db.execute(
+        "SELECT delivery_id, outcome, error FROM picloud.delivery_attempts ORDER BY delivery_id"
+    ).fetchall()
+    assert [(r["outcome"], r["error"]) for r in errors] == [
+        ("ok", None),
+        (None, None),
+        ("ok", None),
+        ("error", "HTTP 500: no"),
+        (None, None),
+        ("error", "HTTP 500: no"),
+    ]
+    assert one(db, "SELECT count(*) FROM picloud.dead_letters WHERE delivery_id = %s", f) == 1
 
 
 def test_a_restarted_dispatcher_role_reuses_its_metrics() -> None:

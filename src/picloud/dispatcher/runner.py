@@ -72,20 +72,28 @@ class DispatcherMetrics:
 
 
 class Completer:
-    """Completes webhook deliveries in batches: every completion asked for while one batch
-    is in the database goes into the next, so a busy dispatcher makes few round trips and
-    an idle one waits for nobody."""
+    """Records webhook outcomes in batches: every completion or failure asked for while one
+    batch is in the database goes into the next (``picloud.finish_deliveries``, one round
+    trip), so a busy dispatcher makes few round trips and an idle one waits for nobody."""
 
     MAX_BATCH = 256
 
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]]) -> None:
         self.pool = pool
-        self.waiting: list[tuple[int, str, asyncio.Future[bool]]] = []
+        self.waiting: list[tuple[int, str, str | None, asyncio.Future[str]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
     async def complete(self, delivery_id: int, worker: str) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.waiting.append((delivery_id, worker, future))
+        """Mark it done; False when the lease was lost."""
+        return await self._record(delivery_id, worker, None) == "ok"
+
+    async def fail(self, delivery_id: int, worker: str, error: str) -> str:
+        """Record a failed attempt: ``retry``, ``dead`` or ``stale`` (as fail_delivery)."""
+        return await self._record(delivery_id, worker, error)
+
+    async def _record(self, delivery_id: int, worker: str, error: str | None) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting.append((delivery_id, worker, error, future))
         if self.flusher is None:
             self.flusher = asyncio.create_task(self._flush())
         return await future
@@ -99,19 +107,23 @@ class Completer:
                     async with self.pool.connection() as conn:
                         rows = await (
                             await conn.execute(
-                                q("complete_deliveries"),
-                                {"ids": [b[0] for b in batch], "workers": [b[1] for b in batch]},
+                                q("finish_deliveries"),
+                                {
+                                    "ids": [b[0] for b in batch],
+                                    "workers": [b[1] for b in batch],
+                                    "errors": [b[2] for b in batch],
+                                },
                             )
                         ).fetchall()
                 except Exception as exc:
-                    for _, _, future in batch:
+                    for *_, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                ok = {row["id"]: bool(row["ok"]) for row in rows}
-                for delivery_id, _, future in batch:
+                outcomes = {row["id"]: str(row["outcome"]) for row in rows}
+                for delivery_id, _, _, future in batch:
                     if not future.done():
-                        future.set_result(ok.get(delivery_id, False))
+                        future.set_result(outcomes.get(delivery_id, "stale"))
         finally:
             self.flusher = None
 
@@ -391,8 +403,10 @@ class Dispatcher:
                 if outcome == "stale":
                     log.warning("delivery %d: lease lost before completion", d.id)
             except HandlerFailed as exc:
-                outcome = await self._fail(d, worker, exc)
+                assert self.completer is not None
+                outcome = await self.completer.fail(d.id, worker, str(exc))
                 finished = True
+                self._log_outcome(d, outcome, str(exc))
             self._count(kind, outcome, started)
         except asyncio.CancelledError:
             if not finished:
