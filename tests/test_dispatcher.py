@@ -423,8 +423,9 @@ def test_sql_batch_isolates_a_failing_handler_and_refuses_a_lost_lease(db: Conn)
         "UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id = %s", (ids["stolen"],)
     )
     rows = db.execute(
-        "SELECT id, outcome, error FROM picloud.run_sql_deliveries(%s, 'w')",
-        ([ids[k] for k in keys],),
+        "SELECT id, outcome, error FROM picloud.run_sql_deliveries("
+        " array_fill(%s::uuid, ARRAY[%s]), %s, 'w')",
+        (app_id, len(keys), [ids[k] for k in keys]),
     ).fetchall()
     got = {r["id"]: (r["outcome"], r["error"]) for r in rows}
     assert got == {
@@ -467,8 +468,9 @@ def test_sql_batch_holds_all_its_leases_while_it_runs(db: Conn, database: str) -
             conn.execute("SET application_name = 'the-batch'")
             result.extend(
                 conn.execute(
-                    "SELECT id, outcome FROM picloud.run_sql_deliveries(%s, 'w')",
-                    ([ids["first"], ids["later"]],),
+                    "SELECT id, outcome FROM picloud.run_sql_deliveries("
+                    " array_fill(%s::uuid, ARRAY[2]), %s, 'w')",
+                    (app_id, [ids["first"], ids["later"]]),
                 ).fetchall()
             )
 
@@ -507,7 +509,10 @@ def test_sql_batch_timeout_aborts_the_whole_batch(db: Conn, database: str) -> No
     with psycopg.connect(database) as conn:
         conn.execute("SET LOCAL statement_timeout = 200")
         with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute("SELECT * FROM picloud.run_sql_deliveries(%s, 'w')", (list(ids.values()),))
+            conn.execute(
+                "SELECT * FROM picloud.run_sql_deliveries(array_fill(%s::uuid, ARRAY[3]), %s, 'w')",
+                (app_id, list(ids.values())),
+            )
         conn.rollback()
     assert seen_keys(db) == []
     rows = db.execute("SELECT status, lease_owner FROM picloud.deliveries").fetchall()
@@ -559,15 +564,15 @@ async def test_batched_completions_refuse_lost_leases(db: Conn, database: str) -
     ) as pool:
         completer = Completer(pool)
         results = await asyncio.gather(
-            completer.complete(a, "w"),
-            completer.complete(b, "w"),
-            completer.complete(c, "w"),
-            completer.fail(d, "w", "HTTP 500: no"),
-            completer.fail(e, "w", "HTTP 500: no"),
-            completer.fail(f, "w", "HTTP 500: no"),
+            completer.complete(app_id, a, "w"),
+            completer.complete(app_id, b, "w"),
+            completer.complete(app_id, c, "w"),
+            completer.fail(app_id, d, "w", "HTTP 500: no"),
+            completer.fail(app_id, e, "w", "HTTP 500: no"),
+            completer.fail(app_id, f, "w", "HTTP 500: no"),
         )
         assert results == [True, False, True, "retry", "stale", "dead"]
-        assert await completer.complete(a, "w") is False, "already done"
+        assert await completer.complete(app_id, a, "w") is False, "already done"
     status = db.execute("SELECT id, status, lease_owner FROM picloud.deliveries ORDER BY id")
     assert [(r["status"], r["lease_owner"]) for r in status.fetchall()] == [
         ("done", None),

@@ -208,11 +208,11 @@ class BatchOutcome:
 
 async def run_sql_batch(
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]],
-    ids: list[int],
+    ds: list[Claimed],
     worker: str,
     timeout_ms: int,
 ) -> dict[int, BatchOutcome] | None:
-    """Run the SQL handlers of ``ids`` in one round trip and one transaction, each in a
+    """Run the SQL handlers of ``ds`` in one round trip and one transaction, each in a
     subtransaction with its completion (``picloud.run_sql_deliveries``); every outcome is
     recorded in the database when this returns.
 
@@ -226,7 +226,12 @@ async def run_sql_batch(
         try:
             await cur.execute(
                 q("run_sql_deliveries"),
-                {"ids": ids, "worker": worker, "timeout_ms": str(timeout_ms)},
+                {
+                    "app_ids": [d.app_id for d in ds],
+                    "ids": [d.id for d in ds],
+                    "worker": worker,
+                    "timeout_ms": str(timeout_ms),
+                },
             )
         except psycopg.Error:
             if conn.broken:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 import weakref
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -80,20 +81,22 @@ class Completer:
 
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]]) -> None:
         self.pool = pool
-        self.waiting: list[tuple[int, str, str | None, asyncio.Future[str]]] = []
+        self.waiting: list[tuple[uuid.UUID, int, str, str | None, asyncio.Future[str]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
-    async def complete(self, delivery_id: int, worker: str) -> bool:
+    async def complete(self, app_id: uuid.UUID, delivery_id: int, worker: str) -> bool:
         """Mark it done; False when the lease was lost."""
-        return await self._record(delivery_id, worker, None) == "ok"
+        return await self._record(app_id, delivery_id, worker, None) == "ok"
 
-    async def fail(self, delivery_id: int, worker: str, error: str) -> str:
+    async def fail(self, app_id: uuid.UUID, delivery_id: int, worker: str, error: str) -> str:
         """Record a failed attempt: ``retry``, ``dead`` or ``stale`` (as fail_delivery)."""
-        return await self._record(delivery_id, worker, error)
+        return await self._record(app_id, delivery_id, worker, error)
 
-    async def _record(self, delivery_id: int, worker: str, error: str | None) -> str:
+    async def _record(
+        self, app_id: uuid.UUID, delivery_id: int, worker: str, error: str | None
+    ) -> str:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.waiting.append((delivery_id, worker, error, future))
+        self.waiting.append((app_id, delivery_id, worker, error, future))
         if self.flusher is None:
             self.flusher = asyncio.create_task(self._flush())
         return await future
@@ -109,9 +112,10 @@ class Completer:
                             await conn.execute(
                                 q("finish_deliveries"),
                                 {
-                                    "ids": [b[0] for b in batch],
-                                    "workers": [b[1] for b in batch],
-                                    "errors": [b[2] for b in batch],
+                                    "app_ids": [b[0] for b in batch],
+                                    "ids": [b[1] for b in batch],
+                                    "workers": [b[2] for b in batch],
+                                    "errors": [b[3] for b in batch],
                                 },
                             )
                         ).fetchall()
@@ -121,7 +125,7 @@ class Completer:
                             future.set_exception(exc)
                     continue
                 outcomes = {row["id"]: str(row["outcome"]) for row in rows}
-                for delivery_id, _, _, future in batch:
+                for _, delivery_id, _, _, future in batch:
                     if not future.done():
                         future.set_result(outcomes.get(delivery_id, "stale"))
         finally:
@@ -349,9 +353,7 @@ class Dispatcher:
         try:
             assert self.pool is not None
             runs = [(d, int(self._timeout_sec(d) * 1000)) for d in ds]
-            batch = await run_sql_batch(
-                self.pool, [d.id for d in ds], worker, min(ms for _, ms in runs)
-            )
+            batch = await run_sql_batch(self.pool, ds, worker, min(ms for _, ms in runs))
             if batch is not None:
                 recorded.update(batch)
                 for d in ds:
@@ -397,14 +399,14 @@ class Dispatcher:
                 assert self.session is not None
                 await call_webhook(self.session, d, self._timeout_sec(d))
                 assert self.completer is not None
-                completed = await self.completer.complete(d.id, worker)
+                completed = await self.completer.complete(d.app_id, d.id, worker)
                 finished = True
                 outcome = "ok" if completed else "stale"
                 if outcome == "stale":
                     log.warning("delivery %d: lease lost before completion", d.id)
             except HandlerFailed as exc:
                 assert self.completer is not None
-                outcome = await self.completer.fail(d.id, worker, str(exc))
+                outcome = await self.completer.fail(d.app_id, d.id, worker, str(exc))
                 finished = True
                 self._log_outcome(d, outcome, str(exc))
             self._count(kind, outcome, started)

@@ -41,9 +41,10 @@ SELECT a.delivery_id
 -- Run a batch of SQL handlers in one transaction under one statement timeout (ms).
 BEGIN;
 SET LOCAL statement_timeout = %(timeout_ms)s;
-SELECT id, outcome, error FROM picloud.run_sql_deliveries(%(ids)s::bigint[], %(worker)s);
+SELECT id, outcome, error FROM picloud.run_sql_deliveries(%(app_ids)s::uuid[], %(ids)s::bigint[], %(worker)s);
 COMMIT;
 
 -- name: finish_deliveries
 -- Record many handler outcomes at once: done when the error is null, failed otherwise.
-SELECT id, outcome FROM picloud.finish_deliveries(%(ids)s, %(workers)s, %(errors)s);
+SELECT id, outcome
+  FROM picloud.finish_deliveries(%(app_ids)s, %(ids)s, %(workers)s, %(errors)s);
