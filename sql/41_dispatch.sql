@@ -126,33 +126,34 @@ DROP FUNCTION IF EXISTS picloud.complete_deliveries(uuid[], bigint[], text[]);
 CREATE OR REPLACE FUNCTION picloud.complete_deliveries(app_ids uuid[], ids bigint[], workers text[])
 RETURNS TABLE (id bigint, ok boolean)
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_attempt integer;
 BEGIN
     IF cardinality(complete_deliveries.app_ids) IS DISTINCT FROM cardinality(complete_deliveries.ids)
        OR cardinality(complete_deliveries.ids) IS DISTINCT FROM cardinality(complete_deliveries.workers)
     THEN
         RAISE EXCEPTION 'app_ids, ids and workers must have the same length' USING ERRCODE = '22023';
     END IF;
-    -- One primary-key update each rather than one set-based statement: that one gets
-    -- planned on the partial index of running deliveries, whose dead entries pile up
-    -- while a backlog drains, and slows down with every delivery done.
-    FOR i IN 1 .. coalesce(cardinality(complete_deliveries.ids), 0) LOOP
+    -- plpgsql, not sql: the plan is cached across calls. Joined on the primary key: on id
+    -- and status alone the planner picks the partial index of running deliveries, whose
+    -- dead entries pile up while a backlog drains.
+    RETURN QUERY
+    WITH c AS (
+        SELECT c.app_id, c.id, c.worker
+          FROM unnest(complete_deliveries.app_ids, complete_deliveries.ids,
+                      complete_deliveries.workers) AS c (app_id, id, worker)
+    ), done AS (
         UPDATE picloud.deliveries d
            SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
                finished_at = now(), updated_at = now()
-         WHERE d.app_id = complete_deliveries.app_ids[i] AND d.id = complete_deliveries.ids[i]
-           AND d.status = 'running' AND d.lease_owner = complete_deliveries.workers[i]
-        RETURNING d.attempts INTO v_attempt;
-        id := complete_deliveries.ids[i];
-        ok := FOUND;
-        IF ok THEN
-            UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'ok'
-             WHERE a.app_id = complete_deliveries.app_ids[i]
-               AND a.delivery_id = complete_deliveries.ids[i] AND a.attempt = v_attempt;
-        END IF;
-        RETURN NEXT;
-    END LOOP;
+          FROM c
+         WHERE d.app_id = c.app_id AND d.id = c.id AND d.status = 'running'
+           AND d.lease_owner = c.worker
+        RETURNING d.app_id, d.id, d.attempts
+    ), recorded AS (
+        UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'ok'
+          FROM done
+         WHERE a.app_id = done.app_id AND a.delivery_id = done.id AND a.attempt = done.attempts
+    )
+    SELECT c.id, EXISTS (SELECT 1 FROM done WHERE done.id = c.id) FROM c;
 END
 $$;
 COMMENT ON FUNCTION picloud.complete_deliveries(uuid[], bigint[], text[]) IS
@@ -318,7 +319,6 @@ CREATE OR REPLACE FUNCTION picloud.run_sql_deliveries(app_ids uuid[], ids bigint
 RETURNS TABLE (id bigint, outcome text, error text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_i       integer;
     v_d       picloud.deliveries;
     v_held    picloud.deliveries[] := '{}';
     v_kind    text;
@@ -331,23 +331,20 @@ DECLARE
     v_message text;
     v_ok      bigint[] := '{}';
 BEGIN
-    -- Lock the deliveries this worker still holds, all of them before the first handler
-    -- runs. The row locks last to the end of the transaction: no claimer (SKIP LOCKED) can
-    -- reclaim one while the batch runs, so the completion below cannot be refused. (One
-    -- primary-key lookup each: a set-based lookup gets planned on the partial index of
-    -- running deliveries, whose dead entries pile up while a backlog drains.)
     IF cardinality(run_sql_deliveries.app_ids) IS DISTINCT FROM cardinality(run_sql_deliveries.ids) THEN
         RAISE EXCEPTION 'app_ids and ids must have the same length' USING ERRCODE = '22023';
     END IF;
-    FOR v_i IN 1 .. coalesce(cardinality(run_sql_deliveries.ids), 0) LOOP
-        SELECT d.* INTO v_d FROM picloud.deliveries d
-         WHERE d.app_id = run_sql_deliveries.app_ids[v_i] AND d.id = run_sql_deliveries.ids[v_i]
-           AND d.status = 'running' AND d.lease_owner = run_sql_deliveries.worker
-           FOR UPDATE;
-        IF FOUND THEN
-            v_held := v_held || v_d;
-        END IF;
-    END LOOP;
+    -- Lock the deliveries this worker still holds, all of them (one statement, read into
+    -- an array) before the first handler runs. The row locks last to the end of the
+    -- transaction: no claimer (SKIP LOCKED) can reclaim one while the batch runs, so the
+    -- completion below cannot be refused.
+    v_held := ARRAY(
+        SELECT d FROM unnest(run_sql_deliveries.app_ids, run_sql_deliveries.ids)
+                      WITH ORDINALITY AS u (app_id, id, n)
+          JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
+         WHERE d.status = 'running' AND d.lease_owner = run_sql_deliveries.worker
+         ORDER BY u.n
+           FOR UPDATE OF d);
     FOREACH v_d IN ARRAY v_held
     LOOP
         SELECT h.kind, h.function INTO v_kind, v_function
