@@ -167,8 +167,8 @@ DECLARE
     v_app     uuid;
     v_attempt integer;
 BEGIN
-    -- The single-delivery path (every SQL handler run) of complete_deliveries, kept
-    -- direct because it is the hot one.
+    -- The single-delivery path of complete_deliveries (SQL handlers run outside a batch,
+    -- via complete_delivery_or_raise), kept direct.
     UPDATE picloud.deliveries d
        SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
            finished_at = now(), updated_at = now()
