@@ -168,7 +168,9 @@ async def claim_loop_rate(
         rows = await (await conn.execute(q(claim), {"n": batch})).fetchall()
         if not rows:
             break
-        await conn.execute(q(finish), {"ids": [r["id"] for r in rows]})
+        await conn.execute(
+            q(finish), {"app_ids": [r["app_id"] for r in rows], "ids": [r["id"] for r in rows]}
+        )
         done += len(rows)
     elapsed = time.perf_counter() - started
     assert done == n, done

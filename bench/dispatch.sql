@@ -65,8 +65,8 @@ TRUNCATE picloud.delivery_attempts, picloud.deliveries, picloud.dead_letters;
 
 -- name: api_claim
 -- picloud.claim_deliveries, as the dispatcher calls it.
-SELECT id FROM picloud.claim_deliveries('api', %(n)s, '30 seconds');
+SELECT app_id, id FROM picloud.claim_deliveries('api', %(n)s, '30 seconds');
 
 -- name: api_complete
 -- Complete what was claimed, as the dispatcher's batched completions do.
-SELECT * FROM picloud.complete_deliveries(%(ids)s, array_fill('api'::text, ARRAY[cardinality(%(ids)s::bigint[])]));
+SELECT * FROM picloud.complete_deliveries(%(app_ids)s, %(ids)s, array_fill('api'::text, ARRAY[cardinality(%(ids)s::bigint[])]));

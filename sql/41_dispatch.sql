@@ -120,33 +120,44 @@ $$;
 COMMENT ON FUNCTION picloud.claim_deliveries(text, integer, interval) IS
     'Lease up to max due deliveries to worker for lease (FOR UPDATE SKIP LOCKED, so concurrent claimers never share one), with their handler. Expired leases are reclaimed first: their attempt is recorded as lease_expired and they run again, or go dead if that was the last attempt.';
 
+DROP FUNCTION IF EXISTS picloud.finish_deliveries(bigint[], text[], text[]);
 DROP FUNCTION IF EXISTS picloud.complete_deliveries(bigint[], text[]);
-CREATE OR REPLACE FUNCTION picloud.complete_deliveries(ids bigint[], workers text[])
+DROP FUNCTION IF EXISTS picloud.complete_deliveries(uuid[], bigint[], text[]);
+CREATE OR REPLACE FUNCTION picloud.complete_deliveries(app_ids uuid[], ids bigint[], workers text[])
 RETURNS TABLE (id bigint, ok boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    -- plpgsql, not sql: the plan is cached across calls.
+    IF cardinality(complete_deliveries.app_ids) IS DISTINCT FROM cardinality(complete_deliveries.ids)
+       OR cardinality(complete_deliveries.ids) IS DISTINCT FROM cardinality(complete_deliveries.workers)
+    THEN
+        RAISE EXCEPTION 'app_ids, ids and workers must have the same length' USING ERRCODE = '22023';
+    END IF;
+    -- plpgsql, not sql: the plan is cached across calls. Joined on the primary key: on id
+    -- and status alone the planner picks the partial index of running deliveries, whose
+    -- dead entries pile up while a backlog drains.
     RETURN QUERY
     WITH c AS (
-        SELECT c.id, c.worker
-          FROM unnest(complete_deliveries.ids, complete_deliveries.workers) AS c (id, worker)
+        SELECT c.app_id, c.id, c.worker
+          FROM unnest(complete_deliveries.app_ids, complete_deliveries.ids,
+                      complete_deliveries.workers) AS c (app_id, id, worker)
     ), done AS (
         UPDATE picloud.deliveries d
            SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
                finished_at = now(), updated_at = now()
           FROM c
-         WHERE d.id = c.id AND d.status = 'running' AND d.lease_owner = c.worker
+         WHERE d.app_id = c.app_id AND d.id = c.id AND d.status = 'running'
+           AND d.lease_owner = c.worker
         RETURNING d.app_id, d.id, d.attempts
     ), recorded AS (
         UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'ok'
           FROM done
          WHERE a.app_id = done.app_id AND a.delivery_id = done.id AND a.attempt = done.attempts
     )
-    SELECT c.id, EXISTS (SELECT 1 FROM done WHERE done.id = c.id) FROM c ORDER BY c.id;
+    SELECT c.id, EXISTS (SELECT 1 FROM done WHERE done.id = c.id) FROM c;
 END
 $$;
-COMMENT ON FUNCTION picloud.complete_deliveries(bigint[], text[]) IS
-    'complete_delivery for many (ids[i] leased to workers[i]) in one statement: which were completed, and which refused because the lease was lost.';
+COMMENT ON FUNCTION picloud.complete_deliveries(uuid[], bigint[], text[]) IS
+    'complete_delivery for many ((app_ids[i], ids[i]) leased to workers[i]) in one call: which were completed, and which refused because the lease was lost.';
 
 DROP FUNCTION IF EXISTS picloud.complete_delivery(bigint, text);
 CREATE OR REPLACE FUNCTION picloud.complete_delivery(id bigint, worker text)
@@ -156,8 +167,8 @@ DECLARE
     v_app     uuid;
     v_attempt integer;
 BEGIN
-    -- The single-delivery path (every SQL handler run) of complete_deliveries, kept
-    -- direct because it is the hot one.
+    -- The single-delivery path of complete_deliveries (SQL handlers run outside a batch,
+    -- via complete_delivery_or_raise), kept direct.
     UPDATE picloud.deliveries d
        SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
            finished_at = now(), updated_at = now()
@@ -221,6 +232,39 @@ $$;
 COMMENT ON FUNCTION picloud.fail_delivery(bigint, text, text) IS
     'Record a failed attempt. ''retry'': due again after picloud.backoff_delay(attempts); ''dead'': that was the trigger''s last attempt, a dead letter is written; ''stale'': refused, worker no longer holds the lease.';
 
+DROP FUNCTION IF EXISTS picloud.finish_deliveries(uuid[], bigint[], text[], text[]);
+CREATE OR REPLACE FUNCTION picloud.finish_deliveries(
+    app_ids uuid[], ids bigint[], workers text[], errors text[])
+RETURNS TABLE (id bigint, outcome text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_ok integer[];
+BEGIN
+    IF cardinality(finish_deliveries.ids) IS DISTINCT FROM cardinality(finish_deliveries.errors)
+    THEN
+        RAISE EXCEPTION 'ids and errors must have the same length' USING ERRCODE = '22023';
+    END IF;
+    v_ok := ARRAY(SELECT i FROM generate_subscripts(finish_deliveries.ids, 1) i
+                   WHERE finish_deliveries.errors[i] IS NULL ORDER BY i);
+    RETURN QUERY
+    SELECT c.id, CASE WHEN c.ok THEN 'ok' ELSE 'stale' END
+      FROM picloud.complete_deliveries(
+               ARRAY(SELECT finish_deliveries.app_ids[i] FROM unnest(v_ok) i),
+               ARRAY(SELECT finish_deliveries.ids[i] FROM unnest(v_ok) i),
+               ARRAY(SELECT finish_deliveries.workers[i] FROM unnest(v_ok) i)) c;
+    FOR i IN 1 .. coalesce(cardinality(finish_deliveries.ids), 0) LOOP
+        IF finish_deliveries.errors[i] IS NOT NULL THEN
+            id := finish_deliveries.ids[i];
+            outcome := picloud.fail_delivery(finish_deliveries.ids[i], finish_deliveries.workers[i],
+                                             finish_deliveries.errors[i]);
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION picloud.finish_deliveries(uuid[], bigint[], text[], text[]) IS
+    'Record the outcomes of many handler runs in one call: (app_ids[i], ids[i]) leased to workers[i] succeeded when errors[i] is NULL (complete_deliveries) and failed with errors[i] otherwise (fail_delivery). Outcome per id: ok | retry | dead | stale (refused, the lease was lost).';
+
 DROP FUNCTION IF EXISTS picloud.release_delivery(bigint, text);
 CREATE OR REPLACE FUNCTION picloud.release_delivery(id bigint, worker text)
 RETURNS boolean
@@ -268,3 +312,91 @@ END
 $$;
 COMMENT ON FUNCTION picloud.prune_deliveries(interval) IS
     'Delete deliveries that finished successfully more than older_than ago (with their attempts). Dead ones are kept with their dead letters.';
+
+DROP FUNCTION IF EXISTS picloud.run_sql_deliveries(bigint[], text);
+DROP FUNCTION IF EXISTS picloud.run_sql_deliveries(uuid[], bigint[], text);
+CREATE OR REPLACE FUNCTION picloud.run_sql_deliveries(app_ids uuid[], ids bigint[], worker text)
+RETURNS TABLE (id bigint, outcome text, error text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_d       picloud.deliveries;
+    v_held    picloud.deliveries[] := '{}';
+    v_kind    text;
+    v_function text;
+    v_schemas text[];
+    v_name    text[];
+    v_checked text;
+    v_call    text;
+    v_state   text;
+    v_message text;
+    v_ok      bigint[] := '{}';
+BEGIN
+    IF cardinality(run_sql_deliveries.app_ids) IS DISTINCT FROM cardinality(run_sql_deliveries.ids) THEN
+        RAISE EXCEPTION 'app_ids and ids must have the same length' USING ERRCODE = '22023';
+    END IF;
+    -- Lock the deliveries this worker still holds, all of them (one statement, read into
+    -- an array) before the first handler runs. The row locks last to the end of the
+    -- transaction: no claimer (SKIP LOCKED) can reclaim one while the batch runs, so the
+    -- completion below cannot be refused.
+    v_held := ARRAY(
+        SELECT d FROM unnest(run_sql_deliveries.app_ids, run_sql_deliveries.ids)
+                      WITH ORDINALITY AS u (app_id, id, n)
+          JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
+         WHERE d.status = 'running' AND d.lease_owner = run_sql_deliveries.worker
+         ORDER BY u.n
+           FOR UPDATE OF d);
+    FOREACH v_d IN ARRAY v_held
+    LOOP
+        SELECT h.kind, h.function INTO v_kind, v_function
+          FROM picloud.handlers h WHERE h.app_id = v_d.app_id AND h.id = v_d.handler_id;
+        id := v_d.id;
+        error := NULL;
+        -- One subtransaction per delivery: a failing handler's writes roll back alone.
+        BEGIN
+            IF v_kind IS DISTINCT FROM 'sql' THEN
+                RAISE EXCEPTION 'the handler is no longer an SQL handler' USING ERRCODE = '22023';
+            END IF;
+            IF v_function IS DISTINCT FROM v_checked THEN
+                -- (Checked once per handler of the batch: the regular expression is not
+                -- cheap next to a handler call.)
+                v_name := regexp_match(v_function,
+                                       '^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$');
+                IF v_name IS NULL THEN
+                    RAISE EXCEPTION 'bad SQL handler name %', quote_literal(v_function)
+                        USING ERRCODE = '22023';
+                END IF;
+                v_schemas := coalesce(v_schemas, picloud.sql_handler_schemas());
+                IF NOT v_name[1] = ANY (v_schemas) THEN
+                    RAISE EXCEPTION 'schema % is not in PICLOUD_SQL_HANDLER_SCHEMAS',
+                        quote_literal(v_name[1]) USING ERRCODE = '22023';
+                END IF;
+                v_checked := v_function;
+                v_call := format('SELECT %I.%I($1)', v_name[1], v_name[2]);
+            END IF;
+            EXECUTE v_call USING v_d.event;
+            v_ok := v_ok || v_d.id;
+            outcome := 'ok';
+        EXCEPTION WHEN OTHERS THEN
+            -- (query_canceled, i.e. the statement timeout, is not caught by OTHERS: it
+            -- aborts the whole batch, which the dispatcher then runs one by one.)
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+            error := v_state || ': ' || v_message;
+            outcome := picloud.fail_delivery(v_d.id, run_sql_deliveries.worker, error);
+        END;
+        RETURN NEXT;
+    END LOOP;
+    -- The handlers that succeeded, completed in one statement, in the transaction that
+    -- holds their writes: both commit together, with the batch.
+    PERFORM picloud.complete_deliveries(
+        ARRAY(SELECT h.app_id FROM unnest(v_held) h WHERE h.id = ANY (v_ok)),
+        ARRAY(SELECT h.id FROM unnest(v_held) h WHERE h.id = ANY (v_ok)),
+        array_fill(run_sql_deliveries.worker, ARRAY[cardinality(v_ok)]));
+    -- Leases already lost when the batch started: refused, their handlers not run.
+    RETURN QUERY
+    SELECT u.id, 'stale'::text, NULL::text
+      FROM unnest(run_sql_deliveries.ids) AS u (id)
+     WHERE NOT u.id = ANY (ARRAY(SELECT h.id FROM unnest(v_held) h));
+END
+$$;
+COMMENT ON FUNCTION picloud.run_sql_deliveries(uuid[], bigint[], text) IS
+    'Run the SQL handlers of deliveries (app_ids[i], ids[i]) (leased to worker) in one call: the deliveries are locked (no claimer can reclaim them meanwhile), each handler runs in a subtransaction of its own, a failing one is rolled back alone and recorded as fail_delivery does, and the others are completed in the same transaction as their writes. Outcome per id: ok | retry | dead | stale (lease already lost: not run). The caller''s statement_timeout bounds the whole batch; a timeout aborts all of it (nothing recorded), and the caller then runs the deliveries one by one with their own timeouts.';

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -377,22 +378,222 @@ async def test_grouped_sql_runs_isolate_failures_and_lost_leases(db: Conn, datab
     assert sorted(r["subject"] for r in done) == sorted(["a", "b", "c", keys[-1]])
 
 
+def batch_handlers(db: Conn) -> None:
+    """picloud_handlers.record: notes the event's key, raises for 'bad', sleeps for 'slow'."""
+    db.execute("CREATE SCHEMA picloud_handlers")
+    db.execute("CREATE TABLE picloud_handlers.seen (k text)")
+    db.execute(
+        "CREATE FUNCTION picloud_handlers.record(event jsonb) RETURNS void LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO picloud_handlers.seen VALUES (event->>'key');"
+        " IF event->>'key' = 'bad' THEN RAISE EXCEPTION 'no %', event->>'key'; END IF;"
+        " IF event->>'key' LIKE 'slow%' THEN PERFORM pg_sleep(5); END IF; END $$"
+    )
+
+
+def claim_keys(db: Conn, app_id: Any, keys: list[str], lease: str = "1 min") -> dict[str, int]:
+    for key in keys:
+        enqueue(db, app_id, "kv", key, {"type": "set", "key": key})
+    rows = db.execute(
+        "SELECT id, event FROM picloud.claim_deliveries('w', 50, %s::interval) ORDER BY id",
+        (lease,),
+    ).fetchall()
+    return {r["event"]["key"]: r["id"] for r in rows}
+
+
+def seen_keys(db: Conn) -> list[str]:
+    return sorted(r["k"] for r in db.execute("SELECT k FROM picloud_handlers.seen").fetchall())
+
+
+def attempt_rows(db: Conn, delivery_id: int) -> list[tuple[int, str | None, str | None]]:
+    rows = db.execute(
+        "SELECT attempt, outcome, error FROM picloud.delivery_attempts"
+        " WHERE delivery_id = %s ORDER BY attempt",
+        (delivery_id,),
+    ).fetchall()
+    return [(r["attempt"], r["outcome"], r["error"]) for r in rows]
+
+
+def test_sql_batch_isolates_a_failing_handler_and_refuses_a_lost_lease(db: Conn) -> None:
+    batch_handlers(db)
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
+    keys = ["a", "bad", "b", "stolen", "c"]
+    ids = claim_keys(db, app_id, keys)
+    db.execute(
+        "UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id = %s", (ids["stolen"],)
+    )
+    rows = db.execute(
+        "SELECT id, outcome, error FROM picloud.run_sql_deliveries("
+        " array_fill(%s::uuid, ARRAY[%s]), %s, 'w')",
+        (app_id, len(keys), [ids[k] for k in keys]),
+    ).fetchall()
+    got = {r["id"]: (r["outcome"], r["error"]) for r in rows}
+    assert got == {
+        ids["a"]: ("ok", None),
+        ids["bad"]: ("retry", "P0001: no bad"),
+        ids["b"]: ("ok", None),
+        ids["stolen"]: ("stale", None),
+        ids["c"]: ("ok", None),
+    }
+    assert seen_keys(db) == ["a", "b", "c"], "the failed handler rolled back alone"
+    status = {
+        r["subject"]: (r["status"], r["lease_owner"])
+        for r in db.execute("SELECT subject, status, lease_owner FROM picloud.deliveries")
+    }
+    assert status == {
+        "a": ("done", None),
+        "b": ("done", None),
+        "c": ("done", None),
+        "bad": ("pending", None),
+        "stolen": ("running", "thief"),
+    }
+    assert attempt_rows(db, ids["a"]) == [(1, "ok", None)]
+    assert attempt_rows(db, ids["bad"]) == [(1, "error", "P0001: no bad")]
+    assert attempt_rows(db, ids["stolen"]) == [(1, None, None)], "the thief's to finish"
+
+
+def test_sql_batch_holds_all_its_leases_while_it_runs(db: Conn, database: str) -> None:
+    batch_handlers(db)
+    db.execute(
+        "CREATE FUNCTION picloud_handlers.pause(event jsonb) RETURNS void LANGUAGE sql"
+        " AS 'INSERT INTO picloud_handlers.seen VALUES (event->>''key''); SELECT pg_sleep(0.5)'"
+    )
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "p", "picloud_handlers.pause"))
+    ids = claim_keys(db, app_id, ["first", "later"], lease="100 ms")
+    result: list[Row] = []
+
+    def run_batch() -> None:
+        with psycopg.connect(database, autocommit=True, row_factory=dict_row) as conn:
+            conn.execute("SET application_name = 'the-batch'")
+            result.extend(
+                conn.execute(
+                    "SELECT id, outcome FROM picloud.run_sql_deliveries("
+                    " array_fill(%s::uuid, ARRAY[2]), %s, 'w')",
+                    (app_id, [ids["first"], ids["later"]]),
+                ).fetchall()
+            )
+
+    thread = threading.Thread(target=run_batch)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not one(  # wait for the first handler to be running, and both leases to run out
+        db,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = 'the-batch' AND wait_event = 'PgSleep'"
+        " AND NOT EXISTS (SELECT FROM picloud.deliveries WHERE lease_expires_at > now())",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # While the first handler runs, neither delivery of the batch can be taken over, though
+    # their leases ran out: not the running one, nor the one still to run.
+    assert one(db, "SELECT count(*) FROM picloud.claim_deliveries('other', 10, '1 min')") == 0
+    with psycopg.connect(database, autocommit=True) as thief:
+        thief.execute("SET lock_timeout = '50ms'")
+        for key in ("first", "later"):
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                thief.execute(
+                    "UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id = %s",
+                    (ids[key],),
+                )
+    thread.join(20)
+    assert {r["id"]: r["outcome"] for r in result} == {ids["first"]: "ok", ids["later"]: "ok"}
+    assert seen_keys(db) == ["first", "later"]
+
+
+def test_sql_batch_timeout_aborts_the_whole_batch(db: Conn, database: str) -> None:
+    batch_handlers(db)
+    app_id = new_app(db)
+    trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
+    ids = claim_keys(db, app_id, ["a", "slow", "b"])
+    with psycopg.connect(database) as conn:
+        conn.execute("SET LOCAL statement_timeout = 200")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute(
+                "SELECT * FROM picloud.run_sql_deliveries(array_fill(%s::uuid, ARRAY[3]), %s, 'w')",
+                (app_id, list(ids.values())),
+            )
+        conn.rollback()
+    assert seen_keys(db) == []
+    rows = db.execute("SELECT status, lease_owner FROM picloud.deliveries").fetchall()
+    assert rows == [{"status": "running", "lease_owner": "w"}] * 3, "nothing recorded"
+    assert all(attempt_rows(db, i) == [(1, None, None)] for i in ids.values())
+
+
+async def test_a_timed_out_batch_runs_again_one_by_one(db: Conn, database: str) -> None:
+    batch_handlers(db)
+    app_id = new_app(db)
+    fast = sql_handler(db, app_id, "rec", "picloud_handlers.record")
+    slow = sql_handler(db, app_id, "slow", "picloud_handlers.record", timeout_ms=300)
+    trigger(db, app_id, "t", "kv", fast, match="fast:*")
+    trigger(db, app_id, "s", "kv", slow, match="slow:*")
+    for key in ("a", "bad", "slow", "b"):
+        subject = ("slow:" if key == "slow" else "fast:") + key
+        enqueue(db, app_id, "kv", subject, {"type": "set", "key": key})
+    settings = Settings(database_url=database)
+    dispatcher = Dispatcher(settings, database, "node")
+    rows = db.execute("SELECT * FROM picloud.claim_deliveries('node#1', 10, '1 min')").fetchall()
+    claimed = [Claimed.from_row(r) for r in rows]
+    assert len(claimed) == 4
+    ids = {d.event["key"]: d.id for d in claimed}
+    async with AsyncConnectionPool(
+        database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
+    ) as pool:
+        dispatcher.pool = pool
+        started = time.monotonic()
+        await dispatcher._run_sql(claimed, "node#1")
+        assert time.monotonic() - started < 3, "the slow handler was cut at its timeout"
+    assert seen_keys(db) == ["a", "b"], "one run each that committed; the batch left nothing"
+    assert attempt_rows(db, ids["a"]) == [(1, "ok", None)]
+    assert attempt_rows(db, ids["b"]) == [(1, "ok", None)]
+    assert attempt_rows(db, ids["bad"]) == [(1, "error", "P0001: no bad")]
+    assert attempt_rows(db, ids["slow"]) == [(1, "error", "timed out after 300 ms")]
+
+
 async def test_batched_completions_refuse_lost_leases(db: Conn, database: str) -> None:
     app_id = new_app(db)
-    trigger(db, app_id, "t", "kv", webhook(db, app_id, "h", "http://127.0.0.1:9/"))
-    for key in ("a", "b", "c"):
+    trigger(db, app_id, "t", "kv", webhook(db, app_id, "h", "http://127.0.0.1:9/"), attempts=2)
+    for key in ("a", "b", "c", "d", "e", "f"):
         enqueue(db, app_id, "kv", key, {"type": "set"})
     ids = [r["id"] for r in db.execute("SELECT id FROM picloud.claim_deliveries('w', 9, '1 min')")]
-    db.execute("UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id = %s", (ids[1],))
+    a, b, c, d, e, f = ids
+    db.execute("UPDATE picloud.deliveries SET lease_owner = 'thief' WHERE id IN (%s, %s)", (b, e))
+    db.execute("UPDATE picloud.deliveries SET max_attempts = 1 WHERE id = %s", (f,))  # its last
     async with AsyncConnectionPool(
         database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
     ) as pool:
         completer = Completer(pool)
-        results = await asyncio.gather(*(completer.complete(i, "w") for i in ids))
-        assert results == [True, False, True]
-        assert await completer.complete(ids[0], "w") is False, "already done"
-    done = db.execute("SELECT id FROM picloud.deliveries WHERE status = 'done' ORDER BY id")
-    assert [r["id"] for r in done.fetchall()] == [ids[0], ids[2]]
+        results = await asyncio.gather(
+            completer.complete(app_id, a, "w"),
+            completer.complete(app_id, b, "w"),
+            completer.complete(app_id, c, "w"),
+            completer.fail(app_id, d, "w", "HTTP 500: no"),
+            completer.fail(app_id, e, "w", "HTTP 500: no"),
+            completer.fail(app_id, f, "w", "HTTP 500: no"),
+        )
+        assert results == [True, False, True, "retry", "stale", "dead"]
+        assert await completer.complete(app_id, a, "w") is False, "already done"
+    status = db.execute("SELECT id, status, lease_owner FROM picloud.deliveries ORDER BY id")
+    assert [(r["status"], r["lease_owner"]) for r in status.fetchall()] == [
+        ("done", None),
+        ("running", "thief"),
+        ("done", None),
+        ("pending", None),
+        ("running", "thief"),
+        ("dead", None),
+    ]
+    errors = db.execute(
+        "SELECT delivery_id, outcome, error FROM picloud.delivery_attempts ORDER BY delivery_id"
+    ).fetchall()
+    assert [(r["outcome"], r["error"]) for r in errors] == [
+        ("ok", None),
+        (None, None),
+        ("ok", None),
+        ("error", "HTTP 500: no"),
+        (None, None),
+        ("error", "HTTP 500: no"),
+    ]
+    assert one(db, "SELECT count(*) FROM picloud.dead_letters WHERE delivery_id = %s", f) == 1
 
 
 def test_a_restarted_dispatcher_role_reuses_its_metrics() -> None:

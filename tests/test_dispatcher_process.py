@@ -23,6 +23,7 @@ from tests.test_dispatcher import (
     new_app,
     one,
     receiver,
+    sql_handler,
     trigger,
     wait_status,
     webhook,
@@ -224,6 +225,41 @@ async def test_shutdown_releases_unfinished_leases(
     row = db.execute("SELECT status, attempts, lease_owner FROM picloud.deliveries").fetchone()
     assert row == {"status": "pending", "attempts": 0, "lease_owner": None}
     assert one(db, "SELECT count(*) FROM picloud.delivery_attempts") == 0
+
+
+async def test_shutdown_releases_a_running_sql_batch(
+    db: Conn, database: str, tmp_path: Path
+) -> None:
+    db.execute("CREATE SCHEMA picloud_handlers")
+    db.execute("CREATE TABLE picloud_handlers.seen (k text)")
+    db.execute(
+        "CREATE FUNCTION picloud_handlers.slow(event jsonb) RETURNS void LANGUAGE sql AS"
+        " 'INSERT INTO picloud_handlers.seen VALUES (event->>''key''); SELECT pg_sleep(20)'"
+    )
+    app_id = new_app(db)
+    slow = sql_handler(db, app_id, "slow", "picloud_handlers.slow", timeout_ms=20000)
+    trigger(db, app_id, "t", "kv", slow)
+    settings = make_test_settings(database, tmp_path, **FAST)
+    stopping = asyncio.Event()
+    run = asyncio.create_task(
+        Dispatcher(settings, database, "node-q", shutdown_grace_sec=0.1).run(stopping)
+    )
+    for key in ("a", "b"):
+        enqueue(db, app_id, "kv", key, {"type": "set", "key": key})
+
+    async def sleeping() -> bool:
+        row = db.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+        ).fetchone()
+        return row is not None and row["n"] > 0
+
+    await eventually(sleeping)
+    stopping.set()
+    await asyncio.wait_for(run, 10)  # the batch was cancelled, not waited for
+    rows = db.execute("SELECT status, attempts, lease_owner FROM picloud.deliveries").fetchall()
+    assert rows == [{"status": "pending", "attempts": 0, "lease_owner": None}] * 2
+    assert one(db, "SELECT count(*) FROM picloud.delivery_attempts") == 0
+    assert one(db, "SELECT count(*) FROM picloud_handlers.seen") == 0, "rolled back"
 
 
 async def test_notify_wakes_an_idle_dispatcher_quickly(

@@ -195,3 +195,51 @@ async def run_sql_handlers(
                 outcomes[d.id] = True
             pending = []
     return outcomes
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What ``picloud.run_sql_deliveries`` recorded for one delivery: ``ok``, ``retry``,
+    ``dead`` or ``stale`` (the lease was lost, the handler did not run)."""
+
+    outcome: str
+    error: str | None
+
+
+async def run_sql_batch(
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]],
+    ds: list[Claimed],
+    worker: str,
+    timeout_ms: int,
+) -> dict[int, BatchOutcome] | None:
+    """Run the SQL handlers of ``ds`` in one round trip and one transaction, each in a
+    subtransaction with its completion (``picloud.run_sql_deliveries``); every outcome is
+    recorded in the database when this returns.
+
+    ``timeout_ms`` is the statement timeout of the whole batch (the caller passes the
+    smallest handler timeout of the batch, so no handler in it runs longer than its own).
+    None when the batch did not commit (it timed out, or failed outside the handlers):
+    nothing of it was recorded, and the caller runs the deliveries one by one.
+    """
+    async with pool.connection() as conn:
+        cur = psycopg.AsyncClientCursor(conn)
+        try:
+            await cur.execute(
+                q("run_sql_deliveries"),
+                {
+                    "app_ids": [d.app_id for d in ds],
+                    "ids": [d.id for d in ds],
+                    "worker": worker,
+                    "timeout_ms": str(timeout_ms),
+                },
+            )
+        except psycopg.Error:
+            if conn.broken:
+                raise  # the database went away: the leases run out, the runs repeat
+            await conn.rollback()
+            return None
+        # BEGIN, SET, the SELECT's rows, COMMIT: find the rows.
+        while cur.description is None and cur.nextset():
+            pass
+        rows = await cur.fetchall()
+    return {int(r["id"]): BatchOutcome(str(r["outcome"]), r["error"]) for r in rows}

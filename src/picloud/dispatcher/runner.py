@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 import weakref
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -17,7 +18,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row, connect_options
-from picloud.dispatcher.handlers import Claimed, HandlerFailed, call_webhook, run_sql_handlers
+from picloud.dispatcher.handlers import (
+    BatchOutcome,
+    Claimed,
+    HandlerFailed,
+    call_webhook,
+    run_sql_batch,
+    run_sql_handlers,
+)
 from picloud.queries import q
 from picloud.settings import Settings
 
@@ -29,8 +37,10 @@ MIN_WAIT_SEC = 0.01
 PRUNE_EVERY_SEC = 600.0
 # A handler gets at most this share of the lease, so it ends before the lease does.
 LEASE_SHARE = 0.8
-# SQL handler runs sent together (each in its own transaction) in one round trip.
-SQL_GROUP = 8
+# SQL handlers run together in one call of picloud.run_sql_deliveries (one subtransaction
+# each; at most 64 so a batch of writing handlers never overflows PostgreSQL's per-backend
+# subtransaction cache).
+SQL_GROUP = 16
 
 
 class DispatcherMetrics:
@@ -63,20 +73,30 @@ class DispatcherMetrics:
 
 
 class Completer:
-    """Completes webhook deliveries in batches: every completion asked for while one batch
-    is in the database goes into the next, so a busy dispatcher makes few round trips and
-    an idle one waits for nobody."""
+    """Records webhook outcomes in batches: every completion or failure asked for while one
+    batch is in the database goes into the next (``picloud.finish_deliveries``, one round
+    trip), so a busy dispatcher makes few round trips and an idle one waits for nobody."""
 
     MAX_BATCH = 256
 
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]]) -> None:
         self.pool = pool
-        self.waiting: list[tuple[int, str, asyncio.Future[bool]]] = []
+        self.waiting: list[tuple[uuid.UUID, int, str, str | None, asyncio.Future[str]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
-    async def complete(self, delivery_id: int, worker: str) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.waiting.append((delivery_id, worker, future))
+    async def complete(self, app_id: uuid.UUID, delivery_id: int, worker: str) -> bool:
+        """Mark it done; False when the lease was lost."""
+        return await self._record(app_id, delivery_id, worker, None) == "ok"
+
+    async def fail(self, app_id: uuid.UUID, delivery_id: int, worker: str, error: str) -> str:
+        """Record a failed attempt: ``retry``, ``dead`` or ``stale`` (as fail_delivery)."""
+        return await self._record(app_id, delivery_id, worker, error)
+
+    async def _record(
+        self, app_id: uuid.UUID, delivery_id: int, worker: str, error: str | None
+    ) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting.append((app_id, delivery_id, worker, error, future))
         if self.flusher is None:
             self.flusher = asyncio.create_task(self._flush())
         return await future
@@ -90,19 +110,24 @@ class Completer:
                     async with self.pool.connection() as conn:
                         rows = await (
                             await conn.execute(
-                                q("complete_deliveries"),
-                                {"ids": [b[0] for b in batch], "workers": [b[1] for b in batch]},
+                                q("finish_deliveries"),
+                                {
+                                    "app_ids": [b[0] for b in batch],
+                                    "ids": [b[1] for b in batch],
+                                    "workers": [b[2] for b in batch],
+                                    "errors": [b[3] for b in batch],
+                                },
                             )
                         ).fetchall()
                 except Exception as exc:
-                    for _, _, future in batch:
+                    for *_, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                ok = {row["id"]: bool(row["ok"]) for row in rows}
-                for delivery_id, _, future in batch:
+                outcomes = {row["id"]: str(row["outcome"]) for row in rows}
+                for _, delivery_id, _, _, future in batch:
                     if not future.done():
-                        future.set_result(ok.get(delivery_id, False))
+                        future.set_result(outcomes.get(delivery_id, "stale"))
         finally:
             self.flusher = None
 
@@ -319,22 +344,34 @@ class Dispatcher:
         return outcome
 
     async def _run_sql(self, ds: list[Claimed], worker: str) -> None:
+        """Run a batch of SQL handlers in one call (picloud.run_sql_deliveries), under the
+        smallest timeout of the batch; when that call does not commit (a handler ran into
+        the timeout), run them one by one, each under its own timeout, so the slow one is
+        identified and the others still complete."""
         started = time.perf_counter()
         recorded: set[int] = set()
         try:
             assert self.pool is not None
             runs = [(d, int(self._timeout_sec(d) * 1000)) for d in ds]
+            batch = await run_sql_batch(self.pool, ds, worker, min(ms for _, ms in runs))
+            if batch is not None:
+                recorded.update(batch)
+                for d in ds:
+                    result = batch.get(d.id, BatchOutcome("stale", None))
+                    self._log_outcome(d, result.outcome, result.error)
+                    self._count("sql", result.outcome, started)
+                return
+            log.info("SQL handler batch of %d did not commit; running them one by one", len(ds))
             outcomes = await run_sql_handlers(
                 self.pool, runs, worker, self.settings.sql_handler_schemas
             )
             for d in ds:
-                result = outcomes[d.id]
-                if isinstance(result, HandlerFailed):
-                    outcome = await self._fail(d, worker, result)
+                result_one = outcomes[d.id]
+                if isinstance(result_one, HandlerFailed):
+                    outcome = await self._fail(d, worker, result_one)
                 else:
-                    outcome = "ok" if result else "stale"
-                    if not result:
-                        log.warning("delivery %d: lease lost before completion", d.id)
+                    outcome = "ok" if result_one else "stale"
+                    self._log_outcome(d, outcome, None)
                 recorded.add(d.id)
                 self._count("sql", outcome, started)
         except asyncio.CancelledError:
@@ -343,6 +380,13 @@ class Dispatcher:
         except Exception:
             # The database went away mid-delivery: the leases run out and they run again.
             log.exception("deliveries %s: could not record the outcome", [d.id for d in ds])
+
+    @staticmethod
+    def _log_outcome(d: Claimed, outcome: str, error: str | None) -> None:
+        if outcome == "stale":
+            log.warning("delivery %d: lease lost before completion", d.id)
+        elif outcome != "ok":
+            log.info("delivery %d attempt %d failed (%s): %s", d.id, d.attempt, outcome, error)
 
     async def _run_one(self, d: Claimed, worker: str) -> None:
         kind = d.handler_kind or "missing"
@@ -355,14 +399,16 @@ class Dispatcher:
                 assert self.session is not None
                 await call_webhook(self.session, d, self._timeout_sec(d))
                 assert self.completer is not None
-                completed = await self.completer.complete(d.id, worker)
+                completed = await self.completer.complete(d.app_id, d.id, worker)
                 finished = True
                 outcome = "ok" if completed else "stale"
                 if outcome == "stale":
                     log.warning("delivery %d: lease lost before completion", d.id)
             except HandlerFailed as exc:
-                outcome = await self._fail(d, worker, exc)
+                assert self.completer is not None
+                outcome = await self.completer.fail(d.app_id, d.id, worker, str(exc))
                 finished = True
+                self._log_outcome(d, outcome, str(exc))
             self._count(kind, outcome, started)
         except asyncio.CancelledError:
             if not finished:

@@ -37,6 +37,14 @@ SELECT a.delivery_id
     ON a.app_id = d.app_id AND a.delivery_id = d.id
  WHERE a.worker = %(worker)s AND a.outcome = 'ok';
 
--- name: complete_deliveries
--- Complete several leased deliveries at once (each refused when its lease was lost).
-SELECT id, ok FROM picloud.complete_deliveries(%(ids)s, %(workers)s);
+-- name: run_sql_deliveries
+-- Run a batch of SQL handlers in one transaction under one statement timeout (ms).
+BEGIN;
+SET LOCAL statement_timeout = %(timeout_ms)s;
+SELECT id, outcome, error FROM picloud.run_sql_deliveries(%(app_ids)s::uuid[], %(ids)s::bigint[], %(worker)s);
+COMMIT;
+
+-- name: finish_deliveries
+-- Record many handler outcomes at once: done when the error is null, failed otherwise.
+SELECT id, outcome
+  FROM picloud.finish_deliveries(%(app_ids)s, %(ids)s, %(workers)s, %(errors)s);
