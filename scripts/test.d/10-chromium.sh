@@ -15,5 +15,5 @@ fi
 echo "10-chromium: installing Debian's chromium"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends chromium fonts-liberation
+apt-get install -y -q chromium fonts-liberation
 "$CHROMIUM" --version
