@@ -17,7 +17,7 @@ from picloud.web.auth import require_app
 from picloud.web.errors import bad_request, not_found
 from picloud.web.jsonio import json_response, read_json
 from picloud.web.routing import routes
-from picloud.web.source_common import conflicts_as_409, page_of, path_param
+from picloud.web.source_common import page_of, path_param
 from picloud.web.sql import fetch_all, fetch_one
 
 COLLECTION_PATH = "/api/v1/apps/{app_id}/collections/{collection}/docs"
@@ -111,10 +111,9 @@ async def put_doc(request: web.Request) -> web.Response:
     _, app = await require_app(request, "docs:write")
     expected = if_match_version(request)
     data = await read_document(request)
-    with conflicts_as_409():
-        row = await fetch_one(
-            request, "doc_put", _ref(request, app, data=Jsonb(data), if_version=expected)
-        )
+    row = await fetch_one(
+        request, "doc_put", _ref(request, app, data=Jsonb(data), if_version=expected)
+    )
     assert row is not None
     return doc_response(row, status=201 if row["created"] else 200)
 
@@ -130,6 +129,5 @@ async def put_doc(request: web.Request) -> web.Response:
 async def delete_doc(request: web.Request) -> web.Response:
     _, app = await require_app(request, "docs:write")
     expected = if_match_version(request)
-    with conflicts_as_409():
-        await fetch_one(request, "doc_delete", _ref(request, app, if_version=expected))
+    await fetch_one(request, "doc_delete", _ref(request, app, if_version=expected))
     return web.Response(status=204)

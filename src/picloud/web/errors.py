@@ -2,7 +2,8 @@
 
 Every error leaves the server as ``{"error": {"code": ..., "message": ...}}``.
 SQL functions signal bad input by SQLSTATE, never by message text:
-22023/22P02/23514/23502/23503 -> 400, P0002 -> 404, 23505 -> 409, 54000 -> 413.
+class 22 (22023 ...)/23514/23502/23503 -> 400, P0002 -> 404, 23505 and PC409 (version
+conflict) -> 409, 54000 -> 413.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ _HTTP_CODES = {
 }
 
 
+# SQLSTATE the data-source functions raise when an If-Match version does not match.
+VERSION_CONFLICT = "PC409"
+
+
 def _from_database(exc: psycopg.Error) -> ApiError | None:
     diag = exc.diag
     primary = diag.message_primary or "invalid input"
@@ -76,18 +81,16 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
         return ApiError(400, "invalid_input", f"{diag.column_name or 'a field'} is required")
     if isinstance(exc, pg_errors.ForeignKeyViolation):
         return ApiError(400, "invalid_reference", f"unknown reference ({diag.constraint_name})")
-    if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.InvalidTextRepresentation):
-        return ApiError(400, "invalid_input", primary)
     if isinstance(exc, psycopg.DataError):
-        # Any SQLSTATE class 22 (psycopg gives most of them their own class, not a
-        # DataException subclass), e.g. 22P05 for a \u0000 inside a JSON string.
+        # Any SQLSTATE class 22: 22023 from our functions, and e.g. 22P05 for a \u0000
+        # inside a JSON string (psycopg gives most of them their own class).
         return ApiError(400, "invalid_input", primary)
     if isinstance(exc, pg_errors.NoDataFound):
         return ApiError(404, "not_found", primary)
     if isinstance(exc, pg_errors.ProgramLimitExceeded):
         return ApiError(413, "too_large", primary)
-    if isinstance(exc, pg_errors.RaiseException) and diag.sqlstate == "P0001":
-        return None
+    if diag.sqlstate == VERSION_CONFLICT:
+        return ApiError(409, "version_conflict", diag.message_primary or "version conflict")
     if isinstance(exc, psycopg.OperationalError):
         return ApiError(503, "unavailable", "the database is unavailable; try again")
     return None

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from aiohttp import web
 
-from picloud.web.errors import ApiError, bad_request
+from picloud.web.errors import bad_request
 from picloud.web.jsonio import query_int
-
-# SQLSTATE the source functions raise for an optimistic-concurrency conflict.
-VERSION_CONFLICT = "PC409"
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-
-
-@contextlib.contextmanager
-def conflicts_as_409() -> Iterator[None]:
-    """Turn the SQL functions' version-conflict SQLSTATE into a 409."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        if exc.sqlstate == VERSION_CONFLICT:
-            message = (exc.diag.message_primary or "version conflict") if exc.diag else str(exc)
-            raise ApiError(409, "version_conflict", message) from exc
-        raise
 
 
 @dataclass(frozen=True)
