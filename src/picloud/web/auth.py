@@ -8,10 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from picloud.queries import q
 from picloud.web.errors import forbidden, not_found, unauthorized
 from picloud.web.jsonio import path_uuid
-from picloud.web.state import state_of
+from picloud.web.sql import fetch_one
 
 INSTANCE_ADMIN = "instance:admin"
 APP_ADMIN = "app:admin"
@@ -44,8 +43,7 @@ async def authenticate(request: web.Request) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise unauthorized()
-    async with state_of(request).db.connection() as conn:
-        row = await (await conn.execute(q("authenticate_key"), {"key": token})).fetchone()
+    row = await fetch_one(request, "authenticate_key", {"key": token})
     if row is None:
         raise unauthorized()
     return Principal(row["id"], row["app_id"], frozenset(row["capabilities"]))
@@ -62,8 +60,7 @@ async def require_app(request: web.Request, capability: str) -> tuple[Principal,
     """401 without a live key, 404 for an unknown app, 403 without ``capability`` on it."""
     principal = await authenticate(request)
     app_id = path_uuid(request, "app_id")
-    async with state_of(request).db.connection() as conn:
-        app = await (await conn.execute(q("get_app"), {"app_id": app_id})).fetchone()
+    app = await fetch_one(request, "get_app", {"app_id": app_id})
     if app is None:
         raise not_found("no such app")
     if not principal.allows(capability, app_id):

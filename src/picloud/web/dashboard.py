@@ -23,12 +23,11 @@ from importlib import resources
 
 from aiohttp import web
 
-from picloud.queries import q
 from picloud.web.auth import require_app
 from picloud.web.errors import not_found
 from picloud.web.realtime import last_event_id, serve_stream
 from picloud.web.routing import routes
-from picloud.web.state import state_of
+from picloud.web.sql import fetch_one
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -115,8 +114,7 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
     topic = request.match_info["name"]
     resume = last_event_id(request)
     params = {"app_id": app["id"], "topic": topic}
-    async with state_of(request).db.connection() as conn:
-        row = await (await conn.execute(q("topic_stream_position"), params)).fetchone()
+    row = await fetch_one(request, "topic_stream_position", params)
     if row is None:
         raise not_found("no such topic")
     return await serve_stream(

@@ -8,13 +8,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from picloud import SERVER_VERSION, VERSIONS
 from picloud.web.jsonio import json_response
 from picloud.web.routing import openapi_document, routes
+from picloud.web.sql import fetch_one
 from picloud.web.state import state_of
 
 
 @routes.get("/healthz", "Liveness and database reachability", "meta")
 async def healthz(request: web.Request) -> web.Response:
-    async with state_of(request).db.connection() as conn:
-        await conn.execute("SELECT 1")
+    await fetch_one(request, "ping", {})
     return json_response({"status": "ok"})
 
 

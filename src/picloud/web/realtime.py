@@ -15,13 +15,13 @@ import uuid
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from picloud.queries import q
 from picloud.realtime.hub import Subscriber
 from picloud.realtime.relay import FETCH_PAGE, Relay
 from picloud.realtime.sse import OPENED, Frame, history_truncated
 from picloud.web.auth import bearer_token
 from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.routing import routes
+from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.state import state_of
 
 SSE_HEADERS = {
@@ -52,13 +52,11 @@ def last_event_id(request: web.Request) -> int | None:
     response_content="text/event-stream",
 )
 async def subscribe(request: web.Request) -> web.StreamResponse:
-    state = state_of(request)
     topic = request.match_info["topic"]
     resume = last_event_id(request)
     token = bearer_token(request) or request.query.get("token")
     params = {"host": request.host, "topic": topic, "token": token}
-    async with state.db.connection() as conn:
-        check = await (await conn.execute(q("subscribe_check"), params)).fetchone()
+    check = await fetch_one(request, "subscribe_check", params)
     assert check is not None
     if check["app_id"] is None or check["verdict"] == "not_found":
         raise not_found()
@@ -134,11 +132,9 @@ async def serve_stream(
 async def _replay(
     request: web.Request, response: web.StreamResponse, sub: Subscriber, app_id: object, topic: str
 ) -> None:
-    state = state_of(request)
     while not sub.done.done():
         params = {"app_id": app_id, "topic": topic, "after": sub.cursor, "limit": FETCH_PAGE}
-        async with state.db.connection() as conn:
-            rows = await (await conn.execute(q("replay_messages"), params)).fetchall()
+        rows = await fetch_all(request, "replay_messages", params)
         if not rows:
             return
         await response.write(b"".join(Frame.message(r["seq"], r["data"]).raw for r in rows))

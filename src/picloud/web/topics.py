@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from picloud.queries import q
 from picloud.web.auth import Principal, bearer_token, require_app
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from picloud.web.jsonio import (
@@ -21,8 +20,7 @@ from picloud.web.jsonio import (
     read_object,
 )
 from picloud.web.routing import routes
-from picloud.web.sql import fetch_one
-from picloud.web.state import state_of
+from picloud.web.sql import fetch_all, fetch_one
 
 TOPIC_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 NAME_RULE = "topic names are 1-128 characters of A-Z a-z 0-9 _ . : -"
@@ -80,8 +78,7 @@ async def create_topic(request: web.Request) -> web.Response:
 @routes.get(BASE, "List topics", "topics", capability="topics:manage")
 async def list_topics(request: web.Request) -> web.Response:
     _, app = await require_app(request, "topics:manage")
-    async with state_of(request).db.connection() as conn:
-        rows = await (await conn.execute(q("list_topics"), {"app_id": app["id"]})).fetchall()
+    rows = await fetch_all(request, "list_topics", {"app_id": app["id"]})
     return json_response({"topics": rows})
 
 
@@ -156,8 +153,7 @@ async def publish(request: web.Request) -> web.Response:
         await _message_text(request, strict=True)
         raise AssertionError("unreachable: the request was found invalid")
     params = {"key": key, "app_id": app_id, "topic": request.match_info["name"], "message": message}
-    async with state_of(request).db.connection() as conn:
-        row = await (await conn.execute(q("publish_with_key"), params)).fetchone()
+    row = await fetch_one(request, "publish_with_key", params)
     if row is None:
         raise unauthorized()
     if row["app_id"] is None:
@@ -202,8 +198,7 @@ async def history(request: web.Request) -> web.Response:
         "after": query_int(request, "after", 0, maximum=2**62),
         "limit": query_int(request, "limit", 100, minimum=1, maximum=1000),
     }
-    async with state_of(request).db.connection() as conn:
-        rows = await (await conn.execute(q("message_history"), params)).fetchall()
+    rows = await fetch_all(request, "message_history", params)
     if not rows:
         raise not_found("no such topic")
     return json_response({"messages": [r for r in rows if r["id"] is not None]})
