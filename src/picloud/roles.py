@@ -25,6 +25,13 @@ ROLE_FUNCTIONS: dict[str, RoleFn] = {}
 RESTART_DELAY_SEC = 1.0
 
 
+async def pause(stopping: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``, or less when ``stopping`` is set; True when it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+    return stopping.is_set()
+
+
 def role(name: str) -> Callable[[RoleFn], RoleFn]:
     def register(fn: RoleFn) -> RoleFn:
         ROLE_FUNCTIONS[name] = fn
@@ -43,8 +50,7 @@ async def supervise(name: str, fn: RoleFn, state: AppState) -> None:
             raise
         except Exception:
             log.exception("role %s crashed; restarting in %.0fs", name, RESTART_DELAY_SEC)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.stopping.wait(), RESTART_DELAY_SEC)
+            await pause(state.stopping, RESTART_DELAY_SEC)
 
 
 def start_roles(state: AppState) -> None:

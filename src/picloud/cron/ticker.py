@@ -10,8 +10,6 @@ once. After downtime a job fires once for all the times it missed (no storm).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -19,7 +17,7 @@ import psycopg
 
 from picloud.cron.expressions import CronError, next_after, parse_expression
 from picloud.queries import q
-from picloud.roles import role
+from picloud.roles import pause, role
 from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
@@ -63,9 +61,7 @@ async def _handle(conn: psycopg.AsyncConnection[Any], job: dict[str, Any]) -> in
 async def run(state: AppState) -> None:
     interval = state.settings.cron_tick_interval_ms / 1000
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.stopping.wait(), interval)
-        if state.stopping.is_set():
+        if await pause(state.stopping, interval):
             return
         try:
             async with state.db.connection() as conn:

@@ -27,6 +27,7 @@ from picloud.dispatcher.handlers import (
     run_sql_handlers,
 )
 from picloud.queries import q
+from picloud.roles import pause
 from picloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -227,8 +228,7 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 log.warning("dispatcher LISTEN connection lost (%s); reconnecting", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), LISTEN_RETRY_SEC)
+                await pause(stopping, LISTEN_RETRY_SEC)
 
     async def _loop(self, stopping: asyncio.Event) -> None:
         poll = self.settings.dispatch_poll_ms / 1000

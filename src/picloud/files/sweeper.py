@@ -10,7 +10,6 @@ not an error (nothing has been uploaded yet).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import logging
 import os
@@ -18,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from picloud.roles import role
+from picloud.roles import pause, role
 from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
@@ -73,5 +72,4 @@ async def run(state: AppState) -> None:
                 stats.bytes_reclaimed,
             )
         state.roles["sweeper"] = stats
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.stopping.wait(), settings.files_orphan_sweep_interval_sec)
+        await pause(state.stopping, settings.files_orphan_sweep_interval_sec)

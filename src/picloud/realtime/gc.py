@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 import psycopg
 from psycopg_pool import PoolTimeout
 
 from picloud.queries import q
-from picloud.roles import role
+from picloud.roles import pause, role
 from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
@@ -35,5 +33,4 @@ async def run(state: AppState) -> None:
                 log.info("pruned %d message(s) older than %ds", row["deleted"], retention)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("message pruning failed (%s); will retry", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.stopping.wait(), interval)
+        await pause(state.stopping, interval)

@@ -30,7 +30,7 @@ from picloud.db import Row, connect_options
 from picloud.queries import q
 from picloud.realtime.hub import ChannelKey, Hub
 from picloud.realtime.sse import Frame
-from picloud.roles import role
+from picloud.roles import pause, role
 from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,7 @@ class Relay:
                     log.warning(
                         "relay LISTEN connection lost (%s); reconnecting in %.2fs", exc, delay
                     )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stopping.wait(), delay)
+                    await pause(stopping, delay)
         finally:
             self.listening.clear()
             for task in (pump, beat, presence):
