@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +26,11 @@ RoleFn = Callable[["AppState"], Awaitable[None]]
 ROLE_FUNCTIONS: dict[str, RoleFn] = {}
 
 RESTART_DELAY_SEC = 1.0
+
+
+def new_node_id() -> str:
+    """This process's name among the nodes sharing a database (host, pid, a random part)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 async def pause(stopping: asyncio.Event, seconds: float) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from picloud import VERSIONS
 from picloud.cli import admin, deliveries, serve, tokens
 from picloud.cli.common import CommandError, Sub
+from picloud.dispatcher import cli as dispatcher_cli
 from picloud.settings import SettingsError
 
 REGISTRARS: list[Callable[[Sub], None]] = [
@@ -20,6 +21,7 @@ REGISTRARS: list[Callable[[Sub], None]] = [
     admin.register,
     deliveries.register,
     tokens.register,
+    dispatcher_cli.register,
 ]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from picloud.cli.common import CommandError, Sub, connect, emit, resolve_app_id
-from picloud.dispatcher import cli as dispatcher_cli
 from picloud.queries import q
 
 
@@ -53,4 +52,3 @@ def register(sub: Sub) -> None:
     discard = dl_sub.add_parser("discard", help="delete a dead letter")
     discard.add_argument("id", type=int, help="dead letter id")
     discard.set_defaults(func=_discard)
-    dispatcher_cli.register(sub)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
-import socket
-import uuid
 
 from picloud.cli.common import Sub
 from picloud.db import database_url
 from picloud.dispatcher.runner import Dispatcher
 from picloud.migrate import migrate
+from picloud.roles import new_node_id
 from picloud.settings import Settings, load_settings
 
 log = logging.getLogger("picloud")
@@ -26,7 +24,7 @@ async def _dispatch(settings: Settings, conninfo: str) -> None:
     # PostgreSQL (if this process started it) is stopped on the way out.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    node_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    node_id = new_node_id()
     log.info("dispatcher %s running", node_id)
     await Dispatcher(settings, conninfo, node_id).run(stopping)
     log.info("dispatcher %s stopped", node_id)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -17,7 +14,7 @@ from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
 from picloud.files import sweeper as _files_sweeper  # noqa: F401
 from picloud.realtime import gc as _realtime_gc  # noqa: F401
 from picloud.realtime import relay as _relay  # noqa: F401
-from picloud.roles import start_roles, stop_roles
+from picloud.roles import new_node_id, start_roles, stop_roles
 from picloud.settings import Settings
 from picloud.web import apps as _apps  # noqa: F401
 from picloud.web import cron as _cron  # noqa: F401
@@ -55,10 +52,6 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics = request.app[STATE].metrics
         metrics.http_requests.labels(request.method, name, str(status)).inc()
         metrics.http_seconds.labels(request.method, name).observe(time.perf_counter() - started)
-
-
-def new_node_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def create_app(settings: Settings, conninfo: str) -> web.Application:
