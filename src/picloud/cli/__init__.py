@@ -10,6 +10,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+import psycopg
+
 from picloud import VERSIONS
 from picloud.cli import admin, deliveries, serve, tokens
 from picloud.cli.common import CommandError, Sub
@@ -61,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except CommandError as exc:
         print(f"picloud: {exc}", file=sys.stderr)
+        return 1
+    except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
+        # Bad input refused by a SQL function: its message says what is wrong.
+        print(f"picloud: {exc.diag.message_primary or exc}", file=sys.stderr)
         return 1
     return result
 

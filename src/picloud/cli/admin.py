@@ -54,13 +54,10 @@ def _keys_create(args: argparse.Namespace) -> int:
             if not args.app or not args.capability:
                 raise CommandError("give --app and at least one --capability (or --instance)")
             app_id, caps = resolve_app_id(conn, args.app), args.capability
-        try:
-            row = conn.execute(
-                q("create_api_key"),
-                {"app_id": app_id, "name": args.name, "capabilities": caps, "expires_at": None},
-            ).fetchone()
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise CommandError(str(exc.diag.message_primary)) from exc
+        row = conn.execute(
+            q("create_api_key"),
+            {"app_id": app_id, "name": args.name, "capabilities": caps, "expires_at": None},
+        ).fetchone()
     assert row is not None
     emit({"id": row["id"], "key": row["key"], "app_id": app_id, "capabilities": sorted(caps)})
     return 0

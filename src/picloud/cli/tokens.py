@@ -11,10 +11,6 @@ from picloud.cli.common import CommandError, Sub, connect, emit, resolve_app_id
 from picloud.queries import q
 
 
-def _database_error(exc: psycopg.Error) -> CommandError:
-    return CommandError(str(exc.diag.message_primary or exc))
-
-
 def _tokens_mint(args: argparse.Namespace) -> int:
     with connect() as conn:
         app_id = resolve_app_id(conn, args.app)
@@ -23,8 +19,6 @@ def _tokens_mint(args: argparse.Namespace) -> int:
             row = conn.execute(q("mint_subscriber_token"), params).fetchone()
         except psycopg.errors.NoDataFound as exc:
             raise CommandError(f"no topic {args.topic!r} in app {args.app!r}") from exc
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise _database_error(exc) from exc
     assert row is not None
     emit({"token": row["token"], "expires_at": row["expires_at"]})
     return 0
@@ -33,12 +27,9 @@ def _tokens_mint(args: argparse.Namespace) -> int:
 def _tokens_rotate(args: argparse.Namespace) -> int:
     with connect() as conn:
         app_id = resolve_app_id(conn, args.app)
-        try:
-            row = conn.execute(
-                q("rotate_app_secret"), {"app_id": app_id, "grace_seconds": args.grace}
-            ).fetchone()
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise _database_error(exc) from exc
+        row = conn.execute(
+            q("rotate_app_secret"), {"app_id": app_id, "grace_seconds": args.grace}
+        ).fetchone()
     assert row is not None
     emit({"app_id": app_id, "key_version": row["key_version"], "grace_seconds": args.grace})
     return 0
@@ -57,8 +48,6 @@ def _topics_create(args: argparse.Namespace) -> int:
             row = conn.execute(q("create_topic"), params).fetchone()
         except psycopg.errors.UniqueViolation as exc:
             raise CommandError(f"topic {args.name!r} exists already") from exc
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise _database_error(exc) from exc
     emit(row)
     return 0
 
@@ -82,8 +71,6 @@ def _publish(args: argparse.Namespace) -> int:
             row = conn.execute(q("publish_message"), params).fetchone()
         except psycopg.errors.NoDataFound as exc:
             raise CommandError(f"no topic {args.topic!r} in app {args.app!r}") from exc
-        except psycopg.errors.ProgramLimitExceeded as exc:
-            raise _database_error(exc) from exc
     emit(row)
     return 0
 
