@@ -22,6 +22,18 @@ def picloud_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``picloud ARGS`` against ``database``, to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "picloud", *args],
+        env=picloud_env(DATABASE_URL=database),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def start_picloud(
     args: list[str], env: Mapping[str, str], cwd: Path, log: Path
 ) -> subprocess.Popen[bytes]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import aiohttp
@@ -13,7 +11,7 @@ import pytest
 
 from picloud.db import Row
 from tests.fix_server import Api, ServerFactory
-from tests.procs import picloud_env
+from tests.procs import run_cli
 from tests.test_dispatcher import FAST, Receiver, receiver, verify_signature
 
 Conn = psycopg.Connection[Row]
@@ -228,17 +226,6 @@ async def test_deliveries_and_dead_letters(api: Api, db: Conn) -> None:
     assert (await api.post(f"{lbase}/{dead_id}/retry", key=manager)).status == 404
 
 
-def _cli(database: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "picloud", *args],
-        env=picloud_env(DATABASE_URL=database),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_dead_letters_cli(database: str, db: Conn) -> None:
     app = db.execute(
         "INSERT INTO picloud.apps (slug, name) VALUES ('cli', 'cli') RETURNING id"
@@ -246,26 +233,26 @@ def test_dead_letters_cli(database: str, db: Conn) -> None:
     assert app is not None
     delivery_id, dead_id = _dead_delivery(db, app["id"])
 
-    listed = _cli(database, "dead-letters", "list", "cli")
+    listed = run_cli(database, "dead-letters", "list", "cli")
     assert listed.returncode == 0, listed.stderr
     [letter] = json.loads(listed.stdout)["dead_letters"]
     assert (letter["id"], letter["delivery_id"], letter["source"]) == (dead_id, delivery_id, "kv")
-    assert json.loads(_cli(database, "dead-letters", "list", "cli", "--source", "docs").stdout) == {
-        "dead_letters": []
-    }
+    assert json.loads(
+        run_cli(database, "dead-letters", "list", "cli", "--source", "docs").stdout
+    ) == {"dead_letters": []}
 
-    retried = _cli(database, "dead-letters", "retry", str(dead_id))
+    retried = run_cli(database, "dead-letters", "retry", str(dead_id))
     assert retried.returncode == 0, retried.stderr
     new_id = json.loads(retried.stdout)["delivery_id"]
     row = db.execute("SELECT status, retry_of FROM picloud.deliveries WHERE id = %s", (new_id,))
     assert row.fetchone() == {"status": "pending", "retry_of": dead_id}
 
-    gone = _cli(database, "dead-letters", "discard", str(dead_id))
+    gone = run_cli(database, "dead-letters", "discard", str(dead_id))
     assert gone.returncode == 0, gone.stderr
     assert db.execute("SELECT count(*) AS n FROM picloud.dead_letters").fetchone() == {"n": 0}
-    missing = _cli(database, "dead-letters", "retry", str(dead_id))
+    missing = run_cli(database, "dead-letters", "retry", str(dead_id))
     assert missing.returncode == 1 and f"no dead letter {dead_id}" in missing.stderr
-    assert _cli(database, "dead-letters", "discard", "12345").returncode == 1
+    assert run_cli(database, "dead-letters", "discard", "12345").returncode == 1
 
 
 async def test_publish_over_http_reaches_a_pubsub_webhook(

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import aiohttp
 import psycopg
 
 from picloud.realtime.gc import prune_interval
 from tests.fix_server import Api, ServerFactory
-from tests.procs import picloud_env
+from tests.procs import run_cli
 from tests.test_realtime_http import make_topic
 
 
@@ -45,30 +43,19 @@ async def test_gc_role_prunes_messages_past_retention(
         assert reply.json["id"] == 2, "numbering continues after pruning"
 
 
-def _cli(database: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "picloud", *args],
-        env=picloud_env(DATABASE_URL=database),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_topics_tokens_publish(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("INSERT INTO picloud.apps (slug, name) VALUES ('cli', 'CLI')")
-    made = _cli(database, "topics", "create", "cli", "room", "--external")
+    made = run_cli(database, "topics", "create", "cli", "room", "--external")
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["auth_mode"] == "token"
-    minted = _cli(database, "tokens", "mint", "cli", "room", "--ttl", "60")
+    minted = run_cli(database, "tokens", "mint", "cli", "room", "--ttl", "60")
     assert minted.returncode == 0, minted.stderr
     token = json.loads(minted.stdout)["token"]
-    published = _cli(database, "publish", "cli", "room", '{"hello": 1}')
+    published = run_cli(database, "publish", "cli", "room", '{"hello": 1}')
     assert published.returncode == 0, published.stderr
     assert json.loads(published.stdout)["id"] == 1
-    rotated = _cli(database, "tokens", "rotate", "cli", "--grace", "0")
+    rotated = run_cli(database, "tokens", "rotate", "cli", "--grace", "0")
     assert rotated.returncode == 0 and json.loads(rotated.stdout)["key_version"] == 2
     with psycopg.connect(database) as conn:
         row = conn.execute(
@@ -78,9 +65,9 @@ def test_cli_topics_tokens_publish(database: str) -> None:
         ).fetchone()
     assert row == ("unauthorized", {"hello": 1}), "rotation without grace retires the old key"
 
-    missing = _cli(database, "tokens", "mint", "cli", "ghost")
+    missing = run_cli(database, "tokens", "mint", "cli", "ghost")
     assert missing.returncode == 1 and "no topic 'ghost'" in missing.stderr
-    bad = _cli(database, "publish", "cli", "room", "{nope")
+    bad = run_cli(database, "publish", "cli", "room", "{nope")
     assert bad.returncode == 1 and "not JSON" in bad.stderr
-    bad_name = _cli(database, "topics", "create", "cli", "a*b")
+    bad_name = run_cli(database, "topics", "create", "cli", "a*b")
     assert bad_name.returncode == 1 and "invalid topic name" in bad_name.stderr

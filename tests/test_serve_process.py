@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from tests.fix_server import free_port
-from tests.procs import picloud_env, start_picloud, stop, wait_healthy
+from tests.procs import picloud_env, run_cli, start_picloud, stop, wait_healthy
 
 
 def _post(url: str, key: str, body: dict[str, str]) -> dict[str, str]:
@@ -64,25 +64,13 @@ def test_embedded_serve_keeps_data_across_restarts(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists()
 
 
-def _cli(database: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = picloud_env(DATABASE_URL=database)
-    return subprocess.run(
-        [sys.executable, "-m", "picloud", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_admin_commands(database: str) -> None:
-    made = _cli(database, "apps", "create", "--slug", "cliapp", "--name", "CLI app")
+    made = run_cli(database, "apps", "create", "--slug", "cliapp", "--name", "CLI app")
     assert made.returncode == 0, made.stderr
     app = json.loads(made.stdout)
-    dom = _cli(database, "domains", "add", "cliapp", "cli.example.com")
+    dom = run_cli(database, "domains", "add", "cliapp", "cli.example.com")
     assert dom.returncode == 0, dom.stderr
-    key = _cli(database, "keys", "create", "--app", "cliapp", "-c", "kv:read", "-c", "kv:write")
+    key = run_cli(database, "keys", "create", "--app", "cliapp", "-c", "kv:read", "-c", "kv:write")
     assert key.returncode == 0, key.stderr
     created = json.loads(key.stdout)
     assert created["capabilities"] == ["kv:read", "kv:write"]
@@ -94,13 +82,13 @@ def test_cli_admin_commands(database: str) -> None:
         ).fetchone()
         assert auth is not None and str(auth[0]) == app["id"]
 
-    dup = _cli(database, "apps", "create", "--slug", "cliapp", "--name", "again")
+    dup = run_cli(database, "apps", "create", "--slug", "cliapp", "--name", "again")
     assert dup.returncode == 1 and "exists already" in dup.stderr
-    bad = _cli(database, "keys", "create", "--app", "cliapp", "-c", "nope")
+    bad = run_cli(database, "keys", "create", "--app", "cliapp", "-c", "nope")
     assert bad.returncode == 1 and "unknown capabilities: nope" in bad.stderr
-    missing = _cli(database, "domains", "add", "ghost", "x.test")
+    missing = run_cli(database, "domains", "add", "ghost", "x.test")
     assert missing.returncode == 1 and "no app 'ghost'" in missing.stderr
-    again = _cli(database, "migrate")
+    again = run_cli(database, "migrate")
     assert again.returncode == 0 and "none (up to date)" in again.stdout
 
 
