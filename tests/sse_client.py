@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,12 +116,3 @@ async def open_stream(
         first = await stream.next()
         assert first.comments[:1] == ["ok"], first
     return stream
-
-
-async def until(predicate: Callable[[], bool], within: float = 10, step: float = 0.01) -> None:
-    """Wait for a condition on server state that no event announces (polls)."""
-    for _ in range(int(within / step) + 1):
-        if predicate():
-            return
-        await asyncio.sleep(step)
-    raise AssertionError(f"condition not met within {within}s")

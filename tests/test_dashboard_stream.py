@@ -10,7 +10,8 @@ import psycopg
 
 from picloud.realtime.relay import Relay
 from tests.fix_server import ADMIN_KEY, Api, Server
-from tests.sse_client import SseStream, until
+from tests.polling import until
+from tests.sse_client import SseStream
 
 
 async def operator_stream(

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -17,19 +17,13 @@ from yarl import URL
 from picloud.files.store import BlobStore
 from picloud.web.files import _commit_row
 from tests.fix_server import ADMIN_KEY, Api, Server, ServerFactory
+from tests.polling import until
 
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 
 def blobs_on_disk(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-async def wait_for(condition: Callable[[], bool]) -> None:
-    """Poll a condition on the file system (which has no events to await) for up to 10 s."""
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110 (no event to await on a file system)
-            await asyncio.sleep(0.02)
 
 
 async def test_empty_file_create_and_update_round_trip(api: Api, server: Server) -> None:
@@ -189,10 +183,10 @@ async def test_interrupted_upload_leaves_no_visible_file(api: Api, server: Serve
     )
     await writer.drain()
     # The upload is under way: its tmp file exists and nothing is visible yet.
-    await wait_for(lambda: any(".tmp." in p.name for p in blobs_on_disk(root)))
+    await until(lambda: any(".tmp." in p.name for p in blobs_on_disk(root)))
     assert (await api.get(f"/api/v1/apps/{app['id']}/files/cut.bin")).status == 404
     writer.transport.abort()
-    await wait_for(lambda: blobs_on_disk(root) == [])
+    await until(lambda: blobs_on_disk(root) == [])
     assert (await api.get(f"/api/v1/apps/{app['id']}/files/cut.bin")).status == 404
     assert (await api.get(f"/api/v1/apps/{app['id']}/files")).json["files"] == []
     del reader

@@ -13,7 +13,8 @@ import pytest
 
 from picloud.realtime.relay import Relay
 from tests.fix_server import Api, Server, ServerFactory
-from tests.sse_client import SseStream, open_stream, until
+from tests.polling import until
+from tests.sse_client import SseStream, open_stream
 from tests.test_realtime_http import make_topic
 
 
