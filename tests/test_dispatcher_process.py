@@ -300,6 +300,19 @@ async def test_dispatcher_resumes_after_its_connections_are_killed(
     try:
         enqueue(db, app_id, "kv", "before", {"type": "set"})
         await receiver.next("/hook")
+
+        # The first delivery can be claimed before the LISTEN connection is up (the loop
+        # claims at start): wait for it, so both connections are there to be killed.
+        async def listening() -> bool:
+            return bool(
+                one(
+                    db,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query LIKE '%%LISTEN picloud_dispatch%%'",
+                )
+            )
+
+        await eventually(listening)
         killed = one(
             db,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
