@@ -41,34 +41,41 @@ COMMENT ON FUNCTION picloud.dead_letter_delivery(uuid, bigint, text) IS
     'Mark a delivery dead and write its dead_letters row (which fans out to dead_letter triggers). Returns the dead letter id. Internal: fail_delivery and claim_deliveries call it.';
 
 DROP FUNCTION IF EXISTS picloud.claim_deliveries(text, integer, interval);
-CREATE OR REPLACE FUNCTION picloud.claim_deliveries(worker text, max integer, lease interval)
-RETURNS TABLE (
-    id bigint, app_id uuid, trigger_id uuid, handler_id uuid, source text, subject text,
-    event jsonb, attempt integer, max_attempts integer, lease_expires_at timestamptz,
-    handler_kind text, url text, secret text, function text, timeout_ms integer)
+CREATE OR REPLACE FUNCTION picloud.check_claim(worker text, max integer, lease interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF check_claim.worker IS NULL OR check_claim.worker = '' THEN
+        RAISE EXCEPTION 'worker is required' USING ERRCODE = '22023';
+    END IF;
+    IF check_claim.max IS NULL OR check_claim.max NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'max must be between 1 and 10000' USING ERRCODE = '22023';
+    END IF;
+    IF check_claim.lease IS NULL OR check_claim.lease <= interval '0' THEN
+        RAISE EXCEPTION 'lease must be positive' USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.check_claim(text, integer, interval) IS
+    'Raise 22023 unless worker is named, max is 1..10000 and lease is positive (the arguments of claim_deliveries and claim_and_run_deliveries).';
+
+CREATE OR REPLACE FUNCTION picloud.reclaim_expired_leases(max integer) RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_expired record;
+    v_count   integer := 0;
 BEGIN
-    IF claim_deliveries.worker IS NULL OR claim_deliveries.worker = '' THEN
-        RAISE EXCEPTION 'worker is required' USING ERRCODE = '22023';
-    END IF;
-    IF claim_deliveries.max IS NULL OR claim_deliveries.max NOT BETWEEN 1 AND 10000 THEN
-        RAISE EXCEPTION 'max must be between 1 and 10000' USING ERRCODE = '22023';
-    END IF;
-    IF claim_deliveries.lease IS NULL OR claim_deliveries.lease <= interval '0' THEN
-        RAISE EXCEPTION 'lease must be positive' USING ERRCODE = '22023';
-    END IF;
-    -- Leases that ran out: the attempt is recorded as lost, and the delivery is due again
-    -- (or dead, when that was its last attempt).
+    -- The attempt is recorded as lost, and the delivery is due again (or dead, when that
+    -- was its last attempt).
     FOR v_expired IN
         SELECT d.app_id, d.id, d.attempts, d.max_attempts, d.lease_owner
           FROM picloud.deliveries d
          WHERE d.status = 'running' AND d.run_at <= now()
          ORDER BY d.run_at
-         LIMIT claim_deliveries.max
+         LIMIT reclaim_expired_leases.max
            FOR UPDATE SKIP LOCKED
     LOOP
+        v_count := v_count + 1;
         UPDATE picloud.delivery_attempts a
            SET finished_at = now(), outcome = 'lease_expired',
                error = 'lease of ' || v_expired.lease_owner || ' expired'
@@ -86,28 +93,51 @@ BEGIN
              WHERE d.app_id = v_expired.app_id AND d.id = v_expired.id;
         END IF;
     END LOOP;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION picloud.reclaim_expired_leases(integer) IS
+    'Up to max running deliveries whose lease ran out (SKIP LOCKED): the attempt is recorded as lease_expired and the delivery is due again, or dead if that was its last attempt. Returns how many. Claimers call it first.';
 
+CREATE OR REPLACE FUNCTION picloud.lock_due_deliveries(max integer, OUT app_ids uuid[], OUT ids bigint[])
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- plpgsql, not sql: the plan is cached across calls.
+    SELECT coalesce(array_agg(c.app_id), '{}'), coalesce(array_agg(c.id), '{}')
+      INTO app_ids, ids
+      FROM (SELECT d.app_id, d.id
+              FROM picloud.deliveries d
+             WHERE d.status = 'pending' AND d.run_at <= now()
+             ORDER BY d.run_at
+             LIMIT lock_due_deliveries.max
+               FOR UPDATE SKIP LOCKED) c;
+END
+$$;
+COMMENT ON FUNCTION picloud.lock_due_deliveries(integer) IS
+    'Row-lock up to max due pending deliveries, oldest first, skipping those another claimer holds; their keys (app_ids[i], ids[i]). The locks last to the end of the transaction.';
+
+CREATE OR REPLACE FUNCTION picloud.lease_deliveries(
+    app_ids uuid[], ids bigint[], worker text, lease interval)
+RETURNS TABLE (
+    id bigint, app_id uuid, trigger_id uuid, handler_id uuid, source text, subject text,
+    event jsonb, attempt integer, max_attempts integer, lease_expires_at timestamptz,
+    handler_kind text, url text, secret text, function text, timeout_ms integer)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
     RETURN QUERY
-    WITH c AS (
-        SELECT d.app_id, d.id
-          FROM picloud.deliveries d
-         WHERE d.status = 'pending' AND d.run_at <= now()
-         ORDER BY d.run_at
-         LIMIT claim_deliveries.max
-           FOR UPDATE SKIP LOCKED
-    ), u AS (
+    WITH u AS (
         UPDATE picloud.deliveries d
            SET status = 'running', attempts = d.attempts + 1,
-               lease_owner = claim_deliveries.worker,
-               lease_expires_at = now() + claim_deliveries.lease,
-               run_at = now() + claim_deliveries.lease, updated_at = now()
-          FROM c
-         WHERE d.app_id = c.app_id AND d.id = c.id
+               lease_owner = lease_deliveries.worker,
+               lease_expires_at = now() + lease_deliveries.lease,
+               run_at = now() + lease_deliveries.lease, updated_at = now()
+          FROM unnest(lease_deliveries.app_ids, lease_deliveries.ids) AS c (app_id, id)
+         WHERE d.app_id = c.app_id AND d.id = c.id AND d.status = 'pending'
         RETURNING d.id, d.app_id, d.trigger_id, d.handler_id, d.source, d.subject, d.event,
                   d.attempts, d.max_attempts, d.lease_expires_at
     ), a AS (
         INSERT INTO picloud.delivery_attempts (app_id, delivery_id, attempt, worker)
-        SELECT u.app_id, u.id, u.attempts, claim_deliveries.worker FROM u
+        SELECT u.app_id, u.id, u.attempts, lease_deliveries.worker FROM u
     )
     SELECT u.id, u.app_id, u.trigger_id, u.handler_id, u.source, u.subject, u.event,
            u.attempts, u.max_attempts, u.lease_expires_at,
@@ -117,8 +147,194 @@ BEGIN
      ORDER BY u.id;
 END
 $$;
+COMMENT ON FUNCTION picloud.lease_deliveries(uuid[], bigint[], text, interval) IS
+    'Lease the pending deliveries (app_ids[i], ids[i]), which the caller has locked, to worker for lease: running, attempts + 1, an open attempt record; returns them with their handler. Internal to the claim functions.';
+
+CREATE OR REPLACE FUNCTION picloud.claim_deliveries(worker text, max integer, lease interval)
+RETURNS TABLE (
+    id bigint, app_id uuid, trigger_id uuid, handler_id uuid, source text, subject text,
+    event jsonb, attempt integer, max_attempts integer, lease_expires_at timestamptz,
+    handler_kind text, url text, secret text, function text, timeout_ms integer)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_due record;
+BEGIN
+    PERFORM picloud.check_claim(claim_deliveries.worker, claim_deliveries.max, claim_deliveries.lease);
+    PERFORM picloud.reclaim_expired_leases(claim_deliveries.max);
+    v_due := picloud.lock_due_deliveries(claim_deliveries.max);
+    RETURN QUERY
+    SELECT * FROM picloud.lease_deliveries(v_due.app_ids, v_due.ids, claim_deliveries.worker,
+                                           claim_deliveries.lease);
+END
+$$;
 COMMENT ON FUNCTION picloud.claim_deliveries(text, integer, interval) IS
     'Lease up to max due deliveries to worker for lease (FOR UPDATE SKIP LOCKED, so concurrent claimers never share one), with their handler. Expired leases are reclaimed first: their attempt is recorded as lease_expired and they run again, or go dead if that was the last attempt.';
+
+CREATE OR REPLACE FUNCTION picloud.checked_sql_handler(function text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_name text[];
+BEGIN
+    v_name := regexp_match(checked_sql_handler.function,
+                           '^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$');
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'bad SQL handler name %', quote_literal(checked_sql_handler.function)
+            USING ERRCODE = '22023';
+    END IF;
+    IF NOT v_name[1] = ANY (picloud.sql_handler_schemas()) THEN
+        RAISE EXCEPTION 'schema % is not in PICLOUD_SQL_HANDLER_SCHEMAS', quote_literal(v_name[1])
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN format('%I.%I', v_name[1], v_name[2]);
+END
+$$;
+COMMENT ON FUNCTION picloud.checked_sql_handler(text) IS
+    'The quoted schema.function of an SQL handler to call, after checking the name (schema.function, plain lower-case identifiers) and that the schema is in picloud.sql_handler_schemas(); 22023 otherwise.';
+
+CREATE OR REPLACE FUNCTION picloud.claim_and_run_deliveries(
+    worker text, max integer, lease interval, run_within_ms integer, max_leased integer)
+RETURNS TABLE (
+    id bigint, app_id uuid, trigger_id uuid, handler_id uuid, source text, subject text,
+    event jsonb, attempt integer, max_attempts integer, lease_expires_at timestamptz,
+    handler_kind text, url text, secret text, function text, timeout_ms integer,
+    outcome text, error text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_limit    double precision;
+    v_due      record;
+    v_group    record;
+    v_call     text;
+    v_ok_apps  uuid[] := '{}';
+    v_ok_ids   bigint[] := '{}';
+    v_bad_apps uuid[] := '{}';
+    v_bad_ids  bigint[] := '{}';
+    v_errors   text[] := '{}';
+    v_state    text;
+    v_message  text;
+    v_rest     record;
+BEGIN
+    PERFORM picloud.check_claim(claim_and_run_deliveries.worker, claim_and_run_deliveries.max,
+                                claim_and_run_deliveries.lease);
+    IF claim_and_run_deliveries.max_leased IS NULL
+       OR claim_and_run_deliveries.max_leased NOT BETWEEN 0 AND claim_and_run_deliveries.max THEN
+        RAISE EXCEPTION 'max_leased must be between 0 and max' USING ERRCODE = '22023';
+    END IF;
+    -- Handlers run here only when the statement timeout in force ends this call before
+    -- any of their own timeouts could run out.
+    v_limit := extract(epoch FROM current_setting('statement_timeout')::interval) * 1000;
+    IF claim_and_run_deliveries.run_within_ms IS NULL OR v_limit <= 0
+       OR v_limit > claim_and_run_deliveries.run_within_ms THEN
+        RAISE EXCEPTION 'run_within_ms (%) must be at least the statement_timeout in force (%)',
+            claim_and_run_deliveries.run_within_ms, current_setting('statement_timeout')
+            USING ERRCODE = '22023',
+                  HINT = 'SET LOCAL statement_timeout in the calling transaction.';
+    END IF;
+    PERFORM picloud.reclaim_expired_leases(claim_and_run_deliveries.max);
+    v_due := picloud.lock_due_deliveries(claim_and_run_deliveries.max);
+
+    -- SQL handlers whose timeout is long enough, one group per function: the group's calls
+    -- in one statement and one subtransaction. When that fails, the group rolled back and
+    -- each call runs again alone, in a subtransaction of its own, to find the failing ones.
+    -- (query_canceled, the statement timeout, is not caught by OTHERS: it aborts the whole
+    -- call, nothing is claimed, and the caller claims with claim_deliveries instead.)
+    FOR v_group IN
+        SELECT h.function AS fn, array_agg(d.app_id ORDER BY d.id) AS app_ids,
+               array_agg(d.id ORDER BY d.id) AS ids, array_agg(d.event ORDER BY d.id) AS events
+          FROM unnest(v_due.app_ids, v_due.ids) AS u (app_id, id)
+          JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
+          JOIN picloud.handlers h ON h.app_id = d.app_id AND h.id = d.handler_id
+         WHERE h.kind = 'sql' AND h.timeout_ms >= claim_and_run_deliveries.run_within_ms
+         GROUP BY h.function
+    LOOP
+        BEGIN
+            v_call := picloud.checked_sql_handler(v_group.fn);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+            v_bad_apps := v_bad_apps || v_group.app_ids;
+            v_bad_ids := v_bad_ids || v_group.ids;
+            v_errors := v_errors || array_fill(v_state || ': ' || v_message,
+                                               ARRAY[cardinality(v_group.ids)]);
+            CONTINUE;
+        END;
+        BEGIN
+            EXECUTE format('SELECT %s(e) FROM unnest($1) AS e', v_call) USING v_group.events;
+            v_ok_apps := v_ok_apps || v_group.app_ids;
+            v_ok_ids := v_ok_ids || v_group.ids;
+        EXCEPTION WHEN OTHERS THEN
+            FOR i IN 1 .. cardinality(v_group.ids) LOOP
+                BEGIN
+                    EXECUTE format('SELECT %s($1)', v_call) USING v_group.events[i];
+                    v_ok_apps := v_ok_apps || v_group.app_ids[i];
+                    v_ok_ids := v_ok_ids || v_group.ids[i];
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+                    v_bad_apps := v_bad_apps || v_group.app_ids[i];
+                    v_bad_ids := v_bad_ids || v_group.ids[i];
+                    v_errors := v_errors || (v_state || ': ' || v_message);
+                END;
+            END LOOP;
+        END;
+    END LOOP;
+
+    -- Succeeded: done, with one finished attempt each, in the transaction that holds the
+    -- handlers' writes (one row version per delivery: never leased).
+    IF cardinality(v_ok_ids) > 0 THEN
+        RETURN QUERY
+        WITH done AS (
+            UPDATE picloud.deliveries d
+               SET status = 'done', attempts = d.attempts + 1, lease_owner = NULL,
+                   lease_expires_at = NULL, last_error = NULL, finished_at = now(),
+                   updated_at = now()
+              FROM unnest(v_ok_apps, v_ok_ids) AS c (app_id, id)
+             WHERE d.app_id = c.app_id AND d.id = c.id
+            RETURNING d.app_id, d.id, d.attempts
+        ), a AS (
+            INSERT INTO picloud.delivery_attempts
+                (app_id, delivery_id, attempt, worker, finished_at, outcome)
+            SELECT done.app_id, done.id, done.attempts, claim_and_run_deliveries.worker, now(), 'ok'
+              FROM done
+        )
+        SELECT done.id, done.app_id, NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::jsonb,
+               done.attempts, NULL::integer, NULL::timestamptz, 'sql'::text, NULL::text,
+               NULL::text, NULL::text, NULL::integer, 'ok'::text, NULL::text
+          FROM done;
+    END IF;
+
+    -- Failed: leased to worker, then failed as fail_delivery does (retry or dead).
+    IF cardinality(v_bad_ids) > 0 THEN
+        PERFORM 1 FROM picloud.lease_deliveries(v_bad_apps, v_bad_ids,
+                                                claim_and_run_deliveries.worker,
+                                                claim_and_run_deliveries.lease);
+        RETURN QUERY
+        SELECT b.id, b.app_id, NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::jsonb,
+               NULL::integer, NULL::integer, NULL::timestamptz, 'sql'::text, NULL::text,
+               NULL::text, NULL::text, NULL::integer,
+               picloud.fail_delivery(b.id, claim_and_run_deliveries.worker, b.error), b.error
+          FROM unnest(v_bad_apps, v_bad_ids, v_errors) WITH ORDINALITY AS b (app_id, id, error, n)
+         ORDER BY b.n;
+    END IF;
+
+    -- The rest (webhooks, SQL handlers with shorter timeouts): the first max_leased leased,
+    -- for the caller to run; any others stay pending when this transaction ends.
+    SELECT coalesce(array_agg(r.app_id ORDER BY r.n), '{}') AS app_ids,
+           coalesce(array_agg(r.id ORDER BY r.n), '{}') AS ids
+      INTO v_rest
+      FROM (SELECT u.app_id, u.id, u.n
+              FROM unnest(v_due.app_ids, v_due.ids) WITH ORDINALITY AS u (app_id, id, n)
+             WHERE NOT (u.id = ANY (v_ok_ids) OR u.id = ANY (v_bad_ids))
+             ORDER BY u.n
+             LIMIT claim_and_run_deliveries.max_leased) r;
+    IF cardinality(v_rest.ids) > 0 THEN
+        RETURN QUERY
+        SELECT l.*, NULL::text, NULL::text
+          FROM picloud.lease_deliveries(v_rest.app_ids, v_rest.ids,
+                                        claim_and_run_deliveries.worker,
+                                        claim_and_run_deliveries.lease) l;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.claim_and_run_deliveries(text, integer, interval, integer, integer) IS
+    'claim_deliveries that also runs SQL handlers on the spot: of up to max due deliveries, those whose SQL handler''s timeout is at least run_within_ms run here, grouped by function (a group in one statement; one by one in subtransactions when it fails), and are completed in this transaction with their writes (outcome ok) or failed as fail_delivery does (retry | dead, with error); of the rest, the first max_leased are leased to worker and returned with outcome NULL, as claim_deliveries returns them, and the others stay due. The caller must SET LOCAL statement_timeout to at most run_within_ms (22023 otherwise): a timeout aborts the call and claims nothing.';
 
 DROP FUNCTION IF EXISTS picloud.finish_deliveries(bigint[], text[], text[]);
 DROP FUNCTION IF EXISTS picloud.complete_deliveries(bigint[], text[]);
@@ -323,8 +539,6 @@ DECLARE
     v_held    picloud.deliveries[] := '{}';
     v_kind    text;
     v_function text;
-    v_schemas text[];
-    v_name    text[];
     v_checked text;
     v_call    text;
     v_state   text;
@@ -359,19 +573,8 @@ BEGIN
             IF v_function IS DISTINCT FROM v_checked THEN
                 -- (Checked once per handler of the batch: the regular expression is not
                 -- cheap next to a handler call.)
-                v_name := regexp_match(v_function,
-                                       '^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$');
-                IF v_name IS NULL THEN
-                    RAISE EXCEPTION 'bad SQL handler name %', quote_literal(v_function)
-                        USING ERRCODE = '22023';
-                END IF;
-                v_schemas := coalesce(v_schemas, picloud.sql_handler_schemas());
-                IF NOT v_name[1] = ANY (v_schemas) THEN
-                    RAISE EXCEPTION 'schema % is not in PICLOUD_SQL_HANDLER_SCHEMAS',
-                        quote_literal(v_name[1]) USING ERRCODE = '22023';
-                END IF;
+                v_call := format('SELECT %s($1)', picloud.checked_sql_handler(v_function));
                 v_checked := v_function;
-                v_call := format('SELECT %I.%I($1)', v_name[1], v_name[2]);
             END IF;
             EXECUTE v_call USING v_d.event;
             v_ok := v_ok || v_d.id;

@@ -8,6 +8,16 @@ SELECT id, app_id, trigger_id, handler_id, source, subject, event, attempt, max_
        lease_expires_at, handler_kind, url, secret, function, timeout_ms
   FROM picloud.claim_deliveries(%(worker)s, %(max)s, %(lease)s);
 
+-- name: claim_and_run_deliveries
+-- Claim, running SQL handlers on the spot, under a statement timeout of run_within_ms.
+BEGIN;
+SET LOCAL statement_timeout = %(run_within_ms)s;
+SELECT id, app_id, trigger_id, handler_id, source, subject, event, attempt, max_attempts,
+       lease_expires_at, handler_kind, url, secret, function, timeout_ms, outcome, error
+  FROM picloud.claim_and_run_deliveries(%(worker)s, %(max)s, %(lease)s, %(run_within_ms)s,
+                                        %(max_leased)s);
+COMMIT;
+
 -- name: complete_delivery
 -- Mark a leased delivery done; false when the lease was lost.
 SELECT picloud.complete_delivery(%(id)s, %(worker)s) AS ok;
