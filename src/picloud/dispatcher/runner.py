@@ -42,6 +42,12 @@ LEASE_SHARE = 0.8
 # each; at most 64 so a batch of writing handlers never overflows PostgreSQL's per-backend
 # subtransaction cache).
 SQL_GROUP = 16
+# Claims in flight at once (each in its own database session).
+CLAIM_LANES = 2
+# SQL handlers whose timeout is at least this long run inside the claim, whose statement
+# timeout it is; at most a quarter of the lease, as the claim's leases start with it.
+INLINE_SQL_MAX_MS = 5000
+LEASE_FRACTION_INLINE = 4
 
 
 class DispatcherMetrics:
@@ -155,6 +161,19 @@ class Dispatcher:
         self.kick = asyncio.Event()
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.batches = 0
+        # Claims in flight, the handler slots they may lease, whether the last one found a
+        # full batch and ran SQL handlers, and whether the loop was asked to look while it
+        # could not claim.
+        self.claims: set[asyncio.Task[None]] = set()
+        self.reserved = 0
+        self.backlog = False
+        self.wanted = False
+        self.ran_sql = False
+        self.recheck_at: float | None = None
+        self.claim_size = self.concurrency
+        self.run_within_ms = max(
+            1, min(INLINE_SQL_MAX_MS, settings.dispatch_lease_sec * 1000 // LEASE_FRACTION_INLINE)
+        )
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None = None
         self.completer: Completer | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -188,6 +207,8 @@ class Dispatcher:
         finally:
             listener.cancel()
             stop_waiter.cancel()
+            # Claims end within their statement timeout; what they leased is drained next.
+            await asyncio.gather(*self.claims, return_exceptions=True)
             await self._drain()
             await asyncio.gather(listener, stop_waiter, return_exceptions=True)
             await self.session.close()
@@ -234,30 +255,73 @@ class Dispatcher:
         poll = self.settings.dispatch_poll_ms / 1000
         next_prune = time.monotonic()
         while not stopping.is_set():
+            # Woken by a kick (NOTIFY, a handler done, a full claim) or the timeout: look.
+            self.wanted = True
             self.kick.clear()
+            self._claim_more()
             timeout = poll
-            free = self.concurrency - len(self.inflight)
-            # While handlers run, wait until a good share of slots is free: fewer, bigger
-            # claims. An idle dispatcher claims at once.
-            if free > 0 and (not self.inflight or free * 4 >= self.concurrency):
-                try:
-                    worker, batch = await self._claim(free)
-                except psycopg.Error as exc:
-                    log.warning("claiming deliveries failed: %s", exc)
-                    worker, batch = "", []
-                self._start_batch(batch, worker)
-                if len(batch) == free:
-                    continue
-                due = await self._seconds_until_due()
-                if due is not None:
-                    # Due now yet not claimed (rows another claimer still holds): look
-                    # again shortly rather than spin.
-                    timeout = min(poll, max(due, MIN_WAIT_SEC))
+            if self.recheck_at is not None:
+                timeout = min(poll, max(self.recheck_at - time.monotonic(), MIN_WAIT_SEC))
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY_SEC
                 await self._prune()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.kick.wait(), timeout)
+
+    def _claim_more(self) -> None:
+        """Start claims: one when asked to look and none runs, a second beside it while
+        the last claim found a full batch (each claim runs its SQL handlers in a database
+        session of its own, so two use two cores). A claim leases at most the free handler
+        slots; while handlers run it waits for a good share of them (fewer, bigger claims),
+        and with none free it claims only to run SQL handlers during a backlog."""
+        while len(self.claims) < CLAIM_LANES and (self.backlog or not self.claims):
+            free = self.concurrency - len(self.inflight) - self.reserved
+            busy = bool(self.inflight or self.reserved)
+            leasable = free if free > 0 and (not busy or free * 4 >= self.concurrency) else 0
+            # Without slots to lease, a claim is worth it only to run SQL handlers.
+            if not (leasable > 0 and (self.wanted or self.backlog)) and not (
+                self.backlog and self.ran_sql
+            ):
+                return
+            self.wanted = False
+            self.recheck_at = None
+            self.reserved += leasable
+            task = asyncio.create_task(self._claim_and_start(leasable))
+            self.claims.add(task)
+
+            def claimed(task: asyncio.Task[None], leasable: int = leasable) -> None:
+                self.claims.discard(task)
+                self.reserved -= leasable
+                if self.backlog or self.wanted:  # more is due, or a kick came meanwhile
+                    self.kick.set()
+
+            task.add_done_callback(claimed)
+
+    async def _claim_and_start(self, leasable: int) -> None:
+        """One claim: SQL handlers run within it, the rest start here as tasks."""
+        started = time.perf_counter()
+        try:
+            worker, rows, full = await self._claim(leasable)
+        except Exception as exc:
+            log.warning("claiming deliveries failed: %s", exc)
+            self.backlog = False
+            return
+        leased: list[Claimed] = []
+        for row in rows:
+            if row.get("outcome") is None:
+                leased.append(Claimed.from_row(row))
+            else:  # an SQL handler run within the claim
+                self._log_outcome_of(row["id"], row["attempt"], row["outcome"], row["error"])
+                self._count("sql", row["outcome"], started)
+        self._start_batch(leased, worker)
+        self.backlog = full
+        self.ran_sql = len(leased) < len(rows)
+        if not full:
+            due = await self._seconds_until_due()
+            if due is not None:
+                # Due now yet not claimed (rows another claimer still holds): look again
+                # shortly rather than spin.
+                self.recheck_at = time.monotonic() + due
 
     # -- SQL calls -------------------------------------------------------------------
 
@@ -266,20 +330,49 @@ class Dispatcher:
         async with self.pool.connection() as conn:
             return await (await conn.execute(q(query), params)).fetchone()
 
-    async def _claim(self, n: int) -> tuple[str, list[Claimed]]:
-        """Lease up to n deliveries under a worker name of their own: a delivery this
-        process claims again after its lease ran out gets a new one, so a late finish of
-        the first run is refused like any stale worker's."""
+    async def _claim(self, leasable: int) -> tuple[str, list[Row], bool]:
+        """Claim under a worker name of its own (a delivery this process claims again after
+        its lease ran out gets a new one, so a late finish of the first run is refused like
+        any stale worker's): ``picloud.claim_and_run_deliveries``, which runs the SQL
+        handlers it can on the spot and leases up to ``leasable`` others. When that call
+        fails (an SQL handler ran into the statement timeout, say), nothing was claimed,
+        and ``claim_deliveries`` leases instead, so those handlers run one by one under
+        their own timeouts. Returns the worker, the rows, and whether the batch was full
+        (more may be due)."""
         assert self.pool is not None
         self.batches += 1
         worker = f"{self.node_id}#{self.batches}"
+        params = {
+            "worker": worker,
+            # After a batch without SQL handlers, lock no more than can be leased.
+            "max": self.claim_size if (self.ran_sql or leasable == 0) else leasable,
+            "lease": self.lease,
+            "run_within_ms": self.run_within_ms,
+            "max_leased": leasable,
+        }
         async with self.pool.connection() as conn:
+            cur = psycopg.AsyncClientCursor(conn)
+            try:
+                await cur.execute(q("claim_and_run_deliveries"), params)
+                # BEGIN, SET, the SELECT's rows, COMMIT: find the rows.
+                while cur.description is None and cur.nextset():
+                    pass
+                rows = await cur.fetchall()
+                leased = sum(1 for r in rows if r["outcome"] is None)
+                return worker, rows, len(rows) == self.claim_size or 0 < leasable == leased
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise
+                await conn.rollback()
+                log.info("claiming with SQL handlers failed (%s); claiming with leases", exc)
+            if leasable == 0:
+                return worker, [], False
             rows = await (
                 await conn.execute(
-                    q("claim_deliveries"), {"worker": worker, "max": n, "lease": self.lease}
+                    q("claim_deliveries"), {"worker": worker, "max": leasable, "lease": self.lease}
                 )
             ).fetchall()
-        return worker, [Claimed.from_row(r) for r in rows]
+        return worker, rows, len(rows) == leasable
 
     async def _seconds_until_due(self) -> float | None:
         try:
@@ -381,12 +474,18 @@ class Dispatcher:
             # The database went away mid-delivery: the leases run out and they run again.
             log.exception("deliveries %s: could not record the outcome", [d.id for d in ds])
 
+    @classmethod
+    def _log_outcome(cls, d: Claimed, outcome: str, error: str | None) -> None:
+        cls._log_outcome_of(d.id, d.attempt, outcome, error)
+
     @staticmethod
-    def _log_outcome(d: Claimed, outcome: str, error: str | None) -> None:
+    def _log_outcome_of(
+        delivery_id: int, attempt: int | None, outcome: str, error: str | None
+    ) -> None:
         if outcome == "stale":
-            log.warning("delivery %d: lease lost before completion", d.id)
+            log.warning("delivery %d: lease lost before completion", delivery_id)
         elif outcome != "ok":
-            log.info("delivery %d attempt %d failed (%s): %s", d.id, d.attempt, outcome, error)
+            log.info("delivery %d attempt %s failed (%s): %s", delivery_id, attempt, outcome, error)
 
     async def _run_one(self, d: Claimed, worker: str) -> None:
         kind = d.handler_kind or "missing"
