@@ -40,6 +40,14 @@ BEGIN
             published_at);
     PERFORM pg_notify(picloud.realtime_channel(),
                       publish_message.app_id || ' ' || id || ' ' || publish_message.topic);
+    -- The pub/sub source of the outbox (sql/44_pubsub_source.sql). Most apps have no
+    -- pubsub trigger: the test is inline, as a function call costs more than the probe.
+    IF EXISTS (SELECT FROM picloud.triggers t
+                WHERE t.app_id = publish_message.app_id AND t.source = 'pubsub' AND t.enabled)
+    THEN
+        PERFORM picloud.fan_out_message(publish_message.app_id, publish_message.topic, id,
+                                        publish_message.message, published_at);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS

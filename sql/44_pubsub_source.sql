@@ -1,20 +1,24 @@
 -- The pub/sub source: every published message fans out to the app's pubsub triggers.
 
-CREATE OR REPLACE FUNCTION picloud.messages_fan_out() RETURNS trigger
-LANGUAGE plpgsql AS $$
+-- (This was an AFTER INSERT trigger on messages; publish_message calls the fan-out itself
+-- now, after an inline test for a pubsub trigger of the app, so a publish to an app
+-- without one pays for an index probe and no more.)
+DROP TRIGGER IF EXISTS messages_fan_out ON picloud.messages;
+DROP FUNCTION IF EXISTS picloud.messages_fan_out();
+
+CREATE OR REPLACE FUNCTION picloud.fan_out_message(
+    app_id uuid, topic text, seq bigint, message jsonb, published_at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    PERFORM picloud.enqueue_event(NEW.app_id, 'pubsub', NEW.topic, jsonb_build_object(
-        'type', 'publish',
-        'topic', NEW.topic,
-        'message_id', NEW.seq,
-        'message', NEW.message,
-        'published_at', NEW.published_at));
-    RETURN NULL;
+    RETURN picloud.enqueue_event(fan_out_message.app_id, 'pubsub', fan_out_message.topic,
+                                 jsonb_build_object(
+                                     'type', 'publish',
+                                     'topic', fan_out_message.topic,
+                                     'message_id', fan_out_message.seq,
+                                     'message', fan_out_message.message,
+                                     'published_at', fan_out_message.published_at));
 END
 $$;
-COMMENT ON FUNCTION picloud.messages_fan_out() IS
-    'AFTER INSERT on messages (so picloud.publish and plain INSERTs alike): enqueue_event(app, ''pubsub'', topic, {"type": "publish", "topic", "message_id", "message", "published_at"}).';
-
-DROP TRIGGER IF EXISTS messages_fan_out ON picloud.messages;
-CREATE TRIGGER messages_fan_out AFTER INSERT ON picloud.messages
-    FOR EACH ROW EXECUTE FUNCTION picloud.messages_fan_out();
+COMMENT ON FUNCTION picloud.fan_out_message(uuid, text, bigint, jsonb, timestamptz) IS
+    'The pub/sub source, called by picloud.publish for a message it appends when the app has an enabled pubsub trigger: enqueue_event(app, ''pubsub'', topic, {"type": "publish", "topic", "message_id", "message", "published_at"}). Returns how many deliveries were enqueued.';

@@ -238,3 +238,23 @@ def test_publish_fans_out_to_matching_pubsub_triggers(
         conn.rollback()
     count = db.execute("SELECT count(*) AS n FROM picloud.deliveries").fetchone()
     assert count is not None and count["n"] == 2
+
+
+def test_publish_fans_out_only_for_the_apps_enabled_pubsub_triggers(
+    db: Conn, app_id: Any, hook: Any
+) -> None:
+    other = make_app(db, "app2")
+    make_trigger(db, other, make_webhook(db, other), "pubsub", {}, name="theirs")
+    mine = make_trigger(db, app_id, hook, "pubsub", {}, name="mine", enabled=False)
+    db.execute("INSERT INTO picloud.topics (app_id, name) VALUES (%s, 't')", (app_id,))
+
+    def deliveries() -> int:
+        row = db.execute("SELECT count(*) AS n FROM picloud.deliveries").fetchone()
+        assert row is not None
+        return int(row["n"])
+
+    db.execute("SELECT picloud.publish(%s, 't', '1')", (app_id,))
+    assert deliveries() == 0, "another app's trigger and a disabled one enqueue nothing"
+    db.execute("UPDATE picloud.triggers SET enabled = true WHERE id = %s", (mine,))
+    db.execute("SELECT picloud.publish(%s, 't', '2')", (app_id,))
+    assert deliveries() == 1
