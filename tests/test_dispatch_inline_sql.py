@@ -4,7 +4,6 @@ that uses it (falling back to leased runs when the claim runs into its timeout).
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import psycopg
@@ -27,12 +26,17 @@ from tests.test_dispatcher import (
     wait_status,
     webhook,
 )
+from tests.threads import run_threads
 
 Conn = psycopg.Connection[Row]
 
 
 def claim_and_run(
-    conn: Conn, max: int = 10, max_leased: int = 10, within_ms: int = 1000, timeout_ms: int = 1000
+    conn: Conn,
+    max: int = 10,
+    max_leased: int = 10,
+    within_ms: int | None = 1000,
+    timeout_ms: int = 1000,
 ) -> list[Row]:
     """One call in a transaction of its own, under statement_timeout = timeout_ms."""
     with conn.transaction():
@@ -121,12 +125,8 @@ def test_only_max_leased_are_leased_and_the_rest_stays_due(db: Conn) -> None:
 def test_claim_and_run_refuses_bad_arguments(
     db: Conn, timeout_ms: int, within_ms: int | None, max_leased: int, message: str
 ) -> None:
-    with db.transaction(), pytest.raises(errors.InvalidParameterValue, match=message):
-        db.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
-        db.execute(
-            "SELECT * FROM picloud.claim_and_run_deliveries('w', 10, '1 min', %s, %s)",
-            (within_ms, max_leased),
-        )
+    with pytest.raises(errors.InvalidParameterValue, match=message):
+        claim_and_run(db, max_leased=max_leased, within_ms=within_ms, timeout_ms=timeout_ms)
 
 
 def test_a_claim_that_times_out_claims_nothing(db: Conn) -> None:
@@ -147,22 +147,13 @@ def test_concurrent_claims_run_each_delivery_once(db: Conn, database: str) -> No
     trigger(db, app_id, "rec", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
     keys = [f"k{i:03}" for i in range(300)]
     enqueue_keys(db, app_id, keys)
-    errors_seen: list[BaseException] = []
 
-    def claimer() -> None:
-        try:
-            with psycopg.connect(database, autocommit=True, row_factory=dict_row) as conn:
-                while claim_and_run(conn, max=7, max_leased=0):
-                    pass
-        except BaseException as exc:
-            errors_seen.append(exc)
+    def claimer(_: int) -> None:
+        with psycopg.connect(database, autocommit=True, row_factory=dict_row) as conn:
+            while claim_and_run(conn, max=7, max_leased=0):
+                pass
 
-    threads = [threading.Thread(target=claimer) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors_seen == []
+    run_threads(claimer, range(4))
     assert seen_keys(db) == keys, "every handler ran exactly once"
     assert set(states(db).values()) == {("done", 1, None)}
 

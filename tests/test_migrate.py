@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import psycopg
@@ -11,6 +10,7 @@ import psycopg
 from picloud.migrate import migrate
 from picloud.queries import q
 from picloud.schema_snapshot import schema_snapshot
+from tests.threads import run_threads
 
 SNAPSHOT = Path(__file__).parent / "schema_snapshot.txt"
 
@@ -40,20 +40,7 @@ def test_second_migrate_is_a_no_op(empty_database: str) -> None:
 
 
 def test_concurrent_migrates_are_serialised(empty_database: str) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            migrate(empty_database)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_threads(lambda _: migrate(empty_database), range(3))
 
 
 def test_every_table_and_function_is_commented(database: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import psycopg
@@ -11,6 +10,7 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from picloud.db import Row
+from tests.threads import run_threads
 
 Conn = psycopg.Connection[Row]
 
@@ -193,11 +193,7 @@ def test_concurrent_enqueues_all_land(database: str, db: Conn, app_id: Any, hook
                     (app_id, f"k{i}-{j}"),
                 )
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, range(4))
     row = db.execute("SELECT count(DISTINCT subject) AS n FROM picloud.deliveries").fetchone()
     assert row is not None and row["n"] == 80
 

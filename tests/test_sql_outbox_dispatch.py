@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from picloud.db import Row
 from tests.test_sql_outbox import app_id, enqueue, hook, make_trigger, make_webhook
+from tests.threads import run_threads
 
 __all__ = ["app_id", "hook"]  # fixtures shared with test_sql_outbox
 
@@ -89,11 +90,7 @@ def test_concurrent_claimers_never_share_a_delivery(
                 mine += [r["id"] for r in batch]
         got[name] = mine
 
-    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, [f"w{i}" for i in range(4)])
     every = [i for ids in got.values() for i in ids]
     assert len(every) == 600
     assert len(set(every)) == 600, "no delivery was claimed twice"

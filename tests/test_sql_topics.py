@@ -14,6 +14,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 
 from picloud.db import Row
+from tests.threads import run_threads
 
 
 def make_app(db: psycopg.Connection[Row], slug: str = "app") -> uuid.UUID:
@@ -193,11 +194,7 @@ def test_sequences_gap_free_under_concurrent_out_of_order_commits(
                     with lock:
                         committed.append(seq)
 
-    threads = [threading.Thread(target=worker, args=(p,)) for p in plans]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(worker, plans)
     expected = sum(1 for p in plans for _, rb in p if not rb)
     seqs = [int(n.payload.split()[1]) for n in listener.notifies(timeout=10, stop_after=expected)]
     seqs += [int(p.split()[1]) for p in _drain(listener, 0.3)]
