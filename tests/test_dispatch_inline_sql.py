@@ -187,3 +187,47 @@ async def test_dispatcher_runs_a_timed_out_claim_again_with_leases(db: Conn, dat
         await task
     assert seen_keys(db) == ["a", "b", "nap"], "the abandoned claim left nothing"
     assert all(attempt_rows(db, i) == [(1, "ok", None)] for i in ids.values())
+
+
+async def test_a_retry_runs_when_due_not_at_the_next_poll(db: Conn, database: str) -> None:
+    """Backoff of 50-100 ms and a 30 s polling interval: after each failure the dispatcher
+    sleeps until the retry is due, so three attempts take well under the interval."""
+    db.execute("CREATE SCHEMA picloud_handlers")
+    db.execute("CREATE TABLE picloud_handlers.calls (n int)")
+    db.execute(
+        "CREATE FUNCTION picloud_handlers.fail_twice(event jsonb) RETURNS void LANGUAGE plpgsql"
+        " AS $$ BEGIN IF (SELECT count(*) FROM picloud_handlers.calls) < 2 THEN"
+        " RAISE EXCEPTION 'not yet'; END IF; END $$"
+    )
+    app_id = new_app(db)
+    handler = sql_handler(db, app_id, "flaky", "picloud_handlers.fail_twice")
+    trigger(db, app_id, "flaky", "kv", handler, attempts=5)
+    # Each failed attempt is counted outside the handler's rolled-back work.
+    db.execute(
+        "CREATE FUNCTION picloud_handlers.count_failures() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN IF NEW.outcome = 'error' THEN INSERT INTO picloud_handlers.calls VALUES (1);"
+        " END IF; RETURN NEW; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER count_failures AFTER INSERT OR UPDATE ON picloud.delivery_attempts"
+        " FOR EACH ROW EXECUTE FUNCTION picloud_handlers.count_failures()"
+    )
+    ids = enqueue_keys(db, app_id, ["k"])
+    settings = Settings(
+        database_url=database,
+        dispatch_poll_ms=30000,
+        dispatch_backoff_base_ms=50,
+        dispatch_backoff_cap_ms=100,
+    )
+    stopping = asyncio.Event()
+    task = asyncio.create_task(Dispatcher(settings, database, "node").run(stopping))
+    try:
+        await wait_status(database, ids["k"], "done", within=10)
+    finally:
+        stopping.set()
+        await task
+    assert attempt_rows(db, ids["k"]) == [
+        (1, "error", "P0001: not yet"),
+        (2, "error", "P0001: not yet"),
+        (3, "ok", None),
+    ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -162,12 +161,13 @@ class Dispatcher:
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.batches = 0
         # Claims in flight, the handler slots they may lease, whether the last one found a
-        # full batch and ran SQL handlers, and whether the loop was asked to look while it
-        # could not claim.
+        # full batch and ran SQL handlers, whether a look is asked for (``look``), and
+        # whether one was asked for that no claim has answered yet (``wanted``).
         self.claims: set[asyncio.Task[None]] = set()
         self.reserved = 0
         self.backlog = False
         self.wanted = False
+        self.look = False
         self.ran_sql = False
         self.recheck_at: float | None = None
         self.claim_size = self.concurrency
@@ -242,31 +242,41 @@ class Dispatcher:
                 )
                 async with conn:
                     await conn.execute(q("listen_dispatch"))
-                    self.kick.set()  # anything enqueued while we were not listening
+                    self._look()  # anything enqueued while we were not listening
                     async for _ in conn.notifies():
-                        self.kick.set()
+                        self._look()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("dispatcher LISTEN connection lost (%s); reconnecting", exc)
                 await pause(stopping, LISTEN_RETRY_SEC)
 
+    def _look(self) -> None:
+        """Ask the loop to look for due deliveries (a NOTIFY, a handler slot freed, a full
+        claim). A bare ``kick`` only wakes it to recompute how long to sleep."""
+        self.look = True
+        self.kick.set()
+
     async def _loop(self, stopping: asyncio.Event) -> None:
         poll = self.settings.dispatch_poll_ms / 1000
         next_prune = time.monotonic()
+        self.look = True
         while not stopping.is_set():
-            # Woken by a kick (NOTIFY, a handler done, a full claim) or the timeout: look.
-            self.wanted = True
             self.kick.clear()
-            self._claim_more()
+            if self.look:
+                self.look = False
+                self.wanted = True
+                self._claim_more()
             timeout = poll
             if self.recheck_at is not None:
                 timeout = min(poll, max(self.recheck_at - time.monotonic(), MIN_WAIT_SEC))
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY_SEC
                 await self._prune()
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.kick.wait(), timeout)
+            except TimeoutError:
+                self.look = True  # the polling fallback, or a retry or lease falling due
 
     def _claim_more(self) -> None:
         """Start claims: one when asked to look and none runs, a second beside it while
@@ -292,8 +302,8 @@ class Dispatcher:
             def claimed(task: asyncio.Task[None], leasable: int = leasable) -> None:
                 self.claims.discard(task)
                 self.reserved -= leasable
-                if self.backlog or self.wanted:  # more is due, or a kick came meanwhile
-                    self.kick.set()
+                if self.backlog or self.wanted:  # more is due, or a look was asked meanwhile
+                    self._look()
 
             task.add_done_callback(claimed)
 
@@ -319,9 +329,11 @@ class Dispatcher:
         if not full:
             due = await self._seconds_until_due()
             if due is not None:
-                # Due now yet not claimed (rows another claimer still holds): look again
-                # shortly rather than spin.
+                # A retry or an expiring lease, or rows due now that another claimer still
+                # holds: look again then (or shortly) rather than spin; wake the loop so
+                # that it sleeps only that long.
                 self.recheck_at = time.monotonic() + due
+                self.kick.set()
 
     # -- SQL calls -------------------------------------------------------------------
 
@@ -418,7 +430,7 @@ class Dispatcher:
         def done(_: asyncio.Task[None]) -> None:
             for d in ds:
                 self.inflight.pop(d.id, None)
-            self.kick.set()
+            self._look()
 
         task.add_done_callback(done)
 
