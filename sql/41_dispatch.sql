@@ -281,17 +281,19 @@ BEGIN
     IF cardinality(v_ok_ids) > 0 THEN
         RETURN QUERY
         WITH done AS (
+            -- (now() is when the claim started, clock_timestamp() when its handlers ended.)
             UPDATE picloud.deliveries d
                SET status = 'done', attempts = d.attempts + 1, lease_owner = NULL,
-                   lease_expires_at = NULL, last_error = NULL, finished_at = now(),
-                   updated_at = now()
+                   lease_expires_at = NULL, last_error = NULL, finished_at = clock_timestamp(),
+                   updated_at = clock_timestamp()
               FROM unnest(v_ok_apps, v_ok_ids) AS c (app_id, id)
              WHERE d.app_id = c.app_id AND d.id = c.id
-            RETURNING d.app_id, d.id, d.attempts
+            RETURNING d.app_id, d.id, d.attempts, d.finished_at
         ), a AS (
             INSERT INTO picloud.delivery_attempts
-                (app_id, delivery_id, attempt, worker, finished_at, outcome)
-            SELECT done.app_id, done.id, done.attempts, claim_and_run_deliveries.worker, now(), 'ok'
+                (app_id, delivery_id, attempt, worker, started_at, finished_at, outcome)
+            SELECT done.app_id, done.id, done.attempts, claim_and_run_deliveries.worker, now(),
+                   done.finished_at, 'ok'
               FROM done
         )
         SELECT done.id, done.app_id, NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::jsonb,

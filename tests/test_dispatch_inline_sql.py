@@ -99,6 +99,16 @@ def test_sql_handlers_run_in_the_claim_and_the_rest_is_leased(db: Conn) -> None:
     assert attempt_rows(db, ids["a"]) == [(1, "ok", None)]
     assert attempt_rows(db, ids["bad"]) == [(1, "error", "P0001: no bad")]
     assert attempt_rows(db, ids["hook"]) == [(1, None, None)]
+    timing = db.execute(
+        "SELECT a.started_at, a.finished_at, d.finished_at AS done_at FROM"
+        " picloud.delivery_attempts a JOIN picloud.deliveries d ON d.id = a.delivery_id"
+        " WHERE d.id = %s",
+        (ids["a"],),
+    ).fetchone()
+    assert timing is not None
+    assert timing["started_at"] < timing["finished_at"] == timing["done_at"], (
+        "the attempt spans the handler run"
+    )
 
 
 def test_only_max_leased_are_leased_and_the_rest_stays_due(db: Conn) -> None:
