@@ -90,6 +90,16 @@ def database(pg_server: PgServer, template_db: str) -> Iterator[str]:
         janitor.drop()
 
 
+def make_app(db: psycopg.Connection[Row], slug: str = "app") -> uuid.UUID:
+    """A new app with this slug (and name), made in SQL; its id."""
+    row = db.execute(
+        "INSERT INTO picloud.apps (slug, name) VALUES (%s, %s) RETURNING id", (slug, slug)
+    ).fetchone()
+    assert row is not None
+    app_id: uuid.UUID = row["id"]
+    return app_id
+
+
 @pytest.fixture
 def db(database: str) -> Iterator[psycopg.Connection[Row]]:
     """An autocommit connection (rows as dicts) to this test's database."""

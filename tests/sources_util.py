@@ -13,15 +13,6 @@ from picloud.db import Row
 Conn = psycopg.Connection[Row]
 
 
-def make_app(db: Conn, slug: str = "shop") -> uuid.UUID:
-    row = db.execute(
-        "INSERT INTO picloud.apps (slug, name) VALUES (%s, %s) RETURNING id", (slug, slug)
-    ).fetchone()
-    assert row is not None
-    app_id: uuid.UUID = row["id"]
-    return app_id
-
-
 def add_trigger(db: Conn, app_id: uuid.UUID, source: str, match: str | None = None) -> uuid.UUID:
     handler = db.execute(
         "INSERT INTO picloud.handlers (app_id, name, kind, url) "

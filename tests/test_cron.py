@@ -14,8 +14,9 @@ from psycopg.rows import dict_row
 from picloud.cron.expressions import CronError, next_after, parse_expression
 from picloud.cron.ticker import tick
 from picloud.db import Row
+from tests.fix_db import make_app
 from tests.fix_server import Api, ServerFactory
-from tests.sources_util import add_trigger, deliveries, make_app
+from tests.sources_util import add_trigger, deliveries
 
 Conn = psycopg.Connection[Row]
 AConn = psycopg.AsyncConnection[Row]

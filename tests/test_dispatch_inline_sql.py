@@ -14,11 +14,11 @@ from psycopg.rows import dict_row
 from picloud.db import Row
 from picloud.dispatcher import Dispatcher
 from picloud.settings import Settings
+from tests.fix_db import make_app
 from tests.test_dispatcher import (
     attempt_rows,
     batch_handlers,
     enqueue,
-    new_app,
     one,
     seen_keys,
     sql_handler,
@@ -64,7 +64,7 @@ def states(db: Conn) -> dict[str, tuple[str, int, str | None]]:
 
 def test_sql_handlers_run_in_the_claim_and_the_rest_is_leased(db: Conn) -> None:
     batch_handlers(db)
-    app_id = new_app(db)
+    app_id = make_app(db)
     rec = sql_handler(db, app_id, "rec", "picloud_handlers.record")
     short = sql_handler(db, app_id, "short", "picloud_handlers.record", timeout_ms=300)
     trigger(db, app_id, "rec", "kv", rec, match="rec:*")
@@ -112,7 +112,7 @@ def test_sql_handlers_run_in_the_claim_and_the_rest_is_leased(db: Conn) -> None:
 
 
 def test_only_max_leased_are_leased_and_the_rest_stays_due(db: Conn) -> None:
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "hook", "kv", webhook(db, app_id, "h", "http://127.0.0.1:9/"))
     enqueue_keys(db, app_id, ["k1", "k2", "k3"])
     rows = claim_and_run(db, max_leased=1)
@@ -141,7 +141,7 @@ def test_claim_and_run_refuses_bad_arguments(
 
 def test_a_claim_that_times_out_claims_nothing(db: Conn) -> None:
     batch_handlers(db)
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "rec", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
     enqueue_keys(db, app_id, ["a", "slow", "b"])
     with pytest.raises(errors.QueryCanceled):
@@ -153,7 +153,7 @@ def test_a_claim_that_times_out_claims_nothing(db: Conn) -> None:
 
 def test_concurrent_claims_run_each_delivery_once(db: Conn, database: str) -> None:
     batch_handlers(db)
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "rec", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
     keys = [f"k{i:03}" for i in range(300)]
     enqueue_keys(db, app_id, keys)
@@ -176,7 +176,7 @@ async def test_dispatcher_runs_a_timed_out_claim_again_with_leases(db: Conn, dat
         "CREATE FUNCTION picloud_handlers.nap(event jsonb) RETURNS void LANGUAGE sql AS"
         " 'INSERT INTO picloud_handlers.seen VALUES (event->>''key''); SELECT pg_sleep(0.8)'"
     )
-    app_id = new_app(db)
+    app_id = make_app(db)
     rec = sql_handler(db, app_id, "rec", "picloud_handlers.record", timeout_ms=3000)
     nap = sql_handler(db, app_id, "nap", "picloud_handlers.nap", timeout_ms=3000)
     trigger(db, app_id, "rec", "kv", rec, match="rec:*")
@@ -209,7 +209,7 @@ async def test_a_retry_runs_when_due_not_at_the_next_poll(db: Conn, database: st
         " AS $$ BEGIN IF (SELECT count(*) FROM picloud_handlers.calls) < 2 THEN"
         " RAISE EXCEPTION 'not yet'; END IF; END $$"
     )
-    app_id = new_app(db)
+    app_id = make_app(db)
     handler = sql_handler(db, app_id, "flaky", "picloud_handlers.fail_twice")
     trigger(db, app_id, "flaky", "kv", handler, attempts=5)
     # Each failed attempt is counted outside the handler's rolled-back work.

@@ -27,6 +27,7 @@ from picloud.dispatcher import Claimed, Dispatcher, HandlerFailed, signature
 from picloud.dispatcher.handlers import run_sql_handlers
 from picloud.dispatcher.runner import Completer
 from picloud.settings import Settings, SettingsError, load_settings
+from tests.fix_db import make_app
 from tests.fix_server import ServerFactory, free_port
 
 Conn = psycopg.Connection[Row]
@@ -97,10 +98,6 @@ def one(db: Conn, sql: str, *params: Any) -> Any:
     row = db.execute(sql, params).fetchone()
     assert row is not None
     return next(iter(row.values()))
-
-
-def new_app(db: Conn, slug: str = "disp") -> Any:
-    return one(db, "INSERT INTO picloud.apps (slug, name) VALUES (%s, %s) RETURNING id", slug, slug)
 
 
 def webhook(db: Conn, app_id: Any, name: str, url: str, **kw: Any) -> Any:
@@ -199,7 +196,7 @@ def verify_signature(secret: str, hit: Hit) -> None:
 async def test_webhook_gets_signed_requests(
     server_factory: ServerFactory, db: Conn, database: str, receiver: Receiver
 ) -> None:
-    app_id = new_app(db)
+    app_id = make_app(db)
     hook = webhook(db, app_id, "hook", receiver.url + "/hook", secret="topsecret-topsecret")
     trig = trigger(db, app_id, "on-kv", "kv", hook, "user:*")
     await server_factory(**FAST)
@@ -238,7 +235,7 @@ async def test_sql_handler_runs_and_times_out(
         "CREATE FUNCTION picloud_handlers.slow(event jsonb) RETURNS void LANGUAGE sql"
         " AS 'INSERT INTO picloud_handlers.seen VALUES (event); SELECT pg_sleep(5)'"
     )
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "rec", "docs", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
     trigger(
         db,
@@ -265,7 +262,7 @@ async def test_failing_handler_retried_then_dead_lettered_and_alarm_fires(
     server_factory: ServerFactory, db: Conn, database: str, receiver: Receiver
 ) -> None:
     receiver.status["/fail"] = 503
-    app_id = new_app(db)
+    app_id = make_app(db)
     failing = webhook(db, app_id, "failing", receiver.url + "/fail")
     alarm = webhook(db, app_id, "alarm", receiver.url + "/alarm")
     trig = trigger(db, app_id, "orders", "pubsub", failing, "orders", attempts=3)
@@ -350,7 +347,7 @@ async def test_grouped_sql_runs_isolate_failures_and_lost_leases(db: Conn, datab
         " $$ BEGIN INSERT INTO picloud_handlers.seen VALUES (event->>'key');"
         " IF event->>'key' = 'bad' THEN RAISE EXCEPTION 'no %', event->>'key'; END IF; END $$"
     )
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
     keys = ["a", "bad", "b", "stolen", "c", "'; DROP TABLE picloud_handlers.seen; --"]
     for key in keys:
@@ -415,7 +412,7 @@ def attempt_rows(db: Conn, delivery_id: int) -> list[tuple[int, str | None, str 
 
 def test_sql_batch_isolates_a_failing_handler_and_refuses_a_lost_lease(db: Conn) -> None:
     batch_handlers(db)
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
     keys = ["a", "bad", "b", "stolen", "c"]
     ids = claim_keys(db, app_id, keys)
@@ -458,7 +455,7 @@ def test_sql_batch_holds_all_its_leases_while_it_runs(db: Conn, database: str) -
         "CREATE FUNCTION picloud_handlers.pause(event jsonb) RETURNS void LANGUAGE sql"
         " AS 'INSERT INTO picloud_handlers.seen VALUES (event->>''key''); SELECT pg_sleep(0.5)'"
     )
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "p", "picloud_handlers.pause"))
     ids = claim_keys(db, app_id, ["first", "later"], lease="100 ms")
     result: list[Row] = []
@@ -503,7 +500,7 @@ def test_sql_batch_holds_all_its_leases_while_it_runs(db: Conn, database: str) -
 
 def test_sql_batch_timeout_aborts_the_whole_batch(db: Conn, database: str) -> None:
     batch_handlers(db)
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
     ids = claim_keys(db, app_id, ["a", "slow", "b"])
     with psycopg.connect(database) as conn:
@@ -522,7 +519,7 @@ def test_sql_batch_timeout_aborts_the_whole_batch(db: Conn, database: str) -> No
 
 async def test_a_timed_out_batch_runs_again_one_by_one(db: Conn, database: str) -> None:
     batch_handlers(db)
-    app_id = new_app(db)
+    app_id = make_app(db)
     fast = sql_handler(db, app_id, "rec", "picloud_handlers.record")
     slow = sql_handler(db, app_id, "slow", "picloud_handlers.record", timeout_ms=300)
     trigger(db, app_id, "t", "kv", fast, match="fast:*")
@@ -551,7 +548,7 @@ async def test_a_timed_out_batch_runs_again_one_by_one(db: Conn, database: str) 
 
 
 async def test_batched_completions_refuse_lost_leases(db: Conn, database: str) -> None:
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", webhook(db, app_id, "h", "http://127.0.0.1:9/"), attempts=2)
     for key in ("a", "b", "c", "d", "e", "f"):
         enqueue(db, app_id, "kv", key, {"type": "set"})

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from picloud.db import Row
 from picloud.dispatcher import Dispatcher
+from tests.fix_db import make_app
 from tests.fix_server import make_test_settings
 from tests.procs import picloud_env, start_picloud, stop
 from tests.test_dispatcher import (
@@ -20,7 +21,6 @@ from tests.test_dispatcher import (
     Receiver,
     enqueue,
     eventually,
-    new_app,
     one,
     receiver,
     sql_handler,
@@ -47,7 +47,7 @@ def dispatcher_process(database: str, tmp_path: Path, name: str, lease_sec: int 
 async def test_sigkill_mid_delivery_loses_nothing(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    app_id = new_app(db)
+    app_id = make_app(db)
     hook = webhook(db, app_id, "hook", receiver.url + "/hook")
     trigger(db, app_id, "t", "kv", hook, attempts=3)
     hang = receiver.hold["/hook"] = asyncio.Event()
@@ -89,7 +89,7 @@ async def test_two_dispatchers_never_run_a_delivery_twice(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     receiver.delay["/hook"] = 0.005
-    app_id = new_app(db)
+    app_id = make_app(db)
     hook = webhook(db, app_id, "hook", receiver.url + "/hook")
     trigger(db, app_id, "t", "kv", hook)
     settings = make_test_settings(database, tmp_path, dispatch_concurrency=8, **FAST)
@@ -131,7 +131,7 @@ async def test_a_held_lease_is_never_run_by_another_dispatcher(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     held = receiver.hold["/hook"] = asyncio.Event()
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
     trigger(db, app_id, "c", "cron", webhook(db, app_id, "other", receiver.url + "/other"))
     settings = make_test_settings(database, tmp_path, **{**FAST, "dispatch_poll_ms": 100})
@@ -166,7 +166,7 @@ async def test_a_dispatcher_process_and_another_share_the_queue(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     receiver.delay["/hook"] = 0.01
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
     settings = make_test_settings(database, tmp_path, dispatch_concurrency=4, **FAST)
     stopping = asyncio.Event()
@@ -211,7 +211,7 @@ async def test_shutdown_releases_unfinished_leases(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     receiver.hold["/hook"] = asyncio.Event()
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
     settings = make_test_settings(database, tmp_path, **FAST)
     stopping = asyncio.Event()
@@ -236,7 +236,7 @@ async def test_shutdown_releases_a_running_sql_batch(
         "CREATE FUNCTION picloud_handlers.slow(event jsonb) RETURNS void LANGUAGE sql AS"
         " 'INSERT INTO picloud_handlers.seen VALUES (event->>''key''); SELECT pg_sleep(20)'"
     )
-    app_id = new_app(db)
+    app_id = make_app(db)
     slow = sql_handler(db, app_id, "slow", "picloud_handlers.slow", timeout_ms=20000)
     trigger(db, app_id, "t", "kv", slow)
     settings = make_test_settings(database, tmp_path, **FAST)
@@ -265,7 +265,7 @@ async def test_shutdown_releases_a_running_sql_batch(
 async def test_notify_wakes_an_idle_dispatcher_quickly(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
     # Polling every 30 s: only the NOTIFY can make this fast.
     settings = make_test_settings(database, tmp_path, **{**FAST, "dispatch_poll_ms": 30000})
@@ -292,7 +292,7 @@ async def test_notify_wakes_an_idle_dispatcher_quickly(
 async def test_dispatcher_resumes_after_its_connections_are_killed(
     db: Conn, database: str, receiver: Receiver, tmp_path: Path
 ) -> None:
-    app_id = new_app(db)
+    app_id = make_app(db)
     trigger(db, app_id, "t", "kv", webhook(db, app_id, "hook", receiver.url + "/hook"))
     settings = make_test_settings(database, tmp_path, **FAST)
     stopping = asyncio.Event()

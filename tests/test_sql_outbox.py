@@ -10,17 +10,10 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from picloud.db import Row
+from tests.fix_db import make_app
 from tests.threads import run_threads
 
 Conn = psycopg.Connection[Row]
-
-
-def make_app(db: Conn, slug: str = "app1") -> Any:
-    row = db.execute(
-        "INSERT INTO picloud.apps (slug, name) VALUES (%s, %s) RETURNING id", (slug, slug)
-    ).fetchone()
-    assert row is not None
-    return row["id"]
 
 
 def make_webhook(db: Conn, app_id: Any, name: str = "hook") -> Any:

@@ -10,7 +10,8 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from picloud.db import Row
-from tests.sources_util import add_trigger, deliveries, make_app
+from tests.fix_db import make_app
+from tests.sources_util import add_trigger, deliveries
 
 Conn = psycopg.Connection[Row]
 

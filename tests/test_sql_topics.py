@@ -14,16 +14,8 @@ from psycopg import errors
 from psycopg.rows import dict_row
 
 from picloud.db import Row
+from tests.fix_db import make_app
 from tests.threads import run_threads
-
-
-def make_app(db: psycopg.Connection[Row], slug: str = "app") -> uuid.UUID:
-    row = db.execute(
-        "INSERT INTO picloud.apps (slug, name) VALUES (%s, %s) RETURNING id", (slug, slug)
-    ).fetchone()
-    assert row is not None
-    app_id: uuid.UUID = row["id"]
-    return app_id
 
 
 def make_topic(

@@ -14,7 +14,8 @@ import pytest
 from psycopg import errors
 
 from picloud.db import Row
-from tests.test_sql_topics import make_app, make_topic
+from tests.fix_db import make_app
+from tests.test_sql_topics import make_topic
 
 
 def b64u(data: bytes) -> str:
