@@ -96,25 +96,37 @@ $$;
 COMMENT ON FUNCTION picloud.sql_handler_schemas() IS
     'Schemas SQL handlers may live in: the session setting picloud.sql_handler_schemas (the server sets it from PICLOUD_SQL_HANDLER_SCHEMAS), else picloud_handlers.';
 
+CREATE OR REPLACE FUNCTION picloud.checked_sql_handler(function text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_name text[];
+BEGIN
+    v_name := regexp_match(checked_sql_handler.function,
+                           '^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$');
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'bad SQL handler name %: it must be "schema.name" in lower case letters, digits and _',
+            quote_literal(checked_sql_handler.function) USING ERRCODE = '22023';
+    END IF;
+    IF NOT v_name[1] = ANY (picloud.sql_handler_schemas()) THEN
+        RAISE EXCEPTION 'SQL handlers must live in one of the schemas % (PICLOUD_SQL_HANDLER_SCHEMAS), not %',
+            array_to_string(picloud.sql_handler_schemas(), ', '), quote_literal(v_name[1])
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN format('%I.%I', v_name[1], v_name[2]);
+END
+$$;
+COMMENT ON FUNCTION picloud.checked_sql_handler(text) IS
+    'The quoted schema.function of an SQL handler, after checking the name (schema.function, plain lower-case identifiers) and that the schema is in picloud.sql_handler_schemas(); 22023 otherwise. Used when a handler is registered and each time one runs (the setting may have changed).';
+
 CREATE OR REPLACE FUNCTION picloud.handlers_validate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.kind = 'webhook' AND NEW.secret IS NULL THEN
         NEW.secret := encode(picloud.random_bytes_32(), 'hex');
     END IF;
-    IF NEW.kind = 'sql' AND NEW.function IS NOT NULL THEN
-        IF NEW.function !~ '^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$' THEN
-            RAISE EXCEPTION 'function must be "schema.name" in lower case letters, digits and _'
-                USING ERRCODE = '22023';
-        END IF;
-        IF NOT split_part(NEW.function, '.', 1) = ANY (picloud.sql_handler_schemas()) THEN
-            RAISE EXCEPTION 'SQL handlers must live in one of the schemas %',
-                array_to_string(picloud.sql_handler_schemas(), ', ') USING ERRCODE = '22023';
-        END IF;
-        IF to_regprocedure(format('%I.%I(jsonb)', split_part(NEW.function, '.', 1),
-                                  split_part(NEW.function, '.', 2))) IS NULL THEN
-            RAISE EXCEPTION 'no function %(jsonb)', NEW.function USING ERRCODE = '22023';
-        END IF;
+    IF NEW.kind = 'sql' AND NEW.function IS NOT NULL
+       AND to_regprocedure(picloud.checked_sql_handler(NEW.function) || '(jsonb)') IS NULL THEN
+        RAISE EXCEPTION 'no function %(jsonb)', NEW.function USING ERRCODE = '22023';
     END IF;
     NEW.updated_at := now();
     RETURN NEW;

@@ -170,26 +170,15 @@ $$;
 COMMENT ON FUNCTION picloud.claim_deliveries(text, integer, interval) IS
     'Lease up to max due deliveries to worker for lease (FOR UPDATE SKIP LOCKED, so concurrent claimers never share one), with their handler. Expired leases are reclaimed first: their attempt is recorded as lease_expired and they run again, or go dead if that was the last attempt.';
 
-CREATE OR REPLACE FUNCTION picloud.checked_sql_handler(function text) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_name text[];
+CREATE OR REPLACE FUNCTION picloud.run_sql_handler(function text, event jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    v_name := regexp_match(checked_sql_handler.function,
-                           '^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$');
-    IF v_name IS NULL THEN
-        RAISE EXCEPTION 'bad SQL handler name %', quote_literal(checked_sql_handler.function)
-            USING ERRCODE = '22023';
-    END IF;
-    IF NOT v_name[1] = ANY (picloud.sql_handler_schemas()) THEN
-        RAISE EXCEPTION 'schema % is not in PICLOUD_SQL_HANDLER_SCHEMAS', quote_literal(v_name[1])
-            USING ERRCODE = '22023';
-    END IF;
-    RETURN format('%I.%I', v_name[1], v_name[2]);
+    EXECUTE format('SELECT %s($1)', picloud.checked_sql_handler(run_sql_handler.function))
+      USING run_sql_handler.event;
 END
 $$;
-COMMENT ON FUNCTION picloud.checked_sql_handler(text) IS
-    'The quoted schema.function of an SQL handler to call, after checking the name (schema.function, plain lower-case identifiers) and that the schema is in picloud.sql_handler_schemas(); 22023 otherwise.';
+COMMENT ON FUNCTION picloud.run_sql_handler(text, jsonb) IS
+    'Call the SQL handler function(event), after picloud.checked_sql_handler(function). The dispatcher''s one-by-one path, under the handler''s statement timeout.';
 
 CREATE OR REPLACE FUNCTION picloud.claim_and_run_deliveries(
     worker text, max integer, lease interval, run_within_ms integer, max_leased integer)

@@ -10,9 +10,11 @@ import psycopg
 import pytest
 from psycopg import errors
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
-from picloud.dispatcher import Dispatcher
+from picloud.dispatcher import Claimed, Dispatcher, HandlerFailed
+from picloud.dispatcher.handlers import run_sql_handlers
 from picloud.settings import Settings
 from tests.fix_db import make_app
 from tests.test_dispatcher import (
@@ -26,6 +28,7 @@ from tests.test_dispatcher import (
     wait_status,
     webhook,
 )
+from tests.test_sql_outbox_dispatch import claim
 from tests.threads import run_threads
 
 Conn = psycopg.Connection[Row]
@@ -241,3 +244,32 @@ async def test_a_retry_runs_when_due_not_at_the_next_poll(db: Conn, database: st
         (2, "error", "P0001: not yet"),
         (3, "ok", None),
     ]
+
+
+async def test_a_handler_outside_the_allowed_schemas_fails_on_every_path(
+    db: Conn, database: str
+) -> None:
+    """The allowed schemas may shrink after a handler was registered: inside a claim and
+    one by one (picloud.run_sql_handler), the run is refused by the same check."""
+    batch_handlers(db)
+    app_id = make_app(db)
+    trigger(db, app_id, "rec", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
+    ids = enqueue_keys(db, app_id, ["inline", "alone"])
+    refused = "22023: SQL handlers must live in one of the schemas other"
+    db.execute("SET picloud.sql_handler_schemas = 'other'")
+
+    rows = claim_and_run(db, max=1, max_leased=1)
+    assert [(r["id"], r["outcome"]) for r in rows] == [(ids["inline"], "retry")]
+    assert rows[0]["error"].startswith(refused)
+
+    claimed = [Claimed.from_row(r) for r in claim(db, "w2")]
+    assert [d.id for d in claimed] == [ids["alone"]]
+    async with AsyncConnectionPool(
+        database,
+        kwargs={"autocommit": True, "options": "-c picloud.sql_handler_schemas=other"},
+        open=False,
+    ) as pool:
+        outcomes = await run_sql_handlers(pool, [(claimed[0], 1000)], "w2")
+    failure = outcomes[ids["alone"]]
+    assert isinstance(failure, HandlerFailed) and str(failure).startswith(refused)
+    assert seen_keys(db) == []

@@ -362,9 +362,7 @@ async def test_grouped_sql_runs_isolate_failures_and_lost_leases(db: Conn, datab
     async with AsyncConnectionPool(
         database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
     ) as pool:
-        outcomes = await run_sql_handlers(
-            pool, [(by_key[k], 1000) for k in keys], "w", ("picloud_handlers",)
-        )
+        outcomes = await run_sql_handlers(pool, [(by_key[k], 1000) for k in keys], "w")
     got = {k: outcomes[by_key[k].id] for k in keys}
     assert got["a"] is True and got["b"] is True and got["c"] is True and got[keys[-1]] is True
     assert got["stolen"] is False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,8 +18,6 @@ from psycopg_pool import AsyncConnectionPool
 from picloud.db import Row
 from picloud.queries import q
 
-# schema.function, both plain lower-case identifiers (as handlers_validate requires too).
-FUNCTION_NAME = re.compile(r"^([a-z_][a-z0-9_]{0,62})\.([a-z_][a-z0-9_]{0,62})$")
 ERROR_BODY_CHARS = 200
 # Raised by picloud.complete_delivery_or_raise when the lease was lost.
 LEASE_LOST = "PCL01"
@@ -101,27 +98,21 @@ async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: 
         raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def sql_call(d: Claimed, worker: str, timeout_ms: int, allowed: tuple[str, ...]) -> sql.Composed:
+def sql_call(d: Claimed, worker: str, timeout_ms: int) -> sql.Composed:
     """One simple-protocol message that runs an SQL handler and completes its delivery.
 
     The statements share one implicit transaction: the handler's work commits exactly
     when the delivery is marked done, and rolls back when it fails, times out, or the lease
-    was lost. The function name must be well formed and in an allowed schema; it is quoted
-    with sql.Identifier and every value with sql.Literal.
+    was lost. picloud.run_sql_handler checks the function's name and schema (as the batch
+    paths do); every value is quoted with sql.Literal.
     """
-    match = FUNCTION_NAME.fullmatch(d.function or "")
-    if match is None:
-        raise HandlerFailed(f"bad SQL handler name {d.function!r}")
-    schema, fn = match.groups()
-    if schema not in allowed:
-        raise HandlerFailed(f"schema {schema!r} is not in PICLOUD_SQL_HANDLER_SCHEMAS")
     return sql.SQL(
-        "SET LOCAL statement_timeout = {timeout}; SELECT {schema}.{fn}({event}::jsonb); "
-        "SELECT picloud.complete_delivery_or_raise({id}, {worker})"
+        "SET LOCAL statement_timeout = {timeout};"
+        " SELECT picloud.run_sql_handler({function}, {event}::jsonb);"
+        " SELECT picloud.complete_delivery_or_raise({id}, {worker})"
     ).format(
         timeout=sql.Literal(str(timeout_ms)),
-        schema=sql.Identifier(schema),
-        fn=sql.Identifier(fn),
+        function=sql.Literal(d.function),
         event=sql.Literal(orjson.dumps(d.event).decode()),
         id=sql.Literal(d.id),
         worker=sql.Literal(worker),
@@ -145,7 +136,6 @@ async def run_sql_handlers(
     pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]],
     runs: list[tuple[Claimed, int]],
     worker: str,
-    allowed: tuple[str, ...],
 ) -> dict[int, SqlOutcome]:
     """Run SQL handlers ``(delivery, timeout_ms)`` in order on one connection, each in a
     transaction of its own with its completion, several per round trip.
@@ -154,12 +144,7 @@ async def run_sql_handlers(
     read back from their attempt records (ok, by this worker), and the rest is sent again.
     """
     outcomes: dict[int, SqlOutcome] = {}
-    pending: list[tuple[Claimed, int, sql.Composed]] = []
-    for d, timeout_ms in runs:
-        try:
-            pending.append((d, timeout_ms, sql_call(d, worker, timeout_ms, allowed)))
-        except HandlerFailed as exc:
-            outcomes[d.id] = exc
+    pending = [(d, timeout_ms, sql_call(d, worker, timeout_ms)) for d, timeout_ms in runs]
     async with pool.connection() as conn:
         while pending:
             message = sql.SQL("; ").join(

@@ -467,9 +467,7 @@ class Dispatcher:
                     self._count("sql", result.outcome, started)
                 return
             log.info("SQL handler batch of %d did not commit; running them one by one", len(ds))
-            outcomes = await run_sql_handlers(
-                self.pool, runs, worker, self.settings.sql_handler_schemas
-            )
+            outcomes = await run_sql_handlers(self.pool, runs, worker)
             for d in ds:
                 result_one = outcomes[d.id]
                 if isinstance(result_one, HandlerFailed):
