@@ -161,16 +161,14 @@ class Dispatcher:
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.batches = 0
         # Claims in flight, the handler slots they may lease, whether the last one found a
-        # full batch and ran SQL handlers, whether a look is asked for (``look``), and
-        # whether one was asked for that no claim has answered yet (``wanted``).
+        # full batch and ran SQL handlers, and whether a look was asked for that no claim
+        # has answered yet. A claim locks up to ``concurrency`` rows.
         self.claims: set[asyncio.Task[None]] = set()
         self.reserved = 0
         self.backlog = False
-        self.wanted = False
         self.look = False
         self.ran_sql = False
         self.recheck_at: float | None = None
-        self.claim_size = self.concurrency
         self.run_within_ms = max(
             1, min(INLINE_SQL_MAX_MS, settings.dispatch_lease_sec * 1000 // LEASE_FRACTION_INLINE)
         )
@@ -263,10 +261,7 @@ class Dispatcher:
         self.look = True
         while not stopping.is_set():
             self.kick.clear()
-            if self.look:
-                self.look = False
-                self.wanted = True
-                self._claim_more()
+            self._claim_more()
             timeout = poll
             if self.recheck_at is not None:
                 timeout = min(poll, max(self.recheck_at - time.monotonic(), MIN_WAIT_SEC))
@@ -289,11 +284,11 @@ class Dispatcher:
             busy = bool(self.inflight or self.reserved)
             leasable = free if free > 0 and (not busy or free * 4 >= self.concurrency) else 0
             # Without slots to lease, a claim is worth it only to run SQL handlers.
-            if not (leasable > 0 and (self.wanted or self.backlog)) and not (
+            if not (leasable > 0 and (self.look or self.backlog)) and not (
                 self.backlog and self.ran_sql
             ):
                 return
-            self.wanted = False
+            self.look = False
             self.recheck_at = None
             self.reserved += leasable
             task = asyncio.create_task(self._claim_and_start(leasable))
@@ -302,7 +297,7 @@ class Dispatcher:
             def claimed(task: asyncio.Task[None], leasable: int = leasable) -> None:
                 self.claims.discard(task)
                 self.reserved -= leasable
-                if self.backlog or self.wanted:  # more is due, or a look was asked meanwhile
+                if self.backlog or self.look:  # more is due, or a look was asked meanwhile
                     self._look()
 
             task.add_done_callback(claimed)
@@ -357,7 +352,7 @@ class Dispatcher:
         params = {
             "worker": worker,
             # After a batch without SQL handlers, lock no more than can be leased.
-            "max": self.claim_size if (self.ran_sql or leasable == 0) else leasable,
+            "max": self.concurrency if (self.ran_sql or leasable == 0) else leasable,
             "lease": self.lease,
             "run_within_ms": self.run_within_ms,
             "max_leased": leasable,
@@ -371,7 +366,7 @@ class Dispatcher:
                     pass
                 rows = await cur.fetchall()
                 leased = sum(1 for r in rows if r["outcome"] is None)
-                return worker, rows, len(rows) == self.claim_size or 0 < leasable == leased
+                return worker, rows, len(rows) == self.concurrency or 0 < leasable == leased
             except psycopg.Error as exc:
                 if conn.broken:
                     raise
