@@ -193,11 +193,11 @@ DECLARE
     v_due      record;
     v_group    record;
     v_call     text;
-    v_ok_apps  uuid[] := '{}';
-    v_ok_ids   bigint[] := '{}';
-    v_bad_apps uuid[] := '{}';
-    v_bad_ids  bigint[] := '{}';
-    v_errors   text[] := '{}';
+    v_ok_apps  uuid[] := '{}'::uuid[];
+    v_ok_ids   bigint[] := '{}'::bigint[];
+    v_bad_apps uuid[] := '{}'::uuid[];
+    v_bad_ids  bigint[] := '{}'::bigint[];
+    v_errors   text[] := '{}'::text[];
     v_state    text;
     v_message  text;
     v_rest     record;
@@ -527,14 +527,14 @@ RETURNS TABLE (id bigint, outcome text, error text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_d       picloud.deliveries;
-    v_held    picloud.deliveries[] := '{}';
+    v_held    picloud.deliveries[] := '{}'::picloud.deliveries[];
     v_kind    text;
     v_function text;
     v_checked text;
     v_call    text;
     v_state   text;
     v_message text;
-    v_ok      bigint[] := '{}';
+    v_ok      bigint[] := '{}'::bigint[];
 BEGIN
     IF cardinality(run_sql_deliveries.app_ids) IS DISTINCT FROM cardinality(run_sql_deliveries.ids) THEN
         RAISE EXCEPTION 'app_ids and ids must have the same length' USING ERRCODE = '22023';
