@@ -89,6 +89,19 @@ class AsyncPiCloud:
     async def aclose(self) -> None:
         await self._core.aclose()
 
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Any route (for what this version does not wrap yet), with the client's key,
+        error mapping and retries: the response, body read, or the typed error."""
+        return await self._core.request(method, path, json=json, params=params, headers=headers)
+
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = await self._core.request(method, path, **kw)
         return response.json() if response.content else None

@@ -129,6 +129,7 @@ class PiCloud:
             self._portal.run(self._async.aclose())
         self._portal.close()
 
+    request = _sync(AsyncPiCloud.request)
     health = _sync(AsyncPiCloud.health)
     version = _sync(AsyncPiCloud.version)
     create_app = _sync(AsyncPiCloud.create_app)
