@@ -228,6 +228,7 @@ async def test_validate_with_a_callable_or_a_model_class(
         assert isinstance(first[0], Message) and first[0].message == Reading(5)
         with pytest.raises(ValueError, match="not a reading"):
             await take(sub, 1)
+        assert sub.last_event_id == 2  # past the invalid one
         doubled = pc.subscribe(picloud_app.host, "t", last_event_id=0, validate=lambda m: m)
         assert [e.message for e in await take(doubled, 2) if isinstance(e, Message)] == [
             {"value": 5},

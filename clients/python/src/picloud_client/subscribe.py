@@ -160,11 +160,10 @@ class Subscription(Generic[T]):
     def _event(self, name: str, event_id: str, data: str) -> Event[T] | None:
         if name == "message":
             seq, topic, payload, published_at = parse_message_fields(event_id, data)
-            message: Message[T] = Message(
-                seq, topic or self.topic, self._parse(payload), published_at
-            )
+            # Past it before validating: a payload that fails validation raises from the
+            # iterator, and a new subscription from last_event_id continues after it.
             self.last_event_id = seq
-            return message
+            return Message(seq, topic or self.topic, self._parse(payload), published_at)
         if name == "history_truncated":
             return parse_history_truncated(data)
         if name == "reset":
