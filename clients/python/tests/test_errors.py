@@ -202,3 +202,24 @@ async def test_subscribe_backs_off_on_503(app: AsyncApp, picloud_app: PiCloudApp
         with pytest.raises(_Stop):
             await anext(sub)
     assert clock.sleeps == [1, 2, 4]  # a 503 is a reason to wait, not to give up
+
+
+async def test_subscribe_waits_at_least_what_retry_after_asks() -> None:
+    seen: list[str] = []
+    frame = b'id: 5\ndata: {"topic": "t", "message": 1, "published_at": "x"}\n\n'
+    replies = [
+        _error(503, "unavailable", **{"Retry-After": "7"}),
+        _error(429, "rate_limited", **{"Retry-After": "3"}),
+        _error(503, "unavailable", **{"Retry-After": "600"}),
+        httpx.Response(200, content=frame, headers={"Content-Type": "text/event-stream"}),
+    ]
+    clock = FakeClock()
+    transport = _mock(replies, seen)
+    async with (
+        AsyncPiCloud("http://x", clock=clock, transport=transport) as pc,
+        pc.subscribe("app.example", "t") as sub,
+    ):
+        event = await anext(sub)
+    assert clock.sleeps == [7.0, 3.0, 30.0]  # max(back-off, Retry-After), capped
+    assert sub.last_event_id == 5
+    assert getattr(event, "message", None) == 1

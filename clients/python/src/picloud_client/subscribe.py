@@ -4,7 +4,8 @@ After any drop it reconnects with ``Last-Event-ID`` (the id of the last message 
 yielded), so the server replays exactly what was missed. Reconnects back off
 exponentially (1 s, x2, capped at 30 s, less up to 20 % jitter) and the back-off starts
 over after a successful open. ``get_token`` runs before every connect and again at once
-after a 401. Cancelling the consuming task (or ``aclose()``) closes the connection.
+after a 401. A 429 or 503 backs off too, at least as long as its ``Retry-After`` asks (up
+to the cap). Cancelling the consuming task (or ``aclose()``) closes the connection.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class Subscription(Generic[T]):
         http = self._core.http
         clock = self._core.clock
         while True:
+            hint: float | None = None  # a Retry-After from the last refusal
             token = await self._token_now()
             try:
                 request = http.build_request(
@@ -142,6 +144,8 @@ class Subscription(Generic[T]):
                                 continue
                         elif not isinstance(error, RetryableError):
                             raise error
+                        else:
+                            hint = error.retry_after
                     else:
                         refused_401 = False
                         attempt = 0
@@ -154,7 +158,10 @@ class Subscription(Generic[T]):
                     await response.aclose()
             except httpx.TransportError:
                 pass  # dropped or refused: back off and resume
-            await clock.sleep(self.backoff.delay(attempt, clock.random()))
+            delay = self.backoff.delay(attempt, clock.random())
+            if hint is not None:  # the server asked for longer (429/503 with Retry-After)
+                delay = max(delay, min(hint, self.backoff.cap))
+            await clock.sleep(delay)
             attempt += 1
 
     def _event(self, name: str, event_id: str, data: str) -> Event[T] | None:
