@@ -3,7 +3,12 @@ should, and picloud_server is a real process that can crash and come back."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -75,3 +80,30 @@ def test_picloud_server_is_a_process_that_can_crash_and_restart(
     assert healthy()
     with pytest.raises(RuntimeError, match="already running"):
         picloud_server.start()
+
+
+def test_registered_as_a_pytest_plugin() -> None:
+    (entry,) = [
+        e for e in importlib.metadata.entry_points(group="pytest11") if e.name == "picloud.testing"
+    ]
+    module = entry.load()
+    for name in ("picloud_db", "picloud_server", "picloud_app", "assert_published"):
+        assert hasattr(module, name), name
+
+
+def test_a_project_opts_in_with_one_conftest_line(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["picloud.testing"]\n')
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    # Autoloading off: the conftest line alone brings the plugin in.
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--fixtures", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("picloud_db", "picloud_database", "picloud_server", "picloud_app"):
+        assert f"\n{name}" in done.stdout, name

@@ -1,0 +1,66 @@
+"""The blocking client: the same calls without an event loop, errors raised in the
+caller's thread, files streamed from and to local paths."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+from picloud.testing import PiCloudApp
+
+from picloud_client import NotFound, PiCloud, VersionConflict
+
+
+def test_blocking_calls_and_errors(picloud_app: PiCloudApp, tmp_path: Path) -> None:
+    app = picloud_app.client
+    assert app.get()["slug"] == picloud_app.slug
+    app.create_topic("t")
+    assert app.publish("t", {"a": 1})["id"] == 1
+    assert [m.message for m in app.history("t")] == [{"a": 1}]
+    app.kv_set("k", [1, 2])
+    assert app.kv_get("k", validate=tuple) == (1, 2)
+    doc = app.create_doc("c", {"v": 1})
+    with pytest.raises(VersionConflict):
+        app.put_doc("c", doc["id"], {"v": 2}, if_match=7)
+    with pytest.raises(NotFound):
+        app.get_topic("missing")
+
+    source = tmp_path / "in.bin"
+    source.write_bytes(bytes(range(256)) * 1000)
+    info = app.upload("blob.bin", source)
+    assert info["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    target = tmp_path / "out.bin"
+    assert app.download("blob.bin", target) == 256_000
+    assert target.read_bytes() == source.read_bytes()
+    with open(source, "rb") as handle:
+        assert app.upload("blob2.bin", handle)["size"] == 256_000
+
+
+def test_one_client_from_several_threads(picloud_app: PiCloudApp) -> None:
+    picloud_app.client.create_topic("t")
+    errors: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            for _ in range(10):
+                picloud_app.client.publish("t", "x")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ids = [m.id for m in picloud_app.client.history("t", limit=100)]
+    assert ids == list(range(1, 41))
+
+
+def test_close_is_idempotent(picloud_app: PiCloudApp) -> None:
+    pc = PiCloud(picloud_app.server.url)
+    assert pc.health()["status"] == "ok"
+    pc.close()
+    pc.close()
