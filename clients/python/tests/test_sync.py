@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from picloud.testing import PiCloudApp
 
-from picloud_client import NotFound, PiCloud, VersionConflict
+from picloud_client import Message, NotFound, PiCloud, VersionConflict
 
 
 def test_blocking_calls_and_errors(picloud_app: PiCloudApp, tmp_path: Path) -> None:
@@ -60,7 +60,13 @@ def test_one_client_from_several_threads(picloud_app: PiCloudApp) -> None:
 
 
 def test_close_is_idempotent(picloud_app: PiCloudApp) -> None:
+    picloud_app.client.create_topic("t", external_subscribable=True, auth_mode="public")
+    picloud_app.client.publish("t", 1)
     pc = PiCloud(picloud_app.server.url)
-    assert pc.health()["status"] == "ok"
+    sub = pc.subscribe(picloud_app.host, "t", last_event_id=0)
+    first = next(sub)
+    assert isinstance(first, Message)
+    assert first.id == 1
+    pc.close()  # closes the open stream with the client
     pc.close()
-    pc.close()
+    sub.close()

@@ -111,7 +111,7 @@ class PiCloudServer:
         self.kill()
         raise RuntimeError(f"picloud serve not healthy after {timeout}s:\n{self.log()}")
 
-    def stop(self, timeout: float = 30) -> int | None:
+    def stop(self, timeout: float = 10) -> int | None:
         """SIGTERM (a clean shutdown), then SIGKILL if it does not exit in time."""
         return self._end(signal.SIGTERM, timeout)
 

@@ -86,7 +86,8 @@ class SyncSubscription(Generic[T]):
             raise StopIteration from None
 
     def close(self) -> None:
-        self._portal.run(self.subscription.aclose())
+        if not self._portal.loop.is_closed():  # closing the client closed everything
+            self._portal.run(self.subscription.aclose())
 
     def __enter__(self) -> SyncSubscription[T]:
         return self
