@@ -24,6 +24,7 @@ from picloud_client import (
     PiCloud,
     Subscription,
     Unauthorized,
+    Unavailable,
 )
 
 FAST = Backoff(initial=0.05, cap=0.2)
@@ -266,3 +267,30 @@ def test_sync_server_fixture_restart(picloud_server: PiCloudServer) -> None:
     picloud_server.restart()
     with PiCloud(picloud_server.url, api_key=picloud_server.admin_key) as pc:
         assert pc.health()["status"] == "ok"
+
+
+async def test_get_token_failures(app: AsyncApp, picloud_app: PiCloudApp) -> None:
+    await app.create_topic("private", external_subscribable=True, auth_mode="token")
+    await app.publish("private", "m")
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:  # the backend's own call to PiCloud fails for now
+            raise Unavailable("try later", code="unavailable", status=503, retry_after=5)
+        return (await app.mint_token("private"))["token"]
+
+    clock = FakeClock()
+    async with AsyncPiCloud(picloud_app.server.url, clock=clock) as pc:
+        sub = pc.subscribe(picloud_app.host, "private", get_token=flaky, last_event_id=0)
+        assert ids(await take(sub, 1)) == [1]
+        await sub.aclose()
+    assert clock.sleeps == [5, 5]  # max(1 s, 5 s), max(2 s, 5 s)
+
+    def broken() -> str:
+        raise KeyError("no session")
+
+    async with AsyncPiCloud(picloud_app.server.url) as pc:
+        with pytest.raises(KeyError):
+            await take(pc.subscribe(picloud_app.host, "private", get_token=broken), 1)

@@ -3,9 +3,11 @@
 After any drop it reconnects with ``Last-Event-ID`` (the id of the last message it
 yielded), so the server replays exactly what was missed. Reconnects back off
 exponentially (1 s, x2, capped at 30 s, less up to 20 % jitter) and the back-off starts
-over after a successful open. ``get_token`` runs before every connect and again at once
-after a 401. A 429 or 503 backs off too, at least as long as its ``Retry-After`` asks (up
-to the cap). Cancelling the consuming task (or ``aclose()``) closes the connection.
+over after a successful open; a 429 or 503 waits at least its ``Retry-After`` (up to the
+cap). ``get_token`` runs before every connect and again at once after a 401; when it
+raises a ``RetryableError`` (its own call to PiCloud could not be served) that counts as
+a failed connect, and anything else it raises ends the subscription. Cancelling the
+consuming task (or ``aclose()``) closes the connection.
 """
 
 from __future__ import annotations
@@ -129,8 +131,8 @@ class Subscription(Generic[T]):
         clock = self._core.clock
         while True:
             hint: float | None = None  # a Retry-After from the last refusal
-            token = await self._token_now()
             try:
+                token = await self._token_now()
                 request = http.build_request(
                     "GET", self._path, headers=self._headers(token), timeout=self._timeout
                 )
@@ -158,6 +160,8 @@ class Subscription(Generic[T]):
                     await response.aclose()
             except httpx.TransportError:
                 pass  # dropped or refused: back off and resume
+            except RetryableError as exc:  # get_token's own call failed for now
+                hint = exc.retry_after
             delay = self.backoff.delay(attempt, clock.random())
             if hint is not None:  # the server asked for longer (429/503 with Retry-After)
                 delay = max(delay, min(hint, self.backoff.cap))
