@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from picloud.testing import (
+    PgServer,
     PiCloudServer,
     assert_published,
     deliveries_for,
@@ -107,3 +109,36 @@ def test_a_project_opts_in_with_one_conftest_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("picloud_db", "picloud_database", "picloud_server", "picloud_app"):
         assert f"\n{name}" in done.stdout, name
+
+
+def test_an_existing_server_from_picloud_test_database_url(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["picloud.testing"]\n')
+    (tmp_path / "test_uses_it.py").write_text(
+        "import os\n"
+        "def test_uses_it(picloud_pg, picloud_db):\n"
+        "    assert picloud_pg.conninfo == os.environ['PICLOUD_TEST_DATABASE_URL']\n"
+        "    row = picloud_db.execute('SELECT count(*) AS n FROM picloud.apps').fetchone()\n"
+        "    assert row['n'] == 0\n"
+        "    name = picloud_db.execute('SELECT current_database() AS d').fetchone()['d']\n"
+        "    print('DATABASE', name)\n"
+    )
+    env = {**os.environ, "PICLOUD_TEST_DATABASE_URL": pg_server.conninfo}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"DATABASE (\S+)", done.stdout)
+    assert found, done.stdout
+    name = found.group(1)
+    # The clone lived on this session's server and was dropped afterwards.
+    with psycopg.connect(pg_server.conninfo, autocommit=True) as conn:
+        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchall()
+    assert name.startswith("picloud_t_")
+    assert left == []

@@ -70,3 +70,37 @@ def test_close_is_idempotent(picloud_app: PiCloudApp) -> None:
     pc.close()  # closes the open stream with the client
     pc.close()
     sub.close()
+
+
+def test_sync_subscribe_with_a_sync_get_token(picloud_app: PiCloudApp) -> None:
+    app = picloud_app.client
+    app.create_topic("private", external_subscribable=True, auth_mode="token")
+    app.publish("private", "hello")
+    calls: list[int] = []
+
+    def get_token() -> str:
+        calls.append(1)
+        return app.mint_token("private", ttl_seconds=60)["token"]
+
+    # get_token runs on the client's own loop thread; it may call another client.
+    with (
+        PiCloud(picloud_app.server.url) as pc,
+        pc.subscribe(picloud_app.host, "private", get_token=get_token, last_event_id=0) as sub,
+    ):
+        first = next(sub)
+    assert isinstance(first, Message)
+    assert first.message == "hello"
+    assert calls == [1]
+
+
+def test_a_get_token_calling_its_own_client_fails_instead_of_hanging(
+    picloud_app: PiCloudApp,
+) -> None:
+    picloud_app.client.create_topic("private", external_subscribable=True)
+    with PiCloud(picloud_app.server.url, api_key=picloud_app.key) as pc:
+        own = pc.app(picloud_app.id)
+        sub = pc.subscribe(
+            picloud_app.host, "private", get_token=lambda: own.mint_token("private")["token"]
+        )
+        with pytest.raises(RuntimeError, match="would wait for itself"):
+            next(sub)

@@ -34,6 +34,12 @@ class _Portal:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, R]) -> R:
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError(
+                "a blocking PiCloud call from inside its own client (e.g. a sync get_token"
+                " using the same client) would wait for itself: use another client"
+            )
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result()
