@@ -38,4 +38,5 @@ def test_64_mib_round_trip_in_bounded_memory(picloud_app: PiCloudApp, tmp_path: 
     with target.open("rb") as copy:
         assert hashlib.file_digest(copy, "sha256").hexdigest() == digest.hexdigest()
     assert report["peak_rss_growth_bytes"] < LIMIT, report
+    assert report["sampled_rss_growth_bytes"] < LIMIT, report
     assert report["tracemalloc_peak_bytes"] < LIMIT, report
