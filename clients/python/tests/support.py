@@ -17,18 +17,13 @@ class FakeClock:
     def __init__(self, random: float = 0.0) -> None:
         self.sleeps: list[float] = []
         self.rand = random
-        self.now = 0.0
         self.on_sleep: Callable[[int], Awaitable[None]] | None = None
-
-    def monotonic(self) -> float:
-        return self.now
 
     def random(self) -> float:
         return self.rand
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.now += seconds
         if self.on_sleep is not None:
             await self.on_sleep(len(self.sleeps))
         await asyncio.sleep(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -19,9 +18,8 @@ MAX_RETRY_AFTER = 30.0
 
 
 class Clock(Protocol):
-    """Time as the client sees it; tests pass a fake one to check back-off timing."""
-
-    def monotonic(self) -> float: ...
+    """How the client waits and draws jitter; tests pass a fake one to check back-off
+    timing without waiting."""
 
     async def sleep(self, seconds: float) -> None: ...
 
@@ -29,9 +27,6 @@ class Clock(Protocol):
 
 
 class RealClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
