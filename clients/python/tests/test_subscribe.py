@@ -294,3 +294,16 @@ async def test_get_token_failures(app: AsyncApp, picloud_app: PiCloudApp) -> Non
     async with AsyncPiCloud(picloud_app.server.url) as pc:
         with pytest.raises(KeyError):
             await take(pc.subscribe(picloud_app.host, "private", get_token=broken), 1)
+
+
+async def test_host_none_uses_the_base_urls_own_host(
+    app: AsyncApp, picloud_app: PiCloudApp
+) -> None:
+    await app.add_domain("127.0.0.1")  # the base URL's host is now this app's domain
+    await app.create_topic("t", external_subscribable=True, auth_mode="public")
+    await app.publish("t", "here")
+    async with (
+        AsyncPiCloud(picloud_app.server.url) as pc,
+        pc.subscribe(None, "t", last_event_id=0) as sub,
+    ):
+        assert ids(await take(sub, 1)) == [1]

@@ -126,7 +126,7 @@ class AsyncPiCloud:
 
     def subscribe(
         self,
-        host: str,
+        host: str | None,
         topic: str,
         *,
         token: str | None = None,
@@ -136,8 +136,9 @@ class AsyncPiCloud:
         backoff: Backoff | None = None,
         read_timeout: float | None = 90.0,
     ) -> Subscription[Any]:
-        """Subscribe on the app's own host (``Host`` header; ``?token=`` is not used: the
-        token goes in ``Authorization``). ``get_token`` is awaited (or called) before every
+        """Subscribe on the app's own host: ``host`` is sent as the ``Host`` header (None:
+        the base URL's own host, when that is already the app's domain). The token goes in
+        ``Authorization``, never in the URL. ``get_token`` is awaited (or called) before every
         connect and after a 401; the stream resumes with ``Last-Event-ID`` after any drop.
         """
         return Subscription(

@@ -147,7 +147,7 @@ class PiCloud:
 
     def subscribe(
         self,
-        host: str,
+        host: str | None,
         topic: str,
         *,
         token: str | None = None,
