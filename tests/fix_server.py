@@ -1,8 +1,11 @@
-"""Server fixtures: a real PiCloud on a free loopback port, and an HTTP client for it."""
+"""Server fixtures: a real PiCloud on a free loopback port, and an HTTP client for it.
+
+``server`` runs in the test's own process (tests inspect its state); the ``picloud.testing``
+plugin's ``picloud_server`` is the same server as a separate ``picloud serve`` process.
+"""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +18,11 @@ from aiohttp import web
 
 from picloud.bootstrap import ensure_admin
 from picloud.settings import Settings
+from picloud.testing.server import ADMIN_KEY, free_port
 from picloud.web.app import create_app
 from picloud.web.state import STATE, AppState
 
-ADMIN_KEY = "pck_test_admin_key_0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["ADMIN_KEY", "Api", "Reply", "Server", "ServerFactory", "free_port"]
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,14 +11,12 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from picloud.testing.server import clean_env
+
 
 def picloud_env(**extra: str) -> dict[str, str]:
     """The current environment without PiCloud settings, plus ``extra``."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("PICLOUD_") and k != "DATABASE_URL"
-    }
-    env.update(extra)
-    return env
+    return clean_env(**extra)
 
 
 def run_cli(database: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,45 @@
+"""Pure parts: event frames (including ``reset``, which servers of a later version
+send) and validators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from picloud_client import HistoryTruncated, ProtocolError, Reset
+from picloud_client.events import parse_history_truncated, parse_message_fields, parse_reset
+from picloud_client.validate import as_parser
+
+
+def test_reset_frames() -> None:
+    assert parse_reset('{"topic": "t", "epoch": 2, "oldest": 1}') == Reset("t", 2, 1)
+    with pytest.raises(ProtocolError):
+        parse_reset('{"topic": "t", "epoch": "2", "oldest": 1}')
+
+
+def test_history_truncated_frames() -> None:
+    assert parse_history_truncated('{"requested": 4, "oldest": 9}') == HistoryTruncated(4, 9)
+    for bad in ("[]", "nope", '{"requested": true, "oldest": 1}'):
+        with pytest.raises(ProtocolError):
+            parse_history_truncated(bad)
+
+
+def test_message_frames() -> None:
+    data = '{"topic": "t", "message": [1], "published_at": "2026-01-01T00:00:00Z"}'
+    assert parse_message_fields("12", data) == (12, "t", [1], "2026-01-01T00:00:00Z")
+    for bad_id in ("", "-1", "1.5", "²"):
+        with pytest.raises(ProtocolError):
+            parse_message_fields(bad_id, data)
+
+
+def test_as_parser() -> None:
+    assert as_parser(None)({"a": 1}) == {"a": 1}
+    assert as_parser(int)("7") == 7  # a class without model_validate is just called
+
+    class Model:
+        @classmethod
+        def model_validate(cls, data: Any) -> str:
+            return f"validated {data}"
+
+    assert as_parser(Model)(3) == "validated 3"
