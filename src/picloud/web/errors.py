@@ -2,7 +2,7 @@
 
 Every error leaves the server as ``{"error": {"code": ..., "message": ...}}``.
 SQL functions signal bad input by SQLSTATE, never by message text:
-class 22 (22023 ...)/23514/23502/23503 -> 400, P0002 -> 404, 23505 and PC409 (version
+class 22 (22023 ...)/23514/23502/23503 -> 400, 42501 -> 403, P0002 -> 404, 23505 and PC409 (version
 conflict) -> 409, 54000 -> 413.
 """
 
@@ -74,6 +74,8 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
     diag = exc.diag
     primary = diag.message_primary or "invalid input"
     if isinstance(exc, pg_errors.UniqueViolation):
+        if diag.constraint_name == "app_domains_slug_host":
+            return ApiError(409, "conflict", primary)
         return ApiError(409, "conflict", f"already exists ({diag.constraint_name or 'unique'})")
     if isinstance(exc, pg_errors.CheckViolation):
         return ApiError(400, "invalid_input", f"invalid value ({diag.constraint_name or 'check'})")
@@ -85,6 +87,8 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
         # Any SQLSTATE class 22: 22023 from our functions, and e.g. 22P05 for a \u0000
         # inside a JSON string (psycopg gives most of them their own class).
         return ApiError(400, "invalid_input", primary)
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return ApiError(403, "forbidden", primary)
     if isinstance(exc, pg_errors.NoDataFound):
         return ApiError(404, "not_found", primary)
     if isinstance(exc, pg_errors.ProgramLimitExceeded):
