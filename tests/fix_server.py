@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from picloud.web.app import create_app
 from picloud.web.state import STATE, AppState
 
 ADMIN_KEY = "pck_test_admin_key_0123456789abcdef"
+# The suite's webhook receivers listen on loopback, which the egress guard blocks by default.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 def free_port() -> int:
@@ -137,6 +140,7 @@ def make_test_settings(database: str, data_dir: Path, **overrides: Any) -> Setti
         realtime_heartbeat_sec=30.0,
         cron_tick_interval_ms=200,
         dispatch_lease_sec=30,
+        webhook_allowed_networks=LOOPBACK,
     )
     return base.with_(**overrides)
 

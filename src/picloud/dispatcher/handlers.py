@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
+from picloud.dispatcher.egress import blocked_message
 from picloud.queries import q
 
 ERROR_BODY_CHARS = 200
@@ -94,6 +95,9 @@ async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: 
             raise HandlerFailed(f"HTTP {resp.status}: {text}".rstrip(": "))
     except TimeoutError as exc:
         raise HandlerFailed(f"timed out after {timeout_sec:.3g}s") from exc
+    except aiohttp.ClientConnectorError as exc:
+        blocked = blocked_message(exc)
+        raise HandlerFailed(blocked or f"{type(exc).__name__}: {exc}") from exc
     except aiohttp.ClientError as exc:
         raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
 
