@@ -75,7 +75,10 @@ async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: 
     """POST the signed delivery; 2xx is success, anything else raises HandlerFailed."""
     if not d.url or not d.secret:
         raise HandlerFailed("webhook handler without url or secret")
-    body = webhook_body(d)
+    try:
+        body = webhook_body(d)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise HandlerFailed(f"the webhook body cannot be built: {exc}") from exc
     headers = {
         "Content-Type": "application/json",
         "PiCloud-Delivery-Id": str(d.id),

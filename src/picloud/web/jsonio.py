@@ -8,7 +8,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from picloud import jsonnum
 from picloud.web.errors import ApiError, bad_request
+
+jsonnum.install()
 
 
 def json_response(
@@ -25,9 +28,13 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         raise bad_request("a JSON body is required", "malformed_json")
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"malformed JSON: {exc}", "malformed_json") from exc
+    problem = jsonnum.number_problem(raw, value)
+    if problem is not None:
+        raise bad_request(f"number out of range at {problem}", "number_out_of_range")
+    return value
 
 
 async def read_object(request: web.Request, allowed: set[str] | None = None) -> dict[str, Any]:
