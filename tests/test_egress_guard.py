@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 
+import aiohttp
 import psycopg
 import pytest
 from aiohttp import web
@@ -111,10 +112,15 @@ async def dead_error(db: Conn, app_id: str) -> str:
 
 
 async def test_default_settings_block_loopback_receivers(
-    server_factory: ServerFactory, api: Api, db: Conn, receiver: tuple[Hits, int]
+    server_factory: ServerFactory,
+    http_session: aiohttp.ClientSession,
+    db: Conn,
+    receiver: tuple[Hits, int],
 ) -> None:
     hits, port = receiver
-    await server_factory(roles=frozenset({"dispatcher"}), webhook_allowed_networks=())
+    # The only server of this test: its dispatcher runs with the default (empty) allow-list.
+    node = await server_factory(webhook_allowed_networks=load_settings({}).webhook_allowed_networks)
+    api = Api(http_session, node.url)
     by_ip = await hook_app(api, "byip", f"http://127.0.0.1:{port}/hook")
     by_name = await hook_app(api, "byname", f"http://localhost:{port}/hook")
     assert await dead_error(db, by_ip) == "blocked: 127.0.0.1 is a loopback address"
@@ -123,11 +129,11 @@ async def test_default_settings_block_loopback_receivers(
 
 
 async def test_allow_list_lets_loopback_through(
-    server_factory: ServerFactory, api: Api, receiver: tuple[Hits, int]
+    server_factory: ServerFactory, http_session: aiohttp.ClientSession, receiver: tuple[Hits, int]
 ) -> None:
     hits, port = receiver
     allowed = (ipaddress.ip_network("127.0.0.0/8"),)
-    await server_factory(roles=frozenset({"dispatcher"}), webhook_allowed_networks=allowed)
+    api = Api(http_session, (await server_factory(webhook_allowed_networks=allowed)).url)
     await hook_app(api, "allowed", f"http://127.0.0.1:{port}/hook")
     async with asyncio.timeout(15):
         await hits.arrived.wait()

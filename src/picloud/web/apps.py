@@ -11,9 +11,10 @@ from picloud.web.jsonio import (
     get_str,
     get_str_list,
     json_response,
-    path_uuid,
     read_object,
+    read_patch,
 )
+from picloud.web.params import path_uuid
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
@@ -61,7 +62,7 @@ async def get_app(request: web.Request) -> web.Response:
 )
 async def update_app(request: web.Request) -> web.Response:
     _, app = await require_app(request, APP_ADMIN)
-    body = await read_object(request, {"slug", "name"})
+    body = await read_patch(request, {"slug", "name"})
     params = {
         "app_id": app["id"],
         "name": get_str(body, "name", required=False),

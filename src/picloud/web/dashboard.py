@@ -25,7 +25,8 @@ from aiohttp import web
 
 from picloud.web.auth import require_app
 from picloud.web.errors import not_found
-from picloud.web.realtime import last_event_id, serve_stream
+from picloud.web.params import last_event_id
+from picloud.web.realtime import serve_stream
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_one
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from picloud import jsonnum
-from picloud.web.errors import ApiError, bad_request
+from picloud.web.errors import bad_request
 
 jsonnum.install()
 
@@ -45,6 +44,17 @@ async def read_object(request: web.Request, allowed: set[str] | None = None) -> 
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise bad_request(f"unknown field(s): {', '.join(unknown)}")
+    return body
+
+
+async def read_patch(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    """A PATCH body: a field left out stays as it is; an explicit null is refused (no field
+    of a PATCH here is nullable), rather than silently taken as "unchanged"."""
+    body = await read_object(request, allowed)
+    nulls = sorted(name for name, value in body.items() if value is None)
+    if nulls:
+        names = ", ".join(repr(n) for n in nulls)
+        raise bad_request(f"{names} cannot be null; leave a field out to keep it unchanged")
     return body
 
 
@@ -86,25 +96,3 @@ def get_str_list(body: dict[str, Any], name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad_request(f"{name!r} must be a list of strings")
     return list(value)
-
-
-def path_uuid(request: web.Request, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError as exc:
-        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}") from exc
-
-
-def query_int(
-    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int = 1000
-) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise bad_request(f"query parameter {name!r} must be an integer") from exc
-    if not minimum <= value <= maximum:
-        raise bad_request(f"query parameter {name!r} must be between {minimum} and {maximum}")
-    return value

@@ -19,7 +19,8 @@ from picloud.realtime.hub import Subscriber
 from picloud.realtime.relay import FETCH_PAGE, Relay
 from picloud.realtime.sse import OPENED, Frame, history_truncated
 from picloud.web.auth import bearer_token
-from picloud.web.errors import ApiError, bad_request, not_found
+from picloud.web.errors import ApiError, not_found
+from picloud.web.params import last_event_id
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.state import state_of
@@ -29,18 +30,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-
-
-def last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID")
-    if raw is None or not raw.strip():
-        raw = request.query.get("last_event_id")
-    if raw is None or not raw.strip():
-        return None
-    raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 18:
-        raise bad_request("Last-Event-ID must be a message id (a non-negative integer)")
-    return int(raw)
 
 
 @routes.get(

@@ -15,10 +15,10 @@ from picloud.web.jsonio import (
     get_int,
     get_str,
     json_response,
-    path_uuid,
-    query_int,
     read_object,
+    read_patch,
 )
+from picloud.web.params import path_uuid, query_int
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
@@ -101,7 +101,7 @@ async def get_topic(request: web.Request) -> web.Response:
 async def update_topic(request: web.Request) -> web.Response:
     _, app = await require_app(request, "topics:manage")
     name = path_topic(request)
-    body = await read_object(request, {"external_subscribable", "auth_mode"})
+    body = await read_patch(request, {"external_subscribable", "auth_mode"})
     params = {
         "app_id": app["id"],
         "name": name,
