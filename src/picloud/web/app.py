@@ -30,12 +30,10 @@ from picloud.web import realtime as _realtime  # noqa: F401
 from picloud.web import request_id
 from picloud.web import topics as _topics  # noqa: F401
 from picloud.web import triggers as _triggers  # noqa: F401
+from picloud.web.bodies import json_body_limit
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
 from picloud.web.state import STATE, AppState
-
-JSON_BODY_LIMIT = 1024 * 1024
-
 
 PREPARED_STATUS = web.RequestKey("picloud_prepared_status", int)
 CLIENT_CLOSED = 499  # nothing was sent before the client went away
@@ -74,7 +72,7 @@ def create_app(settings: Settings, conninfo: str) -> web.Application:
     """The server for ``settings`` on the database at ``conninfo`` (already migrated)."""
     app = web.Application(
         middlewares=[metrics_middleware, error_middleware],
-        client_max_size=max(JSON_BODY_LIMIT, settings.max_message_bytes * 2),
+        client_max_size=json_body_limit(settings),
     )
     state = AppState(settings=settings, conninfo=conninfo, node_id=new_node_id())
     app[STATE] = state

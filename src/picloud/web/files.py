@@ -20,6 +20,7 @@ from aiohttp import web
 from picloud.files.store import BlobStore, BlobTooLarge, WrittenBlob, blocking
 from picloud.queries import q
 from picloud.web.auth import require_app
+from picloud.web.bodies import body_chunks
 from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.jsonio import json_response
 from picloud.web.routing import routes
@@ -122,9 +123,7 @@ async def put_file(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"the file is larger than the limit of {limit} bytes")
     try:
-        written = await store_of(state).write(
-            app["id"], request.content.iter_chunked(64 * 1024), limit
-        )
+        written = await store_of(state).write(app["id"], body_chunks(request), limit)
     except BlobTooLarge as exc:
         raise ApiError(413, "too_large", str(exc)) from exc
     except (aiohttp.ClientPayloadError, ConnectionError) as exc:

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 
 from picloud import jsonnum
+from picloud.web.bodies import read_body
 from picloud.web.errors import bad_request
 
 jsonnum.install()
@@ -23,7 +24,7 @@ def json_response(
 
 async def read_json(request: web.Request) -> Any:
     """The parsed body (whatever Content-Type says); 400 when malformed, 413 when too big."""
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw:
         raise bad_request("a JSON body is required", "malformed_json")
     try:

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from picloud.web.auth import Principal, bearer_token, require_app
+from picloud.web.bodies import read_body
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from picloud.web.jsonio import (
     get_bool,
@@ -215,7 +216,7 @@ async def history(request: web.Request) -> web.Response:
 async def mint_token(request: web.Request) -> web.Response:
     _, app = await require_app(request, "tokens:mint")
     name = path_topic(request)
-    raw = await request.read()
+    raw = await read_body(request)
     body = await read_object(request, {"ttl_seconds"}) if raw.strip() else {}
     ttl = get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600
     params = {"app_id": app["id"], "topic": name, "ttl_seconds": ttl}
