@@ -27,11 +27,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """An error with an HTTP status, a stable code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def bad_request(message: str, code: str = "invalid_input") -> ApiError:
@@ -50,9 +53,11 @@ def unauthorized(message: str = "missing or invalid API key") -> ApiError:
     return ApiError(401, "unauthorized", message)
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, body=body, content_type="application/json")
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 _HTTP_CODES = {
@@ -63,6 +68,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    429: "too_many_requests",
     415: "unsupported_media_type",
     503: "unavailable",
 }
@@ -155,7 +161,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def _mapped(request: web.Request, exc: Exception) -> web.Response | None:
     """The answer to an expected failure; None for anything else (a 500)."""
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
     if isinstance(exc, web.HTTPException):
         return _http_error(request, exc)
     if isinstance(exc, psycopg.Error):

@@ -24,6 +24,7 @@ from picloud.web.params import last_event_id
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.state import state_of
+from picloud.web.subscriber_caps import subscriber_slot
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -51,9 +52,10 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         raise not_found()
     if check["verdict"] != "allow":
         raise ApiError(401, "unauthorized", "not authorized to subscribe")
-    return await serve_stream(
-        request, check["app_id"], topic, check["head"], check["oldest"], resume
-    )
+    with subscriber_slot(request, check["app_id"]):
+        return await serve_stream(
+            request, check["app_id"], topic, check["head"], check["oldest"], resume
+        )
 
 
 async def serve_stream(
