@@ -51,6 +51,39 @@ def etag(sha256: str) -> str:
     return f'"{sha256}"'
 
 
+# Files are served on the API's origin: nothing in them may run there. Types a browser
+# would render actively (markup, scripts, XML that can carry them) are downloads only.
+SAFE_FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+ACTIVE_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/xsl",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "text/ecmascript",
+        "application/ecmascript",
+    }
+)
+
+
+def file_headers(row: dict[str, Any]) -> dict[str, str]:
+    """The headers of a file response: its ETag and type, never executable on our origin."""
+    headers = {
+        "ETag": etag(row["sha256"]),
+        "Content-Type": row["content_type"],
+        **SAFE_FILE_HEADERS,
+    }
+    media = row["content_type"].split(";", 1)[0].strip().lower()
+    if media in ACTIVE_TYPES or media.endswith("+xml"):
+        headers["Content-Disposition"] = "attachment"
+    return headers
+
+
 def content_type_of(request: web.Request) -> str:
     value = request.headers.get("Content-Type", "").strip() or DEFAULT_CONTENT_TYPE
     if len(value) > 255 or not value.isprintable():
@@ -166,9 +199,9 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         if row["blob"] == missing:
             log.error("file %s of app %s has no blob %s on disk", path, app["id"], missing)
             raise ApiError(500, "blob_missing", "the file's content is missing on this server")
-        headers = {"ETag": etag(row["sha256"]), "Content-Type": row["content_type"]}
+        headers = file_headers(row)
         if request.headers.get("If-None-Match") == headers["ETag"]:
-            return web.Response(status=304, headers={"ETag": headers["ETag"]})
+            return web.Response(status=304, headers={"ETag": headers["ETag"], **SAFE_FILE_HEADERS})
         try:
             handle = await blocking(store_of(state).open, app["id"], row["blob"])
         except FileNotFoundError:
