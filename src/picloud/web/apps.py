@@ -21,7 +21,10 @@ from picloud.web.sql import fetch_all, fetch_one
 APP_BODY = {
     "type": "object",
     "required": ["slug", "name"],
-    "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
+    "properties": {
+        "slug": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
 }
 
 
@@ -159,7 +162,7 @@ async def delete_domain(request: web.Request) -> web.Response:
         "type": "object",
         "required": ["name", "capabilities"],
         "properties": {
-            "name": {"type": "string"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
             "capabilities": {"type": "array", "items": {"type": "string"}},
         },
     },

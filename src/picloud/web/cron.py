@@ -26,7 +26,7 @@ JOBS_PATH = "/api/v1/apps/{app_id}/cron"
 JOB_PATH = JOBS_PATH + "/{name}"
 FIELDS = {"name", "expression", "timezone", "payload", "enabled"}
 JOB_PROPERTIES: dict[str, Any] = {
-    "name": {"type": "string"},
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
     "expression": {"type": "string", "description": "five fields: m h dom mon dow"},
     "timezone": {"type": "string", "default": "UTC"},
     "payload": {"type": "object"},

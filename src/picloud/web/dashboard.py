@@ -86,7 +86,13 @@ async def dashboard_redirect(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect("/dashboard/")
 
 
-@routes.get("/dashboard/", "The operator dashboard", "dashboard", response_content="text/html")
+@routes.get(
+    "/dashboard/",
+    "The operator dashboard",
+    "dashboard",
+    response_content="text/html",
+    also_ok=(304,),
+)
 async def dashboard_index(request: web.Request) -> web.Response:
     return _serve(request, "index.html")
 
@@ -96,6 +102,7 @@ async def dashboard_index(request: web.Request) -> web.Response:
     "A dashboard script, style sheet or image",
     "dashboard",
     response_content="text/javascript",
+    also_ok=(304,),
 )
 async def dashboard_asset(request: web.Request) -> web.Response:
     return _serve(request, request.match_info["asset"])

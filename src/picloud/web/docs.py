@@ -96,6 +96,7 @@ async def get_doc(request: web.Request) -> web.Response:
     capability="docs:write",
     request_body=DOC_BODY,
     headers=("If-Match",),
+    also_ok=(201,),
 )
 async def put_doc(request: web.Request) -> web.Response:
     _, app = await require_app(request, "docs:write")

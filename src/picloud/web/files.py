@@ -145,6 +145,7 @@ async def list_files(request: web.Request) -> web.Response:
     capability="files:write",
     request_body={"type": "string", "format": "binary"},
     request_content="application/octet-stream",
+    also_ok=(201,),
 )
 async def put_file(request: web.Request) -> web.Response:
     _, app = await require_app(request, "files:write")
@@ -185,6 +186,7 @@ async def put_file(request: web.Request) -> web.Response:
     capability="files:read",
     response_content="application/octet-stream",
     headers=("If-None-Match",),
+    also_ok=(304,),
 )
 async def get_file(request: web.Request) -> web.StreamResponse:
     _, app = await require_app(request, "files:read")

@@ -21,7 +21,7 @@ HANDLER_BODY = {
     "type": "object",
     "required": ["name", "kind"],
     "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
         "kind": {"type": "string", "enum": ["webhook", "sql"]},
         "url": {"type": "string", "description": "webhook: http(s) URL to POST to"},
         "secret": {

@@ -40,6 +40,7 @@ SSE_HEADERS = {
     query=("token", "last_event_id"),
     headers=("Last-Event-ID",),
     response_content="text/event-stream",
+    statuses=(401, 429),
 )
 async def subscribe(request: web.Request) -> web.StreamResponse:
     topic = request.match_info["topic"]

@@ -61,7 +61,10 @@ def auth_mode(body: dict[str, Any]) -> str | None:
     request_body={
         "type": "object",
         "required": ["name"],
-        "properties": {"name": {"type": "string"}, **TOPIC_FLAGS},
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+            **TOPIC_FLAGS,
+        },
     },
 )
 async def create_topic(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ TRIGGER_BODY = {
     "type": "object",
     "required": ["name", "source", "handler_id"],
     "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
         "source": {"type": "string", "enum": list(SOURCES)},
         "filter": {
             "type": "object",
