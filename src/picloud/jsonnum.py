@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 import orjson
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import set_json_dumps, set_json_loads
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -46,9 +46,34 @@ def loads(data: str | bytes) -> Any:
     return json.loads(data, parse_int=_int, parse_float=_float)
 
 
+EXACT_FLOAT_FROM = 2.0**53
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, float):
+        # Such a double prints shortest as e.g. 2.251799813685243e+16, which jsonb keeps
+        # as the integer 22517998136852430: another number. Its exact digits, with a
+        # decimal point, come back as this very double.
+        if value.is_integer() and abs(value) >= EXACT_FLOAT_FROM:
+            return orjson.Fragment(f"{int(value)}.0".encode())
+        return value
+    if isinstance(value, list):
+        return [_exact(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
+    return value
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a value for jsonb, such that reading it back gives the same value."""
+    return orjson.dumps(_exact(value)).decode()
+
+
 def install() -> None:
-    """Make psycopg read json/jsonb with ``loads`` (every connection made afterwards)."""
+    """Make psycopg read and write json/jsonb with ``loads`` and ``dumps`` (every
+    connection made afterwards)."""
     set_json_loads(loads)
+    set_json_dumps(dumps)
 
 
 def _scan(value: Any) -> tuple[str | None, bool]:

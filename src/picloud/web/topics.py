@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from picloud import jsonnum
 from picloud.web.auth import Principal, bearer_token, require_app
 from picloud.web.bodies import read_body
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
@@ -184,7 +184,7 @@ async def _message_text(request: web.Request, *, strict: bool = False) -> str | 
         if strict:
             raise
         return None
-    return orjson.dumps(body["message"]).decode()
+    return jsonnum.dumps(body["message"])
 
 
 @routes.get(
