@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from picloud.web import meta
-from tests.fix_server import ADMIN_KEY, Api, Server
+from tests.fix_server import ADMIN_KEY, STATUSES, Api, Server, TracebackLog, tracebacks_for_4xx
 
 BAD_NUMBERS = ["²", "%C2%B2", "٣", "1_0", " 1", "+1", "-1", "0x1", "1" * 20, "9" * 4000]
 
@@ -159,3 +159,18 @@ async def test_patch_with_explicit_null_is_400(api: Api) -> None:
         assert reply.status == 400, (path, field, reply.raw)
         assert field in reply.json["error"]["message"]
     assert ADMIN_KEY
+
+
+def test_the_session_check_flags_a_traceback_for_a_4xx() -> None:
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", None, None)
+    records: list[tuple[str | None, logging.LogRecord]] = [("r1", record), ("r2", record)]
+    assert tracebacks_for_4xx(records, {"r1": 404, "r2": 500}) == ["404 (request r1): boom"]
+    assert tracebacks_for_4xx([(None, record)], {}) == []
+
+
+async def test_requests_are_recorded_for_the_session_check(
+    api: Api, no_traceback_for_a_4xx: TracebackLog
+) -> None:
+    reply = await api.get("/api/v1/apps/nope")
+    assert STATUSES[reply.headers["X-Request-Id"]] == 404
+    assert no_traceback_for_a_4xx in logging.getLogger().handlers
