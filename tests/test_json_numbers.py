@@ -3,6 +3,7 @@ whatever psql stored reads back as the same number text on every read path (issu
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import orjson
@@ -111,6 +112,17 @@ async def test_numbers_written_from_psql_read_back_everywhere(api: Api, db: Conn
         for text in texts:
             assert text.encode() in reply.raw, (path, text)
         assert b'"tiny":0.' in reply.raw.replace(b" ", b""), path
+    # SSE frames (the dashboard's API-key stream replays the same frames as /realtime).
+    async with api.session.get(
+        f"{api.base_url}{base}/topics/t/stream?last_event_id=0",
+        headers={"Authorization": f"Bearer {api.key}"},
+    ) as stream:
+        assert stream.status == 200
+        frame = b""
+        while b"data:" not in frame or not frame.endswith(b"\n\n"):
+            frame += await asyncio.wait_for(stream.content.readany(), 10)
+    for text in texts:
+        assert text.encode() in frame, text
 
 
 def test_loads_keeps_unencodable_numbers_as_text() -> None:
