@@ -184,7 +184,7 @@ async def put_file(request: web.Request) -> web.Response:
     "Download a file (Content-Type as uploaded, ETag: sha256)",
     "files",
     capability="files:read",
-    response_content="application/octet-stream",
+    response_content="*/*",  # the type it was uploaded with
     headers=("If-None-Match",),
     also_ok=(304,),
 )
