@@ -87,3 +87,23 @@ END
 $$;
 COMMENT ON FUNCTION picloud.add_domain(uuid, text, boolean) IS
     'Attach a host (normalised: case, trailing dot, port) to an app. Reserved names (picloud.reserved_host) need instance_admin; <slug>.<base> of another app is never allowed (23505).';
+
+CREATE OR REPLACE FUNCTION picloud.apps_slug_host_free() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- The other half of add_domain's rule: an app may not take a slug whose
+    -- <slug>.<base> another app already holds as a domain (it would resolve there first).
+    IF EXISTS (SELECT 1 FROM picloud.app_domains d
+                WHERE d.host = NEW.slug || '.' || picloud.base_domain() AND d.app_id <> NEW.id) THEN
+        RAISE EXCEPTION '%.% is the host of another app', NEW.slug, picloud.base_domain()
+            USING ERRCODE = '23505', CONSTRAINT = 'app_domains_slug_host';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION picloud.apps_slug_host_free() IS
+    'Trigger: refuses a slug whose <slug>.<base domain> is already another app''s domain.';
+
+CREATE OR REPLACE TRIGGER apps_slug_host_free
+    BEFORE INSERT OR UPDATE OF slug ON picloud.apps
+    FOR EACH ROW EXECUTE FUNCTION picloud.apps_slug_host_free();

@@ -107,3 +107,23 @@ async def test_idna_and_port_forms_over_http(api: Api) -> None:
     assert (await api.post(path, json={"host": "xn--bcher-kva.example"})).status == 409
     assert (await api.post(path, json={"host": "a_b\u2028.com"}, key=key)).status == 400
     assert (await api.delete(f"{path}/B%C3%BCcher.example", key=key)).status == 204
+
+
+def test_a_slug_whose_host_another_app_holds_is_refused(db: psycopg.Connection[Row]) -> None:
+    a = make_app(db, "a")
+    add(db, a, "later.localhost", admin=True)
+    with pytest.raises(errors.UniqueViolation, match="host of another app"):
+        make_app(db, "later")
+    b = make_app(db, "b")
+    with pytest.raises(errors.UniqueViolation):
+        db.execute("UPDATE picloud.apps SET slug = 'later' WHERE id = %s", (b,))
+    db.execute("UPDATE picloud.apps SET slug = 'later' WHERE id = %s", (a,))  # its own host
+
+
+async def test_create_app_over_a_held_host_is_409(api: Api) -> None:
+    a = await api.create_app("holder")
+    assert (
+        await api.post(f"/api/v1/apps/{a['id']}/domains", json={"host": "x.localhost"})
+    ).status == 201
+    reply = await api.post("/api/v1/apps", json={"slug": "x", "name": "x"})
+    assert (reply.status, reply.error_code) == (409, "conflict"), reply.raw
