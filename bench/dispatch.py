@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -183,7 +184,10 @@ async def claim_loop_rate(
 
 
 async def bench(args: argparse.Namespace, uri: str, hook_url: str) -> dict[str, Any]:
-    settings = Settings(database_url=uri)
+    # The receiver is on loopback, which the webhook egress guard blocks unless allowed.
+    settings = Settings(
+        database_url=uri, webhook_allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),)
+    )
     async with await psycopg.AsyncConnection.connect(
         uri, autocommit=True, row_factory=dict_row
     ) as conn:

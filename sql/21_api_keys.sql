@@ -37,7 +37,7 @@ BEGIN
     RETURN QUERY
     INSERT INTO picloud.api_keys AS k (app_id, name, key_hash, key_prefix, capabilities, expires_at)
     VALUES (create_api_key.app_id, create_api_key.name, sha256(convert_to(v_key, 'UTF8')),
-            left(v_key, 12),
+            left(v_key, 8),
             ARRAY(SELECT DISTINCT c FROM unnest(create_api_key.capabilities) c ORDER BY c),
             create_api_key.expires_at)
     RETURNING k.id, v_key, k.key_prefix, k.created_at;
@@ -65,7 +65,7 @@ LANGUAGE sql VOLATILE AS $$
     -- Registers a key chosen by the operator (PICLOUD_ADMIN_KEY) as an instance admin key.
     INSERT INTO picloud.api_keys (app_id, name, key_hash, key_prefix, capabilities)
     VALUES (NULL, ensure_admin_key.name, sha256(convert_to(ensure_admin_key.key, 'UTF8')),
-            left(ensure_admin_key.key, 12), ARRAY['instance:admin'])
+            left(ensure_admin_key.key, 8), ARRAY['instance:admin'])
     ON CONFLICT (key_hash) DO UPDATE
         SET app_id = NULL, revoked_at = NULL, expires_at = NULL, capabilities = ARRAY['instance:admin']
     RETURNING id

@@ -6,7 +6,9 @@ plugin's ``picloud_server`` is the same server as a separate ``picloud serve`` p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,14 @@ from aiohttp import web
 from picloud.bootstrap import ensure_admin
 from picloud.settings import Settings
 from picloud.testing.server import ADMIN_KEY, free_port
+from picloud.web import request_id
 from picloud.web.app import create_app
 from picloud.web.state import STATE, AppState
 
-__all__ = ["ADMIN_KEY", "Api", "Reply", "Server", "ServerFactory", "free_port"]
+__all__ = ["ADMIN_KEY", "LOOPBACK", "Api", "Reply", "Server", "ServerFactory", "free_port"]
+
+# The suite's webhook receivers listen on loopback, which the egress guard blocks by default.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 @dataclass
@@ -123,6 +129,53 @@ class Server:
 ServerFactory = Callable[..., Awaitable[Server]]
 
 
+class TracebackLog(logging.Handler):
+    """Every log record with a traceback, with the id of the request it was logged for."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[tuple[str | None, logging.LogRecord]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or "Traceback (most recent call last)" in record.getMessage():
+            self.records.append((request_id.current(), record))
+
+
+# The status every request to a test server answered, by request id.
+STATUSES: dict[str, int] = {}
+
+
+@web.middleware
+async def record_status(request: web.Request, handler: Any) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
+    rid = request.get(request_id.KEY)
+    if rid is not None:
+        STATUSES[rid] = response.status
+    return response
+
+
+def tracebacks_for_4xx(
+    records: list[tuple[str | None, logging.LogRecord]], statuses: dict[str, int]
+) -> list[str]:
+    return [
+        f"{statuses[rid]} (request {rid}): {record.getMessage()}"
+        for rid, record in records
+        if rid is not None and 400 <= statuses.get(rid, 0) < 500
+    ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_traceback_for_a_4xx() -> Iterator[TracebackLog]:
+    """After the whole suite: no request that answered 4xx logged a traceback."""
+    handler = TracebackLog()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler
+    root.removeHandler(handler)
+    found = tracebacks_for_4xx(handler.records, STATUSES)
+    assert not found, "tracebacks logged for 4xx answers:\n" + "\n".join(found)
+
+
 def make_test_settings(database: str, data_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test server: short intervals so the suite stays fast."""
     base = Settings(
@@ -134,6 +187,7 @@ def make_test_settings(database: str, data_dir: Path, **overrides: Any) -> Setti
         realtime_heartbeat_sec=30.0,
         cron_tick_interval_ms=200,
         dispatch_lease_sec=30,
+        webhook_allowed_networks=LOOPBACK,
     )
     return base.with_(**overrides)
 
@@ -146,6 +200,7 @@ async def server_factory(database: str, tmp_path: Path) -> AsyncIterator[ServerF
         settings = make_test_settings(database, tmp_path / f"node{len(started)}", **overrides)
         ensure_admin(database, settings)
         app = create_app(settings, database)
+        app.middlewares.insert(0, record_status)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         port = free_port()

@@ -196,7 +196,7 @@ async def test_deliveries_and_dead_letters(api: Api, db: Conn) -> None:
     }
     assert attempt["started_at"] and attempt["finished_at"]
     assert (await api.get(f"{dbase}/999999", key=reader)).status == 404
-    assert (await api.get(f"{dbase}/x", key=reader)).status == 404
+    assert (await api.get(f"{dbase}/x", key=reader)).status == 400
     assert (await api.get(lbase, key=reader)).status == 403
     assert (await api.get(dbase, key=manager)).status == 403
 

@@ -40,6 +40,7 @@ def dispatcher_process(database: str, tmp_path: Path, name: str, lease_sec: int 
         PICLOUD_DISPATCH_LEASE_SEC=str(lease_sec),
         PICLOUD_DISPATCH_POLL_MS="100",
         PICLOUD_DISPATCH_BACKOFF_BASE_MS="20",
+        PICLOUD_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
     )
     return start_picloud(["dispatcher"], env, tmp_path, tmp_path / f"{name}.log")
 

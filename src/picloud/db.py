@@ -10,10 +10,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from picloud import jsonnum
 from picloud.embedded import embedded_postgres
 from picloud.settings import Settings
 
 Row = dict[str, Any]
+
+# JSON from the database never fails on a number the encoder cannot hold.
+jsonnum.install()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ A bad value raises SettingsError naming the variable, and start-up stops there.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 ROLES = ("relay", "dispatcher", "cron", "gc", "sweeper")
+ADMIN_KEY_MIN_CHARS = 32
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 
 class SettingsError(ValueError):
@@ -27,7 +31,13 @@ class Settings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     admin_key: str | None = None
+    metrics_token: str | None = None
     base_domain: str = "localhost"
+    http_body_timeout_sec: float = 30.0
+    trusted_proxies: Networks = ()
+    realtime_max_subscribers_per_app: int = 10000
+    realtime_max_subscribers_per_client: int = 256
+    webhook_allowed_networks: Networks = ()
     realtime_heartbeat_sec: float = 30.0
     realtime_broadcast_capacity: int = 64
     realtime_retention_sec: int = 86400
@@ -124,6 +134,25 @@ def _domain(raw: str) -> str:
     return value
 
 
+def _networks(raw: str) -> Networks:
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip()
+    )
+
+
+def _admin_key(env: Mapping[str, str]) -> str | None:
+    # The value itself never goes into the message: it is a secret.
+    raw = env.get("PICLOUD_ADMIN_KEY")
+    if raw is None or raw.strip() == "":
+        return None
+    if len(raw.strip()) < ADMIN_KEY_MIN_CHARS:
+        raise SettingsError(
+            f"PICLOUD_ADMIN_KEY: expected a key of at least {ADMIN_KEY_MIN_CHARS} characters"
+            f" (this one has {len(raw.strip())})"
+        )
+    return raw.strip()
+
+
 def _database_url(raw: str) -> str:
     if not raw.startswith(("postgres://", "postgresql://")) and "=" not in raw:
         raise ValueError(raw)
@@ -140,8 +169,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         listen_host=host,
         listen_port=port,
-        admin_key=_get(env, "PICLOUD_ADMIN_KEY", str, None, "a key"),
+        admin_key=_admin_key(env),
+        metrics_token=_get(env, "PICLOUD_METRICS_TOKEN", str, None, "a token"),
         base_domain=_get(env, "PICLOUD_BASE_DOMAIN", _domain, "localhost", "a domain name"),
+        http_body_timeout_sec=_get(
+            env, "PICLOUD_HTTP_BODY_TIMEOUT_SEC", _positive_float, 30.0, "a positive number"
+        ),
+        trusted_proxies=_get(
+            env, "PICLOUD_TRUSTED_PROXIES", _networks, (), "a comma-separated list of CIDRs"
+        ),
+        realtime_max_subscribers_per_app=_get(
+            env,
+            "PICLOUD_REALTIME_MAX_SUBSCRIBERS_PER_APP",
+            _positive_int,
+            10000,
+            "a positive integer",
+        ),
+        realtime_max_subscribers_per_client=_get(
+            env,
+            "PICLOUD_REALTIME_MAX_SUBSCRIBERS_PER_CLIENT",
+            _positive_int,
+            256,
+            "a positive integer",
+        ),
+        webhook_allowed_networks=_get(
+            env,
+            "PICLOUD_WEBHOOK_ALLOWED_NETWORKS",
+            _networks,
+            (),
+            "a comma-separated list of CIDRs",
+        ),
         realtime_heartbeat_sec=_get(
             env, "PICLOUD_REALTIME_HEARTBEAT_SEC", _positive_float, 30.0, "a positive number"
         ),

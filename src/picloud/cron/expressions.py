@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, croniter
 
 FIELDS = "minute hour day-of-month month day-of-week"
+# The largest value of each field: a step beyond it is a mistake (0-59/61), not a schedule.
+FIELD_MAX = (59, 23, 31, 12, 7)
+_STEP = re.compile(r"/([0-9]+)")
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 class CronError(ValueError):
@@ -22,9 +32,12 @@ class CronError(ValueError):
 def parse_timezone(name: str) -> ZoneInfo:
     if not name or len(name) > 64:
         raise CronError("timezone", "must be an IANA time zone name such as UTC or Europe/Paris")
+    # Only real zone keys: ZoneInfo() alone would open e.g. "America" (a directory).
+    if name not in _zone_names():
+        raise CronError("timezone", f"unknown time zone {name!r}")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise CronError("timezone", f"unknown time zone {name!r}") from exc
 
 
@@ -47,6 +60,10 @@ def parse_expression(expression: str, timezone: str = "UTC") -> str:
             "expression", f"must have five fields ({FIELDS}), got {len(fields)}: {expression!r}"
         )
     normalized = " ".join(fields)
+    for name, field, top in zip(FIELDS.split(), fields, FIELD_MAX, strict=True):
+        for step in _STEP.findall(field):
+            if not 1 <= int(step) <= top:
+                raise CronError("expression", f"the {name} step /{step} is not within 1-{top}")
     if not croniter.is_valid(normalized):
         raise CronError("expression", f"{expression!r} is not a valid cron expression ({FIELDS})")
     next_after(normalized, timezone, datetime.now(UTC))

@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
+from picloud.dispatcher.egress import blocked_message
 from picloud.queries import q
 
 ERROR_BODY_CHARS = 200
@@ -74,7 +75,10 @@ async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: 
     """POST the signed delivery; 2xx is success, anything else raises HandlerFailed."""
     if not d.url or not d.secret:
         raise HandlerFailed("webhook handler without url or secret")
-    body = webhook_body(d)
+    try:
+        body = webhook_body(d)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise HandlerFailed(f"the webhook body cannot be built: {exc}") from exc
     headers = {
         "Content-Type": "application/json",
         "PiCloud-Delivery-Id": str(d.id),
@@ -94,6 +98,9 @@ async def call_webhook(session: aiohttp.ClientSession, d: Claimed, timeout_sec: 
             raise HandlerFailed(f"HTTP {resp.status}: {text}".rstrip(": "))
     except TimeoutError as exc:
         raise HandlerFailed(f"timed out after {timeout_sec:.3g}s") from exc
+    except aiohttp.ClientConnectorError as exc:
+        blocked = blocked_message(exc)
+        raise HandlerFailed(blocked or f"{type(exc).__name__}: {exc}") from exc
     except aiohttp.ClientError as exc:
         raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row, connect_options
+from picloud.dispatcher.egress import guarded_connector
 from picloud.dispatcher.handlers import (
     BatchOutcome,
     Claimed,
@@ -194,7 +195,7 @@ class Dispatcher:
             name="picloud-dispatcher",
         )
         await pool.open(wait=True, timeout=30)
-        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        connector = guarded_connector(self.settings.webhook_allowed_networks, self.concurrency)
         self.pool = pool
         self.completer = Completer(pool)
         self.session = aiohttp.ClientSession(connector=connector)

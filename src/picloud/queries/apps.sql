@@ -27,9 +27,12 @@ RETURNING id, slug, name, created_at, updated_at;
 DELETE FROM picloud.apps WHERE id = %(app_id)s RETURNING id;
 
 -- name: add_domain
--- Attach a host name to an app.
-INSERT INTO picloud.app_domains (app_id, host) VALUES (%(app_id)s, %(host)s)
-RETURNING host, app_id, created_at;
+-- Attach a host name to an app as the operator (the rules of picloud.add_domain apply).
+SELECT host, app_id, created_at FROM picloud.add_domain(%(app_id)s, %(host)s, true);
+
+-- name: add_domain_as
+-- Attach a host name to an app for an API key; reserved names need instance_admin.
+SELECT host, app_id, created_at FROM picloud.add_domain(%(app_id)s, %(host)s, %(instance_admin)s);
 
 -- name: list_domains
 -- An app's host names.
@@ -37,7 +40,8 @@ SELECT host, app_id, created_at FROM picloud.app_domains WHERE app_id = %(app_id
 
 -- name: delete_domain
 -- Detach a host name from an app.
-DELETE FROM picloud.app_domains WHERE app_id = %(app_id)s AND host = %(host)s RETURNING host;
+DELETE FROM picloud.app_domains
+ WHERE app_id = %(app_id)s AND host = picloud.normalize_host(%(host)s) RETURNING host;
 
 -- name: resolve_app
 -- Host header to app id (NULL when unknown).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -26,13 +27,21 @@ from picloud.web import handlers as _handlers  # noqa: F401
 from picloud.web import kv as _kv  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
 from picloud.web import realtime as _realtime  # noqa: F401
+from picloud.web import request_id
 from picloud.web import topics as _topics  # noqa: F401
 from picloud.web import triggers as _triggers  # noqa: F401
+from picloud.web.bodies import json_body_limit
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
 from picloud.web.state import STATE, AppState
 
-JSON_BODY_LIMIT = 1024 * 1024
+PREPARED_STATUS = web.RequestKey("picloud_prepared_status", int)
+CLIENT_CLOSED = 499  # nothing was sent before the client went away
+
+
+async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    request[PREPARED_STATUS] = response.status
+    await request_id.add_header(request, response)
 
 
 @web.middleware
@@ -40,6 +49,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     route = request.match_info.route.resource
     name = route.canonical if route is not None else "unmatched"
+    metrics = request.app[STATE].metrics
     status = 500
     try:
         response = await handler(request)
@@ -48,8 +58,12 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        # The client closed the connection (a stream, typically): record what it was.
+        status = request.get(PREPARED_STATUS, CLIENT_CLOSED)
+        metrics.http_client_closed.labels(request.method, name).inc()
+        raise
     finally:
-        metrics = request.app[STATE].metrics
         metrics.http_requests.labels(request.method, name, str(status)).inc()
         metrics.http_seconds.labels(request.method, name).observe(time.perf_counter() - started)
 
@@ -58,11 +72,12 @@ def create_app(settings: Settings, conninfo: str) -> web.Application:
     """The server for ``settings`` on the database at ``conninfo`` (already migrated)."""
     app = web.Application(
         middlewares=[metrics_middleware, error_middleware],
-        client_max_size=max(JSON_BODY_LIMIT, settings.max_message_bytes * 2),
+        client_max_size=json_body_limit(settings),
     )
     state = AppState(settings=settings, conninfo=conninfo, node_id=new_node_id())
     app[STATE] = state
     routes.install(app)
+    app.on_response_prepare.append(on_response_prepare)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with open_pool(conninfo, settings) as pool:

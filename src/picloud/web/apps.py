@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import idna
 from aiohttp import web
 
-from picloud.web.auth import APP_ADMIN, require_app, require_instance_admin
+from picloud.web.auth import APP_ADMIN, INSTANCE_ADMIN, require_app, require_instance_admin
 from picloud.web.errors import bad_request, not_found
 from picloud.web.jsonio import (
     get_str,
     get_str_list,
     json_response,
-    path_uuid,
     read_object,
+    read_patch,
 )
+from picloud.web.params import path_uuid
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
 APP_BODY = {
     "type": "object",
     "required": ["slug", "name"],
-    "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
+    "properties": {
+        "slug": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    },
 }
 
 
@@ -60,7 +65,7 @@ async def get_app(request: web.Request) -> web.Response:
 )
 async def update_app(request: web.Request) -> web.Response:
     _, app = await require_app(request, APP_ADMIN)
-    body = await read_object(request, {"slug", "name"})
+    body = await read_patch(request, {"slug", "name"})
     params = {
         "app_id": app["id"],
         "name": get_str(body, "name", required=False),
@@ -100,13 +105,28 @@ async def delete_app(request: web.Request) -> web.Response:
     ok_status=201,
 )
 async def add_domain(request: web.Request) -> web.Response:
-    _, app = await require_app(request, APP_ADMIN)
+    principal, app = await require_app(request, APP_ADMIN)
     body = await read_object(request, {"host"})
-    host = (get_str(body, "host") or "").strip().lower().rstrip(".")
-    if not host or ":" in host or "/" in host:
-        raise bad_request("'host' must be a host name without port or path")
-    row = await fetch_one(request, "add_domain", {"app_id": app["id"], "host": host})
-    return json_response(row, status=201)
+    params = {
+        "app_id": app["id"],
+        "host": ascii_host(get_str(body, "host") or ""),
+        "instance_admin": principal.allows(INSTANCE_ADMIN, None),
+    }
+    return json_response(await fetch_one(request, "add_domain_as", params), status=201)
+
+
+def ascii_host(host: str) -> str:
+    """An internationalised name in its IDNA (``xn--``) form; picloud.add_domain does the
+    rest of the normalisation (case, trailing dot, port) and every check."""
+    if host.isascii():
+        return host
+    name, colon, port = host.strip().rpartition(":")
+    if not (colon and port.isascii() and port.isdigit()):
+        name = host.strip()
+    try:
+        return idna.encode(name.rstrip("."), uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise bad_request(f"'host' is not a valid internationalised name: {exc}") from exc
 
 
 @routes.get("/api/v1/apps/{app_id}/domains", "List host names", "apps", capability=APP_ADMIN)
@@ -126,7 +146,7 @@ async def list_domains(request: web.Request) -> web.Response:
 )
 async def delete_domain(request: web.Request) -> web.Response:
     _, app = await require_app(request, APP_ADMIN)
-    host = request.match_info["host"].lower()
+    host = ascii_host(request.match_info["host"])
     if await fetch_one(request, "delete_domain", {"app_id": app["id"], "host": host}) is None:
         raise not_found("no such domain")
     return web.Response(status=204)
@@ -142,7 +162,7 @@ async def delete_domain(request: web.Request) -> web.Response:
         "type": "object",
         "required": ["name", "capabilities"],
         "properties": {
-            "name": {"type": "string"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
             "capabilities": {"type": "array", "items": {"type": "string"}},
         },
     },

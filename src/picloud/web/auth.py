@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from picloud.web.errors import forbidden, not_found, unauthorized
-from picloud.web.jsonio import path_uuid
+from picloud.web.params import path_uuid
 from picloud.web.sql import fetch_one
 
 INSTANCE_ADMIN = "instance:admin"

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from picloud.cron.expressions import CronError, next_after, parse_expression, parse_timezone
 from picloud.web.auth import require_app
 from picloud.web.errors import ApiError, bad_request, not_found
-from picloud.web.jsonio import get_bool, get_str, json_response, read_object
+from picloud.web.jsonio import get_bool, get_str, json_response, read_object, read_patch
 from picloud.web.routing import routes
 from picloud.web.source_common import path_param
 from picloud.web.sql import fetch_all, fetch_one
@@ -26,7 +26,7 @@ JOBS_PATH = "/api/v1/apps/{app_id}/cron"
 JOB_PATH = JOBS_PATH + "/{name}"
 FIELDS = {"name", "expression", "timezone", "payload", "enabled"}
 JOB_PROPERTIES: dict[str, Any] = {
-    "name": {"type": "string"},
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
     "expression": {"type": "string", "description": "five fields: m h dom mon dow"},
     "timezone": {"type": "string", "default": "UTC"},
     "payload": {"type": "object"},
@@ -117,7 +117,7 @@ async def get_cron_job(request: web.Request) -> web.Response:
 )
 async def update_cron_job(request: web.Request) -> web.Response:
     _, app = await require_app(request, CAPABILITY)
-    body = await read_object(request, FIELDS - {"name"})
+    body = await read_patch(request, FIELDS - {"name"})
     current = await _job(request, app)
     params = {"app_id": app["id"], "name": current["name"], **_settings(body, current)}
     row = await fetch_one(request, "cron_update", params)

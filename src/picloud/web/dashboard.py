@@ -25,7 +25,8 @@ from aiohttp import web
 
 from picloud.web.auth import require_app
 from picloud.web.errors import not_found
-from picloud.web.realtime import last_event_id, serve_stream
+from picloud.web.params import last_event_id
+from picloud.web.realtime import serve_stream
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_one
 
@@ -85,7 +86,13 @@ async def dashboard_redirect(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect("/dashboard/")
 
 
-@routes.get("/dashboard/", "The operator dashboard", "dashboard", response_content="text/html")
+@routes.get(
+    "/dashboard/",
+    "The operator dashboard",
+    "dashboard",
+    response_content="text/html",
+    also_ok=(304,),
+)
 async def dashboard_index(request: web.Request) -> web.Response:
     return _serve(request, "index.html")
 
@@ -95,6 +102,7 @@ async def dashboard_index(request: web.Request) -> web.Response:
     "A dashboard script, style sheet or image",
     "dashboard",
     response_content="text/javascript",
+    also_ok=(304,),
 )
 async def dashboard_asset(request: web.Request) -> web.Response:
     return _serve(request, request.match_info["asset"])

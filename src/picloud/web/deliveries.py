@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from picloud.web.auth import require_app
-from picloud.web.errors import ApiError, bad_request, not_found
-from picloud.web.jsonio import json_response, query_int
+from picloud.web.errors import bad_request, not_found
+from picloud.web.jsonio import json_response
+from picloud.web.params import path_id, query_int
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.triggers import SOURCES
@@ -14,14 +15,6 @@ from picloud.web.triggers import SOURCES
 READ = "deliveries:read"
 MANAGE = "dead_letters:manage"
 STATUSES = ("pending", "running", "done", "dead")
-ID_MAX = 2**63 - 1
-
-
-def _path_id(request: web.Request, name: str, what: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or int(raw) > ID_MAX:
-        raise ApiError(404, "not_found", f"no such {what}")
-    return int(raw)
 
 
 def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -57,7 +50,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 )
 async def get_delivery(request: web.Request) -> web.Response:
     _, app = await require_app(request, READ)
-    params = {"app_id": app["id"], "id": _path_id(request, "delivery_id", "delivery")}
+    params = {"app_id": app["id"], "id": path_id(request, "delivery_id", "delivery")}
     row = await fetch_one(request, "get_delivery", params)
     if row is None:
         raise not_found("no such delivery")
@@ -91,7 +84,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 )
 async def get_dead_letter(request: web.Request) -> web.Response:
     _, app = await require_app(request, MANAGE)
-    params = {"app_id": app["id"], "id": _path_id(request, "dead_letter_id", "dead letter")}
+    params = {"app_id": app["id"], "id": path_id(request, "dead_letter_id", "dead letter")}
     row = await fetch_one(request, "get_dead_letter", params)
     if row is None:
         raise not_found("no such dead letter")
@@ -107,7 +100,7 @@ async def get_dead_letter(request: web.Request) -> web.Response:
 )
 async def retry_dead_letter(request: web.Request) -> web.Response:
     _, app = await require_app(request, MANAGE)
-    params = {"app_id": app["id"], "id": _path_id(request, "dead_letter_id", "dead letter")}
+    params = {"app_id": app["id"], "id": path_id(request, "dead_letter_id", "dead letter")}
     if await fetch_one(request, "get_dead_letter", params) is None:
         raise not_found("no such dead letter")
     row = await fetch_one(request, "retry_dead_letter", params)
@@ -124,7 +117,7 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
 )
 async def discard_dead_letter(request: web.Request) -> web.Response:
     _, app = await require_app(request, MANAGE)
-    params = {"app_id": app["id"], "id": _path_id(request, "dead_letter_id", "dead letter")}
+    params = {"app_id": app["id"], "id": path_id(request, "dead_letter_id", "dead letter")}
     if await fetch_one(request, "discard_dead_letter", params) is None:
         raise not_found("no such dead letter")
     return web.Response(status=204)

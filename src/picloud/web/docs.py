@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from picloud.web.auth import require_app
 from picloud.web.errors import bad_request, not_found
 from picloud.web.jsonio import json_response, read_json
+from picloud.web.params import if_match_version
 from picloud.web.routing import routes
 from picloud.web.source_common import page_of, path_param
 from picloud.web.sql import fetch_all, fetch_one
@@ -23,17 +24,6 @@ from picloud.web.sql import fetch_all, fetch_one
 COLLECTION_PATH = "/api/v1/apps/{app_id}/collections/{collection}/docs"
 DOC_PATH = COLLECTION_PATH + "/{id}"
 DOC_BODY = {"type": "object", "description": "the document: any JSON object"}
-
-
-def if_match_version(request: web.Request) -> int | None:
-    """The version named by ``If-Match: "<n>"`` (quotes optional), or None without one."""
-    raw = request.headers.get("If-Match")
-    if raw is None:
-        return None
-    text = raw.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or int(text) < 1:
-        raise bad_request('If-Match must be a document version, e.g. "3"', "invalid_if_match")
-    return int(text)
 
 
 async def read_document(request: web.Request) -> dict[str, Any]:
@@ -106,6 +96,7 @@ async def get_doc(request: web.Request) -> web.Response:
     capability="docs:write",
     request_body=DOC_BODY,
     headers=("If-Match",),
+    also_ok=(201,),
 )
 async def put_doc(request: web.Request) -> web.Response:
     _, app = await require_app(request, "docs:write")

@@ -2,7 +2,7 @@
 
 Every error leaves the server as ``{"error": {"code": ..., "message": ...}}``.
 SQL functions signal bad input by SQLSTATE, never by message text:
-class 22 (22023 ...)/23514/23502/23503 -> 400, P0002 -> 404, 23505 and PC409 (version
+class 22 (22023 ...)/23514/23502/23503 -> 400, 42501 -> 403, P0002 -> 404, 23505 and PC409 (version
 conflict) -> 409, 54000 -> 413.
 """
 
@@ -17,6 +17,8 @@ from aiohttp import web
 from psycopg import errors as pg_errors
 from psycopg_pool import PoolTimeout
 
+from picloud.web import request_id
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -25,11 +27,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """An error with an HTTP status, a stable code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def bad_request(message: str, code: str = "invalid_input") -> ApiError:
@@ -48,9 +53,11 @@ def unauthorized(message: str = "missing or invalid API key") -> ApiError:
     return ApiError(401, "unauthorized", message)
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, body=body, content_type="application/json")
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 _HTTP_CODES = {
@@ -61,6 +68,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    429: "too_many_requests",
     415: "unsupported_media_type",
     503: "unavailable",
 }
@@ -74,6 +82,8 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
     diag = exc.diag
     primary = diag.message_primary or "invalid input"
     if isinstance(exc, pg_errors.UniqueViolation):
+        if diag.constraint_name == "app_domains_slug_host":
+            return ApiError(409, "conflict", primary)
         return ApiError(409, "conflict", f"already exists ({diag.constraint_name or 'unique'})")
     if isinstance(exc, pg_errors.CheckViolation):
         return ApiError(400, "invalid_input", f"invalid value ({diag.constraint_name or 'check'})")
@@ -85,6 +95,8 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
         # Any SQLSTATE class 22: 22023 from our functions, and e.g. 22P05 for a \u0000
         # inside a JSON string (psycopg gives most of them their own class).
         return ApiError(400, "invalid_input", primary)
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return ApiError(403, "forbidden", primary)
     if isinstance(exc, pg_errors.NoDataFound):
         return ApiError(404, "not_found", primary)
     if isinstance(exc, pg_errors.ProgramLimitExceeded):
@@ -96,27 +108,78 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
     return None
 
 
+def _undecodable_header(request: web.Request) -> str | None:
+    """The name of a header whose bytes are not UTF-8 (aiohttp keeps them as surrogates,
+    which nothing downstream, PostgreSQL included, can take)."""
+    for name, value in request.headers.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+    return None
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = _HTTP_CODES.get(exc.status, "error")
+    message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+    if exc.status == 404:
+        message = f"no route for {request.method} {request.path}"
+    elif exc.status == 405:
+        message = f"{request.method} is not allowed on {request.path}"
+    response = error_response(exc.status, code, message)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as the JSON envelope; anything unexpected as a 500 that names the
+    request (X-Request-Id) and logs one ERROR line with the traceback. 4xx log nothing."""
+    rid = request_id.assign(request)
+    bad_header = _undecodable_header(request)
+    if bad_header is not None:
+        status = 401 if bad_header.lower() == "authorization" else 400
+        return error_response(status, _HTTP_CODES[status], f"the {bad_header} header is not UTF-8")
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+    except ConnectionResetError:
+        raise  # the client went away: nobody to answer
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "error")
-        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
-        if exc.status == 404:
-            message = f"no route for {request.method} {request.path}"
-        elif exc.status == 405:
-            message = f"{request.method} is not allowed on {request.path}"
-        return error_response(exc.status, code, message)
-    except psycopg.Error as exc:
-        mapped = _from_database(exc)
-        if mapped is None:
-            log.exception("database error on %s %s", request.method, request.path)
-            return error_response(500, "internal", "internal error")
-        return error_response(mapped.status, mapped.code, mapped.message)
-    except PoolTimeout:
+        failure: Exception = exc
+    except Exception as exc:
+        failure = exc
+    try:
+        mapped = _mapped(request, failure)
+    except Exception:
+        mapped = None
+    return mapped if mapped is not None else _internal(request, rid, failure)
+
+
+def _mapped(request: web.Request, exc: Exception) -> web.Response | None:
+    """The answer to an expected failure; None for anything else (a 500)."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, web.HTTPException):
+        return _http_error(request, exc)
+    if isinstance(exc, psycopg.Error):
+        api = _from_database(exc)
+        return None if api is None else error_response(api.status, api.code, api.message)
+    if isinstance(exc, PoolTimeout):
         return error_response(503, "unavailable", "the database is busy or unavailable; try again")
+    return None
+
+
+def _internal(request: web.Request, rid: str, exc: Exception) -> web.Response:
+    log.error(
+        "unhandled %s on %s %s (request %s)",
+        type(exc).__name__,
+        request.method,
+        request.path,
+        rid,
+        exc_info=exc,
+    )
+    body = {"error": {"code": "internal", "message": "internal error", "request_id": rid}}
+    return web.Response(status=500, body=orjson.dumps(body), content_type="application/json")

@@ -20,6 +20,7 @@ from aiohttp import web
 from picloud.files.store import BlobStore, BlobTooLarge, WrittenBlob, blocking
 from picloud.queries import q
 from picloud.web.auth import require_app
+from picloud.web.bodies import body_chunks
 from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.jsonio import json_response
 from picloud.web.routing import routes
@@ -48,6 +49,39 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 def etag(sha256: str) -> str:
     return f'"{sha256}"'
+
+
+# Files are served on the API's origin: nothing in them may run there. Types a browser
+# would render actively (markup, scripts, XML that can carry them) are downloads only.
+SAFE_FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+ACTIVE_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/xsl",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "text/ecmascript",
+        "application/ecmascript",
+    }
+)
+
+
+def file_headers(row: dict[str, Any]) -> dict[str, str]:
+    """The headers of a file response: its ETag and type, never executable on our origin."""
+    headers = {
+        "ETag": etag(row["sha256"]),
+        "Content-Type": row["content_type"],
+        **SAFE_FILE_HEADERS,
+    }
+    media = row["content_type"].split(";", 1)[0].strip().lower()
+    if media in ACTIVE_TYPES or media.endswith("+xml"):
+        headers["Content-Disposition"] = "attachment"
+    return headers
 
 
 def content_type_of(request: web.Request) -> str:
@@ -111,6 +145,7 @@ async def list_files(request: web.Request) -> web.Response:
     capability="files:write",
     request_body={"type": "string", "format": "binary"},
     request_content="application/octet-stream",
+    also_ok=(201,),
 )
 async def put_file(request: web.Request) -> web.Response:
     _, app = await require_app(request, "files:write")
@@ -122,9 +157,7 @@ async def put_file(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"the file is larger than the limit of {limit} bytes")
     try:
-        written = await store_of(state).write(
-            app["id"], request.content.iter_chunked(64 * 1024), limit
-        )
+        written = await store_of(state).write(app["id"], body_chunks(request), limit)
     except BlobTooLarge as exc:
         raise ApiError(413, "too_large", str(exc)) from exc
     except (aiohttp.ClientPayloadError, ConnectionError) as exc:
@@ -151,8 +184,9 @@ async def put_file(request: web.Request) -> web.Response:
     "Download a file (Content-Type as uploaded, ETag: sha256)",
     "files",
     capability="files:read",
-    response_content="application/octet-stream",
+    response_content="*/*",  # the type it was uploaded with
     headers=("If-None-Match",),
+    also_ok=(304,),
 )
 async def get_file(request: web.Request) -> web.StreamResponse:
     _, app = await require_app(request, "files:read")
@@ -167,9 +201,9 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         if row["blob"] == missing:
             log.error("file %s of app %s has no blob %s on disk", path, app["id"], missing)
             raise ApiError(500, "blob_missing", "the file's content is missing on this server")
-        headers = {"ETag": etag(row["sha256"]), "Content-Type": row["content_type"]}
+        headers = file_headers(row)
         if request.headers.get("If-None-Match") == headers["ETag"]:
-            return web.Response(status=304, headers={"ETag": headers["ETag"]})
+            return web.Response(status=304, headers={"ETag": headers["ETag"], **SAFE_FILE_HEADERS})
         try:
             handle = await blocking(store_of(state).open, app["id"], row["blob"])
         except FileNotFoundError:

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from picloud.web.auth import INSTANCE_ADMIN, require_app
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found
-from picloud.web.jsonio import get_int, get_str, json_response, path_uuid, read_object
+from picloud.web.jsonio import get_int, get_str, json_response, read_object, read_patch
+from picloud.web.params import path_uuid
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
@@ -20,7 +21,7 @@ HANDLER_BODY = {
     "type": "object",
     "required": ["name", "kind"],
     "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
         "kind": {"type": "string", "enum": ["webhook", "sql"]},
         "url": {"type": "string", "description": "webhook: http(s) URL to POST to"},
         "secret": {
@@ -115,7 +116,7 @@ async def update_handler(request: web.Request) -> web.Response:
     current = await fetch_one(request, "get_handler", params)
     if current is None:
         raise not_found("no such handler")
-    body = await read_object(request, FIELDS)
+    body = await read_patch(request, FIELDS)
     if "kind" in body and body["kind"] != current["kind"]:
         raise bad_request("a handler's kind cannot change; create another handler")
     fields = _fields(body, current["kind"])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from picloud.web.errors import ApiError, bad_request
+from picloud import jsonnum
+from picloud.web.bodies import read_body
+from picloud.web.errors import bad_request
+
+jsonnum.install()
 
 
 def json_response(
@@ -21,13 +24,17 @@ def json_response(
 
 async def read_json(request: web.Request) -> Any:
     """The parsed body (whatever Content-Type says); 400 when malformed, 413 when too big."""
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw:
         raise bad_request("a JSON body is required", "malformed_json")
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"malformed JSON: {exc}", "malformed_json") from exc
+    problem = jsonnum.number_problem(raw, value)
+    if problem is not None:
+        raise bad_request(f"number out of range at {problem}", "number_out_of_range")
+    return value
 
 
 async def read_object(request: web.Request, allowed: set[str] | None = None) -> dict[str, Any]:
@@ -38,6 +45,17 @@ async def read_object(request: web.Request, allowed: set[str] | None = None) -> 
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise bad_request(f"unknown field(s): {', '.join(unknown)}")
+    return body
+
+
+async def read_patch(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    """A PATCH body: a field left out stays as it is; an explicit null is refused (no field
+    of a PATCH here is nullable), rather than silently taken as "unchanged"."""
+    body = await read_object(request, allowed)
+    nulls = sorted(name for name, value in body.items() if value is None)
+    if nulls:
+        names = ", ".join(repr(n) for n in nulls)
+        raise bad_request(f"{names} cannot be null; leave a field out to keep it unchanged")
     return body
 
 
@@ -79,25 +97,3 @@ def get_str_list(body: dict[str, Any], name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad_request(f"{name!r} must be a list of strings")
     return list(value)
-
-
-def path_uuid(request: web.Request, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError as exc:
-        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}") from exc
-
-
-def query_int(
-    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int = 1000
-) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise bad_request(f"query parameter {name!r} must be an integer") from exc
-    if not minimum <= value <= maximum:
-        raise bad_request(f"query parameter {name!r} must be between {minimum} and {maximum}")
-    return value

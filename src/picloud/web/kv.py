@@ -50,6 +50,7 @@ async def get_kv(request: web.Request) -> web.Response:
     "kv",
     capability="kv:write",
     request_body={},
+    also_ok=(201,),
 )
 async def put_kv(request: web.Request) -> web.Response:
     _, app = await require_app(request, "kv:write")

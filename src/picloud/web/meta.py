@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from picloud import SERVER_VERSION, VERSIONS
+from picloud.web.auth import bearer_token
+from picloud.web.errors import ApiError
 from picloud.web.jsonio import json_response
 from picloud.web.routing import openapi_document, routes
 from picloud.web.sql import fetch_one
@@ -23,9 +27,26 @@ async def version(request: web.Request) -> web.Response:
     return json_response(VERSIONS)
 
 
-@routes.get("/metrics", "Prometheus metrics", "meta", response_content="text/plain; version=0.0.4")
+@routes.get(
+    "/metrics",
+    "Prometheus metrics (bearer PICLOUD_METRICS_TOKEN when that is set)",
+    "meta",
+    response_content="text/plain; version=0.0.4",
+    statuses=(401,),
+)
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(state_of(request).metrics.registry)
+    state = state_of(request)
+    token = state.settings.metrics_token
+    if token is not None:
+        offered = bearer_token(request) or ""
+        if not hmac.compare_digest(offered.encode(), token.encode()):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "the metrics need the bearer token PICLOUD_METRICS_TOKEN",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

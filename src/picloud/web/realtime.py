@@ -19,28 +19,18 @@ from picloud.realtime.hub import Subscriber
 from picloud.realtime.relay import FETCH_PAGE, Relay
 from picloud.realtime.sse import OPENED, Frame, history_truncated
 from picloud.web.auth import bearer_token
-from picloud.web.errors import ApiError, bad_request, not_found
+from picloud.web.errors import ApiError, not_found
+from picloud.web.params import last_event_id
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.state import state_of
+from picloud.web.subscriber_caps import subscriber_slot
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-
-
-def last_event_id(request: web.Request) -> int | None:
-    raw = request.headers.get("Last-Event-ID")
-    if raw is None or not raw.strip():
-        raw = request.query.get("last_event_id")
-    if raw is None or not raw.strip():
-        return None
-    raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 18:
-        raise bad_request("Last-Event-ID must be a message id (a non-negative integer)")
-    return int(raw)
 
 
 @routes.get(
@@ -50,6 +40,7 @@ def last_event_id(request: web.Request) -> int | None:
     query=("token", "last_event_id"),
     headers=("Last-Event-ID",),
     response_content="text/event-stream",
+    statuses=(401, 429),
 )
 async def subscribe(request: web.Request) -> web.StreamResponse:
     topic = request.match_info["topic"]
@@ -62,9 +53,10 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         raise not_found()
     if check["verdict"] != "allow":
         raise ApiError(401, "unauthorized", "not authorized to subscribe")
-    return await serve_stream(
-        request, check["app_id"], topic, check["head"], check["oldest"], resume
-    )
+    with subscriber_slot(request, check["app_id"]):
+        return await serve_stream(
+            request, check["app_id"], topic, check["head"], check["oldest"], resume
+        )
 
 
 async def serve_stream(

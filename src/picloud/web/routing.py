@@ -31,6 +31,10 @@ class Route:
     response_content: str = "application/json"
     query: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()
+    # Another success status (PUT answers 201 for a new entry, 200 for a replaced one).
+    also_ok: tuple[int, ...] = ()
+    # Error statuses beyond those every route of its kind may answer (see error_statuses).
+    statuses: tuple[int, ...] = ()
 
 
 @dataclass
@@ -81,33 +85,75 @@ def openapi_path(path: str) -> str:
     return _PARAM.sub(r"{\1}", path)
 
 
+# What the inputs named alike accept, as documentation: the parsers (web/params.py) and
+# the SQL CHECKs enforce them.
+_ID = {"type": "string", "pattern": "^[0-9]{1,19}$"}
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
+PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "app_id": {"type": "string", "format": "uuid"},
+    "handler_id": {"type": "string", "format": "uuid"},
+    "trigger_id": {"type": "string", "format": "uuid"},
+    "key_id": {"type": "string", "format": "uuid"},
+    "delivery_id": _ID,
+    "dead_letter_id": _ID,
+    "name": _NAME,
+    "topic": _NAME,
+    "collection": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"},
+    "id": {"type": "string", "pattern": "^[A-Za-z0-9_.:@=+-]{1,256}$"},
+    "key": {"type": "string", "pattern": "^[A-Za-z0-9_.:/@=+-]{1,256}$"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "after": {"type": "integer", "minimum": 0, "maximum": 2**62},
+    "last_event_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+    "Last-Event-ID": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+    "If-Match": {"type": "string", "pattern": '^"?[0-9]{1,19}"?$'},
+}
+_NO_BODY = (204, 304, 308)
+
+
+def error_statuses(route: Route) -> list[int]:
+    """Every error status the route may answer: malformed input and headers (400), the
+    catch-all (500) and the database (503) everywhere; keys (401/403) and unknown names
+    (404) where a key or a path names something; bodies too large or too slow (413/408)."""
+    statuses = {400, 500, 503, *route.statuses}
+    if route.capability:
+        statuses |= {401, 403, 404}
+    if _PARAM.search(route.path):
+        statuses.add(404)
+    if route.request_body is not None:
+        statuses |= {408, 413}
+    if route.capability and route.method in ("POST", "PUT", "PATCH", "DELETE"):
+        statuses.add(409)
+    return sorted(statuses)
+
+
+def _param(name: str, where: str) -> dict[str, Any]:
+    schema = PARAM_SCHEMAS.get(name, {"type": "string"})
+    return {"name": name, "in": where, "required": where == "path", "schema": schema}
+
+
+def _success(route: Route, status: int) -> dict[str, Any]:
+    if status in _NO_BODY:
+        return {"description": "success"}
+    return {"description": "success", "content": {route.response_content: {"schema": {}}}}
+
+
 def _operation(route: Route) -> dict[str, Any]:
-    params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in _PARAM.findall(route.path)
-    ]
-    params += [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in route.query
-    ]
-    params += [
-        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
-        for name in route.headers
-    ]
+    params = [_param(name, "path") for name in _PARAM.findall(route.path)]
+    params += [_param(name, "query") for name in route.query]
+    params += [_param(name, "header") for name in route.headers]
+    error = {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    responses: dict[str, Any] = {
+        str(status): _success(route, status) for status in (route.ok_status, *route.also_ok)
+    }
+    responses |= {str(status): error for status in error_statuses(route)}
     op: dict[str, Any] = {
         "summary": route.summary,
         "tags": [route.tag],
         "operationId": f"{route.method.lower()}_{route.handler.__name__}",
-        "responses": {
-            str(route.ok_status): {
-                "description": "success",
-                "content": {route.response_content: {"schema": {}}},
-            },
-            "default": {
-                "description": "error",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        },
+        "responses": responses,
     }
     if params:
         op["parameters"] = params

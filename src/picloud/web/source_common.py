@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from picloud.web.errors import bad_request
-from picloud.web.jsonio import query_int
+from picloud.web.params import query_int
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000

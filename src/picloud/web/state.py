@@ -26,6 +26,12 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self.http_client_closed = Counter(
+            "picloud_http_client_closed",
+            "Requests (streams, mostly) the client closed before they ended",
+            ["method", "route"],
+            registry=self.registry,
+        )
         self.http_seconds = Histogram(
             "picloud_http_request_seconds",
             "HTTP request duration (time to response headers for streams)",

@@ -5,20 +5,21 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from picloud import jsonnum
 from picloud.web.auth import Principal, bearer_token, require_app
+from picloud.web.bodies import read_body
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from picloud.web.jsonio import (
     get_bool,
     get_int,
     get_str,
     json_response,
-    path_uuid,
-    query_int,
     read_object,
+    read_patch,
 )
+from picloud.web.params import path_uuid, query_int
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
@@ -60,7 +61,10 @@ def auth_mode(body: dict[str, Any]) -> str | None:
     request_body={
         "type": "object",
         "required": ["name"],
-        "properties": {"name": {"type": "string"}, **TOPIC_FLAGS},
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+            **TOPIC_FLAGS,
+        },
     },
 )
 async def create_topic(request: web.Request) -> web.Response:
@@ -101,7 +105,7 @@ async def get_topic(request: web.Request) -> web.Response:
 async def update_topic(request: web.Request) -> web.Response:
     _, app = await require_app(request, "topics:manage")
     name = path_topic(request)
-    body = await read_object(request, {"external_subscribable", "auth_mode"})
+    body = await read_patch(request, {"external_subscribable", "auth_mode"})
     params = {
         "app_id": app["id"],
         "name": name,
@@ -180,7 +184,7 @@ async def _message_text(request: web.Request, *, strict: bool = False) -> str | 
         if strict:
             raise
         return None
-    return orjson.dumps(body["message"]).decode()
+    return jsonnum.dumps(body["message"])
 
 
 @routes.get(
@@ -215,7 +219,7 @@ async def history(request: web.Request) -> web.Response:
 async def mint_token(request: web.Request) -> web.Response:
     _, app = await require_app(request, "tokens:mint")
     name = path_topic(request)
-    raw = await request.read()
+    raw = await read_body(request)
     body = await read_object(request, {"ttl_seconds"}) if raw.strip() else {}
     ttl = get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600
     params = {"app_id": app["id"], "topic": name, "ttl_seconds": ttl}

@@ -11,7 +11,8 @@ from psycopg.types.json import Jsonb
 from picloud.web.auth import require_app
 from picloud.web.errors import bad_request, not_found
 from picloud.web.handlers import CAPABILITY
-from picloud.web.jsonio import get_bool, get_int, get_str, json_response, path_uuid, read_object
+from picloud.web.jsonio import get_bool, get_int, get_str, json_response, read_object, read_patch
+from picloud.web.params import path_uuid
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
@@ -22,7 +23,7 @@ TRIGGER_BODY = {
     "type": "object",
     "required": ["name", "source", "handler_id"],
     "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
         "source": {"type": "string", "enum": list(SOURCES)},
         "filter": {
             "type": "object",
@@ -113,7 +114,7 @@ async def get_trigger(request: web.Request) -> web.Response:
 async def update_trigger(request: web.Request) -> web.Response:
     _, app = await require_app(request, CAPABILITY)
     params = {"app_id": app["id"], "id": path_uuid(request, "trigger_id")}
-    body = await read_object(request, FIELDS)
+    body = await read_patch(request, FIELDS)
     if "source" in body:
         raise bad_request("a trigger's source cannot change; create another trigger")
     row = await fetch_one(request, "update_trigger", {**params, **_fields(body)})

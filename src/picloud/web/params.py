@@ -1,0 +1,84 @@
+"""Strict parsing of what a request names by number or id: path ids, ``Last-Event-ID``,
+``If-Match``, ``limit``/``after`` query values.
+
+Numbers are ASCII digits only (``str.isdigit`` and ``int`` also take '²' or '٣') and at
+most 19 of them, range-checked against bigint, so nothing malformed reaches SQL or
+``int()``. A malformed value is 400; a well-formed id that names nothing stays 404.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from aiohttp import web
+
+from picloud.web.errors import ApiError, bad_request
+
+BIGINT_MAX = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def digits(raw: str, *, minimum: int = 0, maximum: int = BIGINT_MAX) -> int | None:
+    """``raw`` as an integer when it is 1-19 ASCII digits within the bounds; else None."""
+    if not _DIGITS.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if minimum <= value <= maximum else None
+
+
+def path_id(request: web.Request, name: str, what: str) -> int:
+    """A bigint id in the path: 400 unless ASCII digits within bigint."""
+    value = digits(request.match_info[name], minimum=1)
+    if value is None:
+        raise bad_request(f"a {what} id is a positive integer of at most 19 digits", "invalid_id")
+    return value
+
+
+def path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """A uuid in the path; anything that is not one names nothing (404)."""
+    raw = request.match_info[name]
+    if not raw.isascii():
+        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
+    try:
+        return uuid.UUID(raw)
+    except ValueError as exc:
+        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}") from exc
+
+
+def query_int(
+    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int = 1000
+) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    value = digits(raw, minimum=minimum, maximum=maximum)
+    if value is None:
+        raise bad_request(
+            f"query parameter {name!r} must be an integer between {minimum} and {maximum}"
+        )
+    return value
+
+
+def last_event_id(request: web.Request) -> int | None:
+    """The stream position to resume after: ``Last-Event-ID``, else ``?last_event_id=``."""
+    raw = request.headers.get("Last-Event-ID")  # (HTTP strips the spaces around a value)
+    if raw is None or not raw:
+        raw = request.query.get("last_event_id")
+    if raw is None or not raw:
+        return None
+    value = digits(raw)
+    if value is None:
+        raise bad_request("Last-Event-ID must be a message id (a non-negative integer)")
+    return value
+
+
+def if_match_version(request: web.Request) -> int | None:
+    """The version named by ``If-Match: "<n>"`` (quotes optional), or None without one."""
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    value = digits(raw.strip().removeprefix("W/").strip('"'), minimum=1)
+    if value is None:
+        raise bad_request('If-Match must be a document version, e.g. "3"', "invalid_if_match")
+    return value
