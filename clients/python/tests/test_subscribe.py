@@ -299,7 +299,10 @@ async def test_get_token_failures(app: AsyncApp, picloud_app: PiCloudApp) -> Non
 async def test_host_none_uses_the_base_urls_own_host(
     app: AsyncApp, picloud_app: PiCloudApp
 ) -> None:
-    await app.add_domain("127.0.0.1")  # the base URL's host is now this app's domain
+    # The base URL's host becomes this app's domain: an IP literal, which only an
+    # instance admin may map.
+    async with AsyncPiCloud(picloud_app.server.url, api_key=picloud_app.server.admin_key) as root:
+        await root.app(picloud_app.id).add_domain("127.0.0.1")
     await app.create_topic("t", external_subscribable=True, auth_mode="public")
     await app.publish("t", "here")
     async with (
