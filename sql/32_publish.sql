@@ -7,51 +7,146 @@ $$;
 COMMENT ON FUNCTION picloud.max_message_bytes() IS
     'Largest message picloud.publish accepts, in bytes of its JSON text: the session setting picloud.max_message_bytes (the server sets it from PICLOUD_MAX_MESSAGE_BYTES), else 65536.';
 
+CREATE OR REPLACE FUNCTION picloud.max_batch_messages() RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(nullif(current_setting('picloud.max_batch_messages', true), '')::integer, 1000)
+$$;
+COMMENT ON FUNCTION picloud.max_batch_messages() IS
+    'Most messages picloud.publish_batch takes in one call: the session setting picloud.max_batch_messages (the server sets it from PICLOUD_MAX_BATCH_MESSAGES), else 1000.';
+
+CREATE OR REPLACE FUNCTION picloud.append_messages(
+    app_id uuid, topic text, messages jsonb, from_subject text DEFAULT NULL,
+    fan_out boolean DEFAULT true)
+RETURNS TABLE (id bigint, published_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_count integer;
+    v_limit integer := picloud.max_message_bytes();
+    v_bad   record;
+    v_first bigint;
+    v_at    timestamptz;
+BEGIN
+    -- The one publish path: publish, publish_batch, token publishes and topic handlers.
+    IF append_messages.messages IS NULL OR jsonb_typeof(append_messages.messages) <> 'array' THEN
+        RAISE EXCEPTION 'messages must be a JSON array' USING ERRCODE = '22023';
+    END IF;
+    v_count := jsonb_array_length(append_messages.messages);
+    IF v_count = 0 OR v_count > picloud.max_batch_messages() THEN
+        RAISE EXCEPTION 'a batch holds 1 to % messages, not %', picloud.max_batch_messages(), v_count
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT e.i - 1 AS i, octet_length(e.m::text) AS size INTO v_bad
+      FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i)
+     WHERE octet_length(e.m::text) > v_limit
+     ORDER BY e.i LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '%', CASE WHEN v_count = 1
+            THEN format('message is %s bytes, more than the limit of %s bytes', v_bad.size, v_limit)
+            ELSE format('message %s is %s bytes, more than the limit of %s bytes',
+                        v_bad.i, v_bad.size, v_limit) END
+            USING ERRCODE = '54000';
+    END IF;
+    -- The counter row lock serialises publishers of one topic until they commit, so
+    -- sequence numbers are handed out, and become visible, in commit order without gaps
+    -- (a batch takes consecutive ones). It also keeps the topic from being deleted under
+    -- this publish (no orphan rows).
+    UPDATE picloud.topics t SET last_seq = t.last_seq + v_count
+     WHERE t.app_id = append_messages.app_id AND t.name = append_messages.topic
+    RETURNING t.last_seq - v_count INTO v_first;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
+    END IF;
+    -- Taken under the lock, so published_at also grows with seq within a topic.
+    v_at := clock_timestamp();
+    INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
+    SELECT append_messages.app_id, append_messages.topic, v_first + e.i, e.m, v_at,
+           append_messages.from_subject
+      FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i);
+    -- One notification for the whole batch: relays read every row after what they sent.
+    PERFORM pg_notify(picloud.realtime_channel(),
+                      append_messages.app_id || ' ' || (v_first + v_count) || ' '
+                      || append_messages.topic);
+    -- The pub/sub source of the outbox (sql/44_pubsub_source.sql), once per message. Most
+    -- apps have no pubsub trigger: the test is inline, as a function call costs more than
+    -- the probe. fan_out = false is the loop guard of topic handlers (sql/40_outbox.sql).
+    IF append_messages.fan_out
+       AND EXISTS (SELECT FROM picloud.triggers t
+                    WHERE t.app_id = append_messages.app_id AND t.source = 'pubsub' AND t.enabled)
+    THEN
+        PERFORM picloud.fan_out_message(append_messages.app_id, append_messages.topic,
+                                        v_first + e.i, e.m, v_at)
+           FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i)
+          ORDER BY e.i;
+    END IF;
+    RETURN QUERY SELECT g, v_at FROM generate_series(v_first + 1, v_first + v_count) g;
+END
+$$;
+COMMENT ON FUNCTION picloud.append_messages(uuid, text, jsonb, text, boolean) IS
+    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (each at most max_message_bytes()), appends them with consecutive sequence numbers and one published_at, sends ONE notification, and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by index); P0002: no such topic.';
+
 DROP FUNCTION IF EXISTS picloud.publish_message(uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION picloud.publish_message(
     app_id uuid, topic text, message jsonb, OUT id bigint, OUT published_at timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_size  integer;
-    v_limit integer := picloud.max_message_bytes();
 BEGIN
     IF publish_message.message IS NULL THEN
         RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
             USING ERRCODE = '22023';
     END IF;
-    v_size := octet_length(publish_message.message::text);
-    IF v_size > v_limit THEN
-        RAISE EXCEPTION 'message is % bytes, more than the limit of % bytes', v_size, v_limit
-            USING ERRCODE = '54000';
-    END IF;
-    -- The counter row lock serialises publishers of one topic until they commit, so
-    -- sequence numbers are handed out, and become visible, in commit order without gaps.
-    -- It also keeps the topic from being deleted under this publish (no orphan rows).
-    UPDATE picloud.topics t SET last_seq = t.last_seq + 1
-     WHERE t.app_id = publish_message.app_id AND t.name = publish_message.topic
-    RETURNING t.last_seq INTO id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
-    END IF;
-    -- Taken under the lock, so published_at also grows with seq within a topic.
-    published_at := clock_timestamp();
-    INSERT INTO picloud.messages (app_id, topic, seq, message, published_at)
-    VALUES (publish_message.app_id, publish_message.topic, id, publish_message.message,
-            published_at);
-    PERFORM pg_notify(picloud.realtime_channel(),
-                      publish_message.app_id || ' ' || id || ' ' || publish_message.topic);
-    -- The pub/sub source of the outbox (sql/44_pubsub_source.sql). Most apps have no
-    -- pubsub trigger: the test is inline, as a function call costs more than the probe.
-    IF EXISTS (SELECT FROM picloud.triggers t
-                WHERE t.app_id = publish_message.app_id AND t.source = 'pubsub' AND t.enabled)
-    THEN
-        PERFORM picloud.fan_out_message(publish_message.app_id, publish_message.topic, id,
-                                        publish_message.message, published_at);
-    END IF;
+    SELECT a.id, a.published_at INTO id, published_at
+      FROM picloud.append_messages(publish_message.app_id, publish_message.topic,
+                                   jsonb_build_array(publish_message.message)) a;
 END
 $$;
 COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS
     'picloud.publish, also returning published_at (what the HTTP API answers).';
+
+CREATE OR REPLACE FUNCTION picloud.publish_batch(app_id uuid, topic text, messages jsonb)
+RETURNS TABLE (id bigint, published_at timestamptz)
+LANGUAGE sql VOLATILE AS $$
+    SELECT a.id, a.published_at
+      FROM picloud.append_messages(publish_batch.app_id, publish_batch.topic,
+                                   publish_batch.messages) a
+$$;
+COMMENT ON FUNCTION picloud.publish_batch(uuid, text, jsonb) IS
+    'Publish a JSON array of messages (1 to picloud.max_batch_messages(), each at most picloud.max_message_bytes()) in one statement, all or nothing: consecutive sequence numbers, one published_at, one notification, one pubsub fan-out per message. Returns each message''s sequence number and the time. 22023: not an array, empty or too many; 54000: a message too large (named by its index); P0002: no such topic.';
+
+CREATE OR REPLACE FUNCTION picloud.publish_with_token(
+    app_id uuid, topic text, token text, message jsonb)
+RETURNS TABLE (verdict text, id bigint, published_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_grant record;
+BEGIN
+    PERFORM 1 FROM picloud.topics t
+      WHERE t.app_id = publish_with_token.app_id AND t.name = publish_with_token.topic
+        AND t.external_subscribable;
+    IF NOT FOUND THEN
+        verdict := 'not_found';  -- missing and internal topics look the same
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    SELECT * INTO v_grant FROM picloud.verified_token_claims(
+        publish_with_token.app_id, publish_with_token.topic, publish_with_token.token);
+    IF NOT FOUND OR NOT v_grant.can_publish THEN
+        verdict := 'unauthorized';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF publish_with_token.message IS NULL THEN
+        RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
+            USING ERRCODE = '22023';
+    END IF;
+    verdict := 'published';
+    SELECT a.id, a.published_at INTO id, published_at
+      FROM picloud.append_messages(publish_with_token.app_id, publish_with_token.topic,
+                                   jsonb_build_array(publish_with_token.message),
+                                   v_grant.subject) a;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION picloud.publish_with_token(uuid, text, text, jsonb) IS
+    'Publish one message with a subscriber token that grants publish on this topic (picloud.subscriber_token(..., can_publish => true)); the token''s subject is stored as the message''s from_subject. verdict ''published'' (with id and published_at), ''not_found'' (topic missing or not external_subscribable) or ''unauthorized'' (token missing, invalid, or without the grant). Same limits as picloud.publish.';
 
 CREATE OR REPLACE FUNCTION picloud.publish(app_id uuid, topic text, message jsonb)
 RETURNS bigint
