@@ -69,3 +69,21 @@ SELECT s.token, c.expires_at
 -- name: rotate_app_secret
 -- Replace an app's token signing key, keeping the previous one for a grace period.
 SELECT picloud.rotate_app_secret(%(app_id)s, make_interval(secs => %(grace_seconds)s)) AS key_version;
+
+-- name: publish_with_token
+-- Publish with a subscriber token on the app's host: the app behind the Host header, the
+-- token's publish grant and the publish, in one statement. verdict 'published',
+-- 'not_found' (unknown app, missing or internal topic) or 'unauthorized'.
+SELECT p.verdict, p.id, to_jsonb(p.published_at) #>> '{}' AS published_at
+  FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
+ CROSS JOIN LATERAL picloud.publish_with_token(r.app_id, %(topic)s, %(token)s,
+                                               %(message)s::jsonb) p;
+
+-- name: mint_token
+-- A subscriber token for a topic (optionally granting publish, with a subject) and its
+-- expiry.
+SELECT s.token, c.expires_at
+  FROM (SELECT picloud.subscriber_token(%(app_id)s, %(topic)s,
+                                        make_interval(secs => %(ttl_seconds)s),
+                                        %(can_publish)s, %(subject)s) AS token) s
+  CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;

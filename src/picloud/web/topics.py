@@ -247,19 +247,35 @@ async def history(request: web.Request) -> web.Response:
 
 @routes.post(
     BASE + "/{name}/tokens",
-    "Mint a subscriber token",
+    'Mint a subscriber token ("publish": true also needs topics:publish)',
     "topics",
     capability="tokens:mint",
     ok_status=201,
-    request_body={"type": "object", "properties": {"ttl_seconds": {"type": "integer"}}},
+    request_body={
+        "type": "object",
+        "properties": {
+            "ttl_seconds": {"type": "integer"},
+            "publish": {"type": "boolean", "description": "may publish to the topic"},
+            "subject": {"type": "string", "description": "the frames it publishes say from"},
+        },
+    },
 )
 async def mint_token(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "tokens:mint")
+    principal, app = await require_app(request, "tokens:mint")
     name = path_topic(request)
     raw = await request.read()
-    body = await read_object(request, {"ttl_seconds"}) if raw.strip() else {}
+    body = await read_object(request, {"ttl_seconds", "publish", "subject"}) if raw.strip() else {}
     ttl = get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600
-    params = {"app_id": app["id"], "topic": name, "ttl_seconds": ttl}
-    row = await fetch_one(request, "mint_subscriber_token", params)
+    can_publish = bool(get_bool(body, "publish"))
+    if can_publish and not principal.allows("topics:publish", app["id"]):
+        raise forbidden("a token that may publish needs tokens:mint and topics:publish")
+    params = {
+        "app_id": app["id"],
+        "topic": name,
+        "ttl_seconds": ttl,
+        "can_publish": can_publish,
+        "subject": get_str(body, "subject", required=False),
+    }
+    row = await fetch_one(request, "mint_token", params)
     assert row is not None
     return json_response({"token": row["token"], "expires_at": row["expires_at"]}, status=201)
