@@ -87,3 +87,15 @@ SELECT s.token, c.expires_at
                                         make_interval(secs => %(ttl_seconds)s),
                                         %(can_publish)s, %(subject)s) AS token) s
   CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;
+
+-- name: signing_key_status
+-- An app's token signing key version and times (never the key).
+SELECT key_version, created_at, rotated_at, previous_valid_until
+  FROM picloud.app_secrets WHERE app_id = %(app_id)s;
+
+-- name: rotate_signing_key
+-- Rotate an app's signing key; the new version and times (the function sets rotated_at
+-- to now() and the previous key's grace end to now() + grace, this transaction's now()).
+SELECT picloud.rotate_app_secret(%(app_id)s, make_interval(secs => %(grace_seconds)s))
+           AS key_version,
+       now() AS rotated_at, now() + make_interval(secs => %(grace_seconds)s) AS previous_valid_until;
