@@ -16,35 +16,35 @@ COMMENT ON FUNCTION picloud.max_batch_messages() IS
 
 CREATE OR REPLACE FUNCTION picloud.append_messages(
     app_id uuid, topic text, messages jsonb, from_subject text DEFAULT NULL,
-    fan_out boolean DEFAULT true)
-RETURNS TABLE (id bigint, published_at timestamptz)
+    fan_out boolean DEFAULT true, OUT first_id bigint, OUT published_at timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_count integer;
     v_limit integer := picloud.max_message_bytes();
-    v_bad   record;
-    v_first bigint;
-    v_at    timestamptz;
+    v_index integer;  -- of the first message over the limit (NULL for a single message)
+    v_size  integer;
 BEGIN
     -- The one publish path: publish, publish_batch, token publishes and topic handlers.
+    -- (Not a set-returning function, and one message takes a path of its own: each costs
+    -- a measurable part of a single publish. The ids are first_id + 1 .. first_id + n.)
     IF append_messages.messages IS NULL OR jsonb_typeof(append_messages.messages) <> 'array' THEN
         RAISE EXCEPTION 'messages must be a JSON array' USING ERRCODE = '22023';
     END IF;
     v_count := jsonb_array_length(append_messages.messages);
-    IF v_count = 0 OR v_count > picloud.max_batch_messages() THEN
+    IF v_count = 1 THEN
+        v_size := octet_length((append_messages.messages -> 0)::text);
+    ELSIF v_count = 0 OR v_count > picloud.max_batch_messages() THEN
         RAISE EXCEPTION 'a batch holds 1 to % messages, not %', picloud.max_batch_messages(), v_count
             USING ERRCODE = '22023';
+    ELSE
+        SELECT e.i - 1, octet_length(e.m::text) INTO v_index, v_size
+          FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i)
+         WHERE octet_length(e.m::text) > v_limit
+         ORDER BY e.i LIMIT 1;
     END IF;
-    SELECT e.i - 1 AS i, octet_length(e.m::text) AS size INTO v_bad
-      FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i)
-     WHERE octet_length(e.m::text) > v_limit
-     ORDER BY e.i LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION '%', CASE WHEN v_count = 1
-            THEN format('message is %s bytes, more than the limit of %s bytes', v_bad.size, v_limit)
-            ELSE format('message %s is %s bytes, more than the limit of %s bytes',
-                        v_bad.i, v_bad.size, v_limit) END
-            USING ERRCODE = '54000';
+    IF v_size > v_limit THEN
+        RAISE EXCEPTION 'message %is % bytes, more than the limit of % bytes',
+            coalesce(v_index || ' ', ''), v_size, v_limit USING ERRCODE = '54000';
     END IF;
     -- The counter row lock serialises publishers of one topic until they commit, so
     -- sequence numbers are handed out, and become visible, in commit order without gaps
@@ -52,19 +52,25 @@ BEGIN
     -- this publish (no orphan rows).
     UPDATE picloud.topics t SET last_seq = t.last_seq + v_count
      WHERE t.app_id = append_messages.app_id AND t.name = append_messages.topic
-    RETURNING t.last_seq - v_count INTO v_first;
+    RETURNING t.last_seq - v_count INTO first_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
     END IF;
     -- Taken under the lock, so published_at also grows with seq within a topic.
-    v_at := clock_timestamp();
-    INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
-    SELECT append_messages.app_id, append_messages.topic, v_first + e.i, e.m, v_at,
-           append_messages.from_subject
-      FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i);
+    published_at := clock_timestamp();
+    IF v_count = 1 THEN
+        INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
+        VALUES (append_messages.app_id, append_messages.topic, first_id + 1,
+                append_messages.messages -> 0, published_at, append_messages.from_subject);
+    ELSE
+        INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
+        SELECT append_messages.app_id, append_messages.topic, first_id + e.i, e.m,
+               append_messages.published_at, append_messages.from_subject
+          FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i);
+    END IF;
     -- One notification for the whole batch: relays read every row after what they sent.
     PERFORM pg_notify(picloud.realtime_channel(),
-                      append_messages.app_id || ' ' || (v_first + v_count) || ' '
+                      append_messages.app_id || ' ' || (first_id + v_count) || ' '
                       || append_messages.topic);
     -- The pub/sub source of the outbox (sql/44_pubsub_source.sql), once per message. Most
     -- apps have no pubsub trigger: the test is inline, as a function call costs more than
@@ -74,28 +80,30 @@ BEGIN
                     WHERE t.app_id = append_messages.app_id AND t.source = 'pubsub' AND t.enabled)
     THEN
         PERFORM picloud.fan_out_message(append_messages.app_id, append_messages.topic,
-                                        v_first + e.i, e.m, v_at)
+                                        first_id + e.i, e.m, append_messages.published_at)
            FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i)
           ORDER BY e.i;
     END IF;
-    RETURN QUERY SELECT g, v_at FROM generate_series(v_first + 1, v_first + v_count) g;
 END
 $$;
 COMMENT ON FUNCTION picloud.append_messages(uuid, text, jsonb, text, boolean) IS
-    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (each at most max_message_bytes()), appends them with consecutive sequence numbers and one published_at, sends ONE notification, and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by index); P0002: no such topic.';
+    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, sends ONE notification, and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
 
 DROP FUNCTION IF EXISTS picloud.publish_message(uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION picloud.publish_message(
     app_id uuid, topic text, message jsonb, OUT id bigint, OUT published_at timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_appended record;
 BEGIN
     IF publish_message.message IS NULL THEN
         RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
             USING ERRCODE = '22023';
     END IF;
-    SELECT a.id, a.published_at INTO id, published_at
-      FROM picloud.append_messages(publish_message.app_id, publish_message.topic,
-                                   jsonb_build_array(publish_message.message)) a;
+    v_appended := picloud.append_messages(publish_message.app_id, publish_message.topic,
+                                          jsonb_build_array(publish_message.message));
+    id := v_appended.first_id + 1;
+    published_at := v_appended.published_at;
 END
 $$;
 COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS
@@ -104,9 +112,10 @@ COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS
 CREATE OR REPLACE FUNCTION picloud.publish_batch(app_id uuid, topic text, messages jsonb)
 RETURNS TABLE (id bigint, published_at timestamptz)
 LANGUAGE sql VOLATILE AS $$
-    SELECT a.id, a.published_at
+    SELECT a.first_id + g, a.published_at
       FROM picloud.append_messages(publish_batch.app_id, publish_batch.topic,
                                    publish_batch.messages) a
+     CROSS JOIN LATERAL generate_series(1, jsonb_array_length(publish_batch.messages)) g
 $$;
 COMMENT ON FUNCTION picloud.publish_batch(uuid, text, jsonb) IS
     'Publish a JSON array of messages (1 to picloud.max_batch_messages(), each at most picloud.max_message_bytes()) in one statement, all or nothing: consecutive sequence numbers, one published_at, one notification, one pubsub fan-out per message. Returns each message''s sequence number and the time. 22023: not an array, empty or too many; 54000: a message too large (named by its index); P0002: no such topic.';
@@ -138,7 +147,7 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     verdict := 'published';
-    SELECT a.id, a.published_at INTO id, published_at
+    SELECT a.first_id + 1, a.published_at INTO id, published_at
       FROM picloud.append_messages(publish_with_token.app_id, publish_with_token.topic,
                                    jsonb_build_array(publish_with_token.message),
                                    v_grant.subject) a;

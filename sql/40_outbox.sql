@@ -179,9 +179,9 @@ BEGIN
     END IF;
     -- fan_out => false: the loop guard. What a topic handler publishes does not fan out to
     -- pubsub triggers again (one level, like dead letters).
-    RETURN (SELECT a.id FROM picloud.append_messages(publish_event.app_id, publish_event.topic,
-                                                     jsonb_build_array(v_message), NULL,
-                                                     false) a);
+    RETURN (SELECT a.first_id + 1
+              FROM picloud.append_messages(publish_event.app_id, publish_event.topic,
+                                           jsonb_build_array(v_message), NULL, false) a);
 END
 $$;
 COMMENT ON FUNCTION picloud.publish_event(uuid, text, text, text, jsonb) IS
