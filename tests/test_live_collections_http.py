@@ -95,3 +95,18 @@ async def test_topic_handlers_bad_input(api: Api, server: Server) -> None:
     moved = await api.patch(path, json={"topic": "done"}, key=both)
     assert (moved.status, moved.json["topic"]) == (200, "done")
     assert (await api.get(path, key=both)).json["topic"] == "done"
+
+    # Pointing a trigger at a topic handler, or changing one that is, needs topics:publish.
+    triggers = f"/api/v1/apps/{rt.app['id']}/triggers"
+    trigger = {"name": "t", "source": "kv", "handler_id": created.json["id"]}
+    refused = await api.post(triggers, json=trigger, key=manager)
+    assert (refused.status, refused.error_code) == (403, "forbidden")
+    made = await api.post(triggers, json=trigger, key=both)
+    assert made.status == 201, made.raw
+    widen = await api.patch(f"{triggers}/{made.json['id']}", json={"filter": {}}, key=manager)
+    assert widen.status == 403
+    hook = await api.post(
+        base, json={"name": "w", "kind": "webhook", "url": "http://127.0.0.1:9/"}, key=manager
+    )
+    other = {"name": "w", "source": "kv", "handler_id": hook.json["id"]}
+    assert (await api.post(triggers, json=other, key=manager)).status == 201, "webhooks as before"

@@ -124,6 +124,10 @@ async def test_token_publish_is_rate_limited(server_factory: ServerFactory, api:
     assert (await token_publish(rt, "room", calm)).status == 201, "buckets are per token"
     history = await rt.api.get(f"/api/v1/apps/{rt.app['id']}/topics/room/messages")
     assert len(history.json["messages"]) == 9
+    # Refused tokens get no bucket: junk costs no memory.
+    for i in range(5):
+        assert (await token_publish(rt, "room", f"junk{i}")).status == 401
+    assert len(rt.server.state.token_publish_buckets or ()) == 2
 
 
 def test_token_buckets_refill_and_stay_bounded() -> None:

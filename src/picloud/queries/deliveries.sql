@@ -25,6 +25,15 @@ UPDATE picloud.handlers
  WHERE app_id = %(app_id)s AND id = %(id)s
 RETURNING id, app_id, name, kind, url, function, topic, timeout_ms, created_at, updated_at;
 
+-- name: trigger_targets_topic
+-- Does this handler, or the current handler of this trigger, publish to a topic?
+SELECT EXISTS (
+    SELECT FROM picloud.handlers h
+     WHERE h.app_id = %(app_id)s AND h.kind = 'topic'
+       AND (h.id = %(handler_id)s
+            OR h.id = (SELECT t.handler_id FROM picloud.triggers t
+                        WHERE t.app_id = %(app_id)s AND t.id = %(trigger_id)s))) AS topic;
+
 -- name: delete_handler
 -- Delete a handler no trigger uses.
 DELETE FROM picloud.handlers WHERE app_id = %(app_id)s AND id = %(id)s RETURNING id;

@@ -68,6 +68,23 @@ def _check_topic_publisher(principal: Principal, app_id: Any) -> None:
         raise forbidden("a topic handler needs triggers:manage and topics:publish")
 
 
+async def check_topic_target(
+    request: web.Request,
+    principal: Principal,
+    app_id: Any,
+    handler_id: Any,
+    trigger_id: Any = None,
+) -> None:
+    """403 when a key without topics:publish creates or changes a trigger whose handler
+    (the new one, or the trigger's current one) is a topic handler."""
+    if principal.allows("topics:publish", app_id):
+        return
+    params = {"app_id": app_id, "handler_id": handler_id, "trigger_id": trigger_id}
+    row = await fetch_one(request, "trigger_targets_topic", params)
+    if row is not None and row["topic"]:
+        _check_topic_publisher(principal, app_id)
+
+
 @routes.post(
     "/api/v1/apps/{app_id}/handlers",
     "Register a handler (sql handlers need instance:admin)",

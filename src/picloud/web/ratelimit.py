@@ -3,7 +3,8 @@
 A bucket holds up to ``burst`` messages and refills at ``rate`` per second. Buckets live
 per node: with N nodes behind a balancer a client can publish up to N times the rate.
 Memory is bounded: past ``max_keys`` buckets, the full ones (idle long enough to have
-refilled) are forgotten first, then the oldest.
+refilled) are forgotten first, then the oldest (which then start again from a full
+bucket: more lenient, never stricter).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class TokenBuckets:
         rate: float,
         burst: float,
         *,
-        max_keys: int = 100_000,
+        max_keys: int = 20_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = rate
@@ -58,6 +59,9 @@ class TokenBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
 
 
 def retry_after(wait: float) -> str:

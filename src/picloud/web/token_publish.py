@@ -43,8 +43,11 @@ async def token_publish(request: web.Request) -> web.Response:
     if "message" not in body:
         raise bad_request("'message' is required (any JSON value)")
     token = bearer_token(request)
-    if token is not None:
-        wait = buckets(request).take(token)
+    # Only tokens that published have a bucket (junk tokens cost no memory); a known one
+    # is charged before the database is asked.
+    limiter = buckets(request)
+    if token is not None and token in limiter:
+        wait = limiter.take(token)
         if wait > 0:
             response = error_response(
                 429, "rate_limited", "this token publishes too fast; retry later"
@@ -63,4 +66,6 @@ async def token_publish(request: web.Request) -> web.Response:
         raise not_found()
     if row["verdict"] != "published":
         raise ApiError(401, "unauthorized", "not authorized to publish")
+    if token is not None and token not in limiter:
+        limiter.take(token)  # its first publish
     return json_response({"id": row["id"], "published_at": row["published_at"]}, status=201)
