@@ -400,13 +400,15 @@ class Bench:
             )
         return topic
 
-    async def doc_put_sender(self, collection: str) -> tuple[Any, Any]:
+    async def doc_put_sender(self, collection: str, took: list[float]) -> tuple[Any, Any]:
         """A function sending ``PUT …/collections/{c}/docs/d<n>`` {"t": now} over one
-        keep-alive connection (and the function that closes it)."""
+        keep-alive connection, appending each request's round trip to ``took`` (and the
+        function that closes the connection)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
 
         async def send(n: int) -> None:
-            body = orjson.dumps({"t": time.time(), "n": n})
+            sent_at = time.time()
+            body = orjson.dumps({"t": sent_at, "n": n})
             writer.write(
                 (
                     f"PUT /api/v1/apps/{self.app_id}/collections/{collection}/docs/d{n}"
@@ -421,6 +423,7 @@ class Bench:
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     await reader.readexactly(int(line.split(b":")[1]))
+            took.append(time.time() - sent_at)
 
         async def close() -> None:
             writer.close()
@@ -463,6 +466,7 @@ class Bench:
                     raise RuntimeError(f"latency worker failed: {ready!r}")
             duration = self.duration + 1
             sent = 0
+            requests: list[float] = []  # doc PUT round trips (live collections)
             assert self.server is not None
             meter = CpuMeter(self.server.pid)
             async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
@@ -477,7 +481,9 @@ class Bench:
                     return None
 
                 send, close = (
-                    await self.doc_put_sender(collection) if collection else (sql_send, nothing)
+                    await self.doc_put_sender(collection, requests)
+                    if collection
+                    else (sql_send, nothing)
                 )
                 started = time.monotonic()
                 while True:
@@ -526,6 +532,14 @@ class Bench:
             "lost": sum(r["lost"] for r in results),
             "duplicated": sum(r["duplicated"] for r in results),
             **cpu,
+            **(
+                {
+                    "put_round_trip_p50_ms": round(percentile(requests, 50) * 1000, 2),
+                    "put_round_trip_p99_ms": round(percentile(requests, 99) * 1000, 2),
+                }
+                if requests
+                else {}
+            ),
         }
 
     # ----------------------------------------------------------------------- fan-out
