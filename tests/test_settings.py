@@ -52,6 +52,7 @@ def test_values_are_parsed() -> None:
         ("PICLOUD_MAX_MESSAGE_BYTES", "1.5"),
         ("PICLOUD_MAX_BATCH_MESSAGES", "0"),
         ("PICLOUD_MAX_BATCH_MESSAGES", "many"),
+        ("PICLOUD_MAX_BATCH_MESSAGES", "99999999999"),
         ("PICLOUD_TOKEN_PUBLISH_RATE", "0"),
         ("PICLOUD_TOKEN_PUBLISH_RATE", "-2"),
         ("PICLOUD_TOKEN_PUBLISH_RATE", "nan"),

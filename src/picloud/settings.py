@@ -87,6 +87,14 @@ def _listen(raw: str) -> tuple[str, int]:
     return host.strip("[]"), port_no
 
 
+def _batch_size(raw: str) -> int:
+    # Read by SQL as an integer on every publish: bounded well inside its range.
+    value = _positive_int(raw)
+    if value > 1_000_000:
+        raise ValueError(raw)
+    return value
+
+
 def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -157,7 +165,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "PICLOUD_MAX_MESSAGE_BYTES", _positive_int, 65536, "a positive integer"
         ),
         max_batch_messages=_get(
-            env, "PICLOUD_MAX_BATCH_MESSAGES", _positive_int, 1000, "a positive integer"
+            env, "PICLOUD_MAX_BATCH_MESSAGES", _batch_size, 1000, "an integer from 1 to 1000000"
         ),
         token_publish_rate=_get(
             env, "PICLOUD_TOKEN_PUBLISH_RATE", _positive_float, 20.0, "a positive number"

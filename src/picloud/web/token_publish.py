@@ -6,7 +6,7 @@ can_publish => true)``), body ``{"message": ...}``. One query resolves the host,
 the token and publishes (``picloud.publish_with_token``): 404 for an unknown app or a
 missing or internal topic, 401 for a token without the grant (never says why). Each token
 may publish ``PICLOUD_TOKEN_PUBLISH_RATE`` messages per second with a burst of twice
-that, per node; more is 429 with ``Retry-After``.
+that (at least one), per node; more is 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def buckets(request: web.Request) -> TokenBuckets:
     state = state_of(request)
     if state.token_publish_buckets is None:
         rate = state.settings.token_publish_rate
-        state.token_publish_buckets = TokenBuckets(rate, 2 * rate)
+        state.token_publish_buckets = TokenBuckets(rate, max(1.0, 2 * rate))
     return state.token_publish_buckets
 
 
