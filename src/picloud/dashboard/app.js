@@ -396,12 +396,17 @@ async function mintToken(form) {
   const card = form.parentElement;
   if (!app || !topic) return setFormError(card, "Create a topic first.");
   await attempt(async () => {
+    const publish = data.get("publish") === "on";
+    const subject = String(data.get("subject") ?? "").trim();
     const minted = await api.post(appPath(app.id, "topics", topic, "tokens"), {
       ttl_seconds: Number(data.get("ttl_seconds")),
+      ...(publish ? { publish: true } : {}),
+      ...(subject ? { subject } : {}),
     });
     $("#token-value").textContent = minted.token;
     $("#token-expiry").textContent =
-      `For ${topic} in ${app.slug}; expires ${formatTime(minted.expires_at)}.`;
+      `For ${topic} in ${app.slug}${publish ? " (may publish)" : ""}; ` +
+      `expires ${formatTime(minted.expires_at)}.`;
     $("#token-result").hidden = false;
   }, card);
 }
