@@ -181,6 +181,12 @@ def test_missing_topics_and_large_events(db: Conn, app: uuid.UUID) -> None:
     [msg] = messages(db, app, "big")
     assert msg["truncated"] is True and (msg["type"], msg["key"]) == ("set", "k")
     assert "value" not in msg
+    # Not even the short form fits: the change still commits, nothing is published.
+    db.execute("SET picloud.max_message_bytes = 10")
+    db.execute("UPDATE picloud.kv SET value = '2' WHERE app_id = %s", (app,))
+    db.execute("RESET picloud.max_message_bytes")
+    assert count(db, "SELECT count(*) FROM picloud.kv WHERE value = '2'") == 1
+    assert len(messages(db, app, "big")) == 1
 
 
 def test_topic_handlers_are_validated(db: Conn, app: uuid.UUID) -> None:
