@@ -16,27 +16,36 @@ COMMENT ON FUNCTION picloud.max_batch_messages() IS
 
 CREATE OR REPLACE FUNCTION picloud.append_messages(
     app_id uuid, topic text, messages jsonb, from_subject text DEFAULT NULL,
-    fan_out boolean DEFAULT true, OUT first_id bigint, OUT published_at timestamptz)
+    fan_out boolean DEFAULT true, single boolean DEFAULT false,
+    OUT first_id bigint, OUT published_at timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_count integer;
     v_limit integer := picloud.max_message_bytes();
-    v_index integer;  -- of the first message over the limit (NULL for a single message)
+    v_index integer;  -- of the first message of a batch over the limit
     v_size  integer;
 BEGIN
     -- The one publish path: publish, publish_batch, token publishes and topic handlers.
-    -- (Not a set-returning function, and one message takes a path of its own: each costs
-    -- a measurable part of a single publish. The ids are first_id + 1 .. first_id + n.)
-    IF append_messages.messages IS NULL OR jsonb_typeof(append_messages.messages) <> 'array' THEN
-        RAISE EXCEPTION 'messages must be a JSON array' USING ERRCODE = '22023';
-    END IF;
-    v_count := jsonb_array_length(append_messages.messages);
-    IF v_count = 1 THEN
-        v_size := octet_length((append_messages.messages -> 0)::text);
-    ELSIF v_count = 0 OR v_count > picloud.max_batch_messages() THEN
-        RAISE EXCEPTION 'a batch holds 1 to % messages, not %', picloud.max_batch_messages(), v_count
-            USING ERRCODE = '22023';
+    -- single: `messages` is one message, not an array of them. (Not a set-returning
+    -- function, and a single message is not wrapped in an array: both cost a measurable
+    -- part of a single publish. The ids are first_id + 1 .. first_id + n.)
+    IF append_messages.single THEN
+        IF append_messages.messages IS NULL THEN
+            RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
+                USING ERRCODE = '22023';
+        END IF;
+        v_count := 1;
+        v_size := octet_length(append_messages.messages::text);
     ELSE
+        IF append_messages.messages IS NULL
+           OR jsonb_typeof(append_messages.messages) <> 'array' THEN
+            RAISE EXCEPTION 'messages must be a JSON array' USING ERRCODE = '22023';
+        END IF;
+        v_count := jsonb_array_length(append_messages.messages);
+        IF v_count = 0 OR v_count > picloud.max_batch_messages() THEN
+            RAISE EXCEPTION 'a batch holds 1 to % messages, not %',
+                picloud.max_batch_messages(), v_count USING ERRCODE = '22023';
+        END IF;
         SELECT e.i - 1, octet_length(e.m::text) INTO v_index, v_size
           FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i)
          WHERE octet_length(e.m::text) > v_limit
@@ -58,10 +67,10 @@ BEGIN
     END IF;
     -- Taken under the lock, so published_at also grows with seq within a topic.
     published_at := clock_timestamp();
-    IF v_count = 1 THEN
+    IF append_messages.single THEN
         INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
         VALUES (append_messages.app_id, append_messages.topic, first_id + 1,
-                append_messages.messages -> 0, published_at, append_messages.from_subject);
+                append_messages.messages, published_at, append_messages.from_subject);
     ELSE
         INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
         SELECT append_messages.app_id, append_messages.topic, first_id + e.i, e.m,
@@ -81,29 +90,27 @@ BEGIN
     THEN
         PERFORM picloud.fan_out_message(append_messages.app_id, append_messages.topic,
                                         first_id + e.i, e.m, append_messages.published_at)
-           FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i)
+           FROM jsonb_array_elements(CASE WHEN append_messages.single
+                                          THEN jsonb_build_array(append_messages.messages)
+                                          ELSE append_messages.messages END)
+                WITH ORDINALITY e(m, i)
           ORDER BY e.i;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION picloud.append_messages(uuid, text, jsonb, text, boolean) IS
-    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, sends ONE notification, and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
+COMMENT ON FUNCTION picloud.append_messages(uuid, text, jsonb, text, boolean, boolean) IS
+    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (or, single, one message) (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, sends ONE notification, and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
 
 DROP FUNCTION IF EXISTS picloud.publish_message(uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION picloud.publish_message(
     app_id uuid, topic text, message jsonb, OUT id bigint, OUT published_at timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_appended record;
 BEGIN
-    IF publish_message.message IS NULL THEN
-        RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
-            USING ERRCODE = '22023';
-    END IF;
-    v_appended := picloud.append_messages(publish_message.app_id, publish_message.topic,
-                                          jsonb_build_array(publish_message.message));
-    id := v_appended.first_id + 1;
-    published_at := v_appended.published_at;
+    -- plpgsql, not sql: its plan is cached (an sql function returning a record is
+    -- planned on every call).
+    SELECT a.first_id + 1, a.published_at INTO id, published_at
+      FROM picloud.append_messages(publish_message.app_id, publish_message.topic,
+                                   publish_message.message, single => true) a;
 END
 $$;
 COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS
@@ -142,15 +149,11 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    IF publish_with_token.message IS NULL THEN
-        RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
-            USING ERRCODE = '22023';
-    END IF;
     verdict := 'published';
     SELECT a.first_id + 1, a.published_at INTO id, published_at
       FROM picloud.append_messages(publish_with_token.app_id, publish_with_token.topic,
-                                   jsonb_build_array(publish_with_token.message),
-                                   v_grant.subject) a;
+                                   publish_with_token.message, v_grant.subject,
+                                   single => true) a;
     RETURN NEXT;
 END
 $$;
@@ -162,7 +165,8 @@ RETURNS bigint
 LANGUAGE sql VOLATILE AS $$
     -- sql, not plpgsql: the planner inlines it into the caller's query (one function
     -- call fewer per publish).
-    SELECT (picloud.publish_message(publish.app_id, publish.topic, publish.message)).id
+    SELECT (picloud.append_messages(publish.app_id, publish.topic, publish.message,
+                                    single => true)).first_id + 1
 $$;
 COMMENT ON FUNCTION picloud.publish(uuid, text, jsonb) IS
     'Append a message to a topic''s log and notify the realtime relays, in the caller''s transaction (nothing is delivered unless it commits). Returns the per-topic sequence number. P0002: no such topic; 54000: larger than picloud.max_message_bytes(); 22023: NULL message.';

@@ -181,7 +181,7 @@ BEGIN
     -- pubsub triggers again (one level, like dead letters).
     RETURN (SELECT a.first_id + 1
               FROM picloud.append_messages(publish_event.app_id, publish_event.topic,
-                                           jsonb_build_array(v_message), NULL, false) a);
+                                           v_message, NULL, false, true) a);
 END
 $$;
 COMMENT ON FUNCTION picloud.publish_event(uuid, text, text, text, jsonb) IS

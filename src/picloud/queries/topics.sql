@@ -28,17 +28,17 @@ DELETE FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s RETURNI
 
 -- name: publish_with_key
 -- The HTTP publish path in one round trip: the caller's live key, whether the app exists,
--- and the publish of a JSON array of messages (one, or a batch), run only when the key may
--- publish to that app (the rule of picloud.web.auth.Principal.allows for topics:publish).
--- No row: unknown key.
+-- and the publish of one message (single) or a JSON array of them, run only when the key
+-- may publish to that app (the rule of picloud.web.auth.Principal.allows for
+-- topics:publish). The ids are first_id + 1 .. first_id + n. No row: unknown key.
 SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id,
        CASE WHEN a.id IS NOT NULL
                  AND ('instance:admin' = ANY (k.capabilities)
                       OR (k.app_id = a.id
                           AND k.capabilities && ARRAY['app:admin', 'topics:publish']::text[]))
-            THEN (SELECT jsonb_build_object('ids', jsonb_agg(p.id ORDER BY p.id),
-                                            'published_at', min(p.published_at))
-                    FROM picloud.publish_batch(a.id, %(topic)s, %(messages)s::jsonb) p)
+            THEN (SELECT to_jsonb(p)
+                    FROM picloud.append_messages(a.id, %(topic)s, %(messages)s::jsonb,
+                                                 single => %(single)s) p)
        END AS published
   FROM picloud.authenticate_key(%(key)s) k
   LEFT JOIN picloud.apps a ON a.id = %(app_id)s;

@@ -159,9 +159,15 @@ async def publish(request: web.Request) -> web.Response:
         await _publish_body(request, strict=True)
         raise AssertionError("unreachable: the request was found invalid")
     messages, batch = body
-    params = {"key": key, "app_id": app_id, "topic": request.match_info["name"]}
+    params = {
+        "key": key,
+        "app_id": app_id,
+        "topic": request.match_info["name"],
+        "messages": messages,
+        "single": batch is None,
+    }
     try:
-        row = await fetch_one(request, "publish_with_key", {**params, "messages": messages})
+        row = await fetch_one(request, "publish_with_key", params)
     except psycopg.DataError as exc:
         if batch is not None and exc.sqlstate != "22023":
             bad = first_unstorable(batch)
@@ -177,18 +183,18 @@ async def publish(request: web.Request) -> web.Response:
     if published is None or not principal.allows("topics:publish", app_id):
         raise forbidden()
     # published_at is the database's JSON text of the time, as in the SSE frames.
+    first, at = published["first_id"], published["published_at"]
     if batch is None:
-        return json_response(
-            {"id": published["ids"][0], "published_at": published["published_at"]}, status=201
-        )
-    return json_response(published, status=201)
+        return json_response({"id": first + 1, "published_at": at}, status=201)
+    ids = list(range(first + 1, first + 1 + len(batch)))
+    return json_response({"ids": ids, "published_at": at}, status=201)
 
 
 async def _publish_body(
     request: web.Request, *, strict: bool = False
 ) -> tuple[str, list[Any] | None] | None:
-    """A publish body as the JSON text of its array of messages, and the batch (None for
-    a single ``message``); None (or 400 when strict) if invalid."""
+    """A publish body as the JSON text of its message (or of its list of messages), and
+    the batch (None for a single ``message``); None (or 400 when strict) if invalid."""
     try:
         if not TOPIC_NAME.fullmatch(request.match_info["name"]):
             raise bad_request(f"invalid topic name: {NAME_RULE}")
@@ -204,7 +210,7 @@ async def _publish_body(
             raise
         return None
     if "message" in body:
-        return "[" + orjson.dumps(body["message"]).decode() + "]", None
+        return orjson.dumps(body["message"]).decode(), None
     return orjson.dumps(body["messages"]).decode(), body["messages"]
 
 
