@@ -1,5 +1,6 @@
-"""Realtime benchmark: publish throughput, publish->receive latency, burst fan-out and
-memory per idle SSE connection, each beside a reference measured in the same run.
+"""Realtime benchmark: publish throughput (single and batched), publish->receive and doc
+PUT->live-collection latency, burst fan-out and memory per idle SSE connection, each
+beside a reference measured in the same run.
 
     .venv/bin/python bench/realtime.py [--quick] [--connections 5000]
 
@@ -161,7 +162,10 @@ class SseClient(asyncio.Protocol):
                 self.received += 1
             elif line.startswith(b"data: ") and self.latencies is not None:
                 message = orjson.loads(line[6:])["message"]
-                self.latencies.append(now - message["t"])
+                # A published message carries the stamp; a live collection's doc event
+                # carries it in the document's data.
+                stamp = message["t"] if "t" in message else message["data"]["t"]
+                self.latencies.append(now - stamp)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -337,10 +341,15 @@ class Bench:
 
         return self._threads(work)
 
-    async def http_publish(self, topics: list[str]) -> float:
-        """4 keep-alive connections, one request in flight on each (a minimal client, so
-        the load generator takes as little of the shared CPU as it can)."""
-        body = b'{"message": {"n": 1}}'
+    async def http_publish(self, topics: list[str], batch: int = 0) -> float:
+        """Messages/s over 4 keep-alive connections, one request in flight on each (a
+        minimal client, so the load generator takes as little of the shared CPU as it
+        can); ``batch`` > 0 sends that many messages per request ({"messages": [...]})."""
+        if batch:
+            body = orjson.dumps({"messages": [{"n": i} for i in range(batch)]})
+        else:
+            body = b'{"message": {"n": 1}}'
+        per_request = batch or 1
         count = 0
         deadline = time.monotonic() + self.duration
 
@@ -363,7 +372,7 @@ class Bench:
                         if line.lower().startswith(b"content-length:"):
                             length = int(line.split(b":")[1])
                     await reader.readexactly(length)
-                    count += 1
+                    count += per_request
             finally:
                 writer.close()
 
@@ -374,14 +383,63 @@ class Bench:
         self.http_cpu = meter.report()
         return count / (time.monotonic() - started)
 
+    def live_collection(self, name: str) -> str:
+        """A topic fed by a topic handler from the docs collection of the same name."""
+        topic = self.topic(name)
+        with psycopg.connect(self.pg_uri, autocommit=True) as conn:
+            row = conn.execute(
+                "INSERT INTO picloud.handlers (app_id, name, kind, topic)"
+                " VALUES (%s, %s, 'topic', %s) RETURNING id",
+                (self.app_id, name, topic),
+            ).fetchone()
+            assert row is not None
+            conn.execute(
+                "INSERT INTO picloud.triggers (app_id, name, source, filter, handler_id)"
+                " VALUES (%s, %s, 'docs', jsonb_build_object('match', %s::text), %s)",
+                (self.app_id, name, name, row[0]),
+            )
+        return topic
+
+    async def doc_put_sender(self, collection: str, took: list[float]) -> tuple[Any, Any]:
+        """A function sending ``PUT …/collections/{c}/docs/d<n>`` {"t": now} over one
+        keep-alive connection, appending each request's round trip to ``took`` (and the
+        function that closes the connection)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def send(n: int) -> None:
+            sent_at = time.time()
+            body = orjson.dumps({"t": sent_at, "n": n})
+            writer.write(
+                (
+                    f"PUT /api/v1/apps/{self.app_id}/collections/{collection}/docs/d{n}"
+                    f" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.key}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode()
+                + body
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.1 201")):
+                raise RuntimeError(f"doc PUT answered {head[:40]!r}")
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    await reader.readexactly(int(line.split(b":")[1]))
+            took.append(time.time() - sent_at)
+
+        async def close() -> None:
+            writer.close()
+
+        return send, close
+
     # ----------------------------------------------------------------------- latency
 
     async def latency(
-        self, subscribers: int, rate: float = 50.0, workers: int = 2
+        self, subscribers: int, rate: float = 50.0, workers: int = 2, collection: str = ""
     ) -> dict[str, Any]:
         """Subscribers live in ``workers`` load-generator processes (one Python process
-        cannot parse 50,000 frames/s and also keep time); the publisher lives here."""
-        topic = self.topic(f"lat{subscribers}")
+        cannot parse 50,000 frames/s and also keep time); the publisher lives here. With a
+        ``collection``, the publisher PUTs documents over HTTP instead and the subscribers
+        follow the collection's live topic (a topic handler of a docs trigger)."""
+        topic = self.live_collection(collection) if collection else self.topic(f"lat{subscribers}")
         host = f"bench.localhost:{self.port}"
         procs = []
         for i in range(workers):
@@ -408,9 +466,25 @@ class Bench:
                     raise RuntimeError(f"latency worker failed: {ready!r}")
             duration = self.duration + 1
             sent = 0
+            requests: list[float] = []  # doc PUT round trips (live collections)
             assert self.server is not None
             meter = CpuMeter(self.server.pid)
             async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
+
+                async def sql_send(n: int) -> None:
+                    message = orjson.dumps({"t": time.time(), "n": n}).decode()
+                    await conn.execute(
+                        "SELECT picloud.publish(%s, %s, %s::jsonb)", (self.app_id, topic, message)
+                    )
+
+                async def nothing() -> None:
+                    return None
+
+                send, close = (
+                    await self.doc_put_sender(collection, requests)
+                    if collection
+                    else (sql_send, nothing)
+                )
                 started = time.monotonic()
                 while True:
                     due = started + sent / rate
@@ -419,14 +493,12 @@ class Bench:
                     delay = due - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    message = orjson.dumps({"t": time.time(), "n": sent}).decode()
-                    await conn.execute(
-                        "SELECT picloud.publish(%s, %s, %s::jsonb)", (self.app_id, topic, message)
-                    )
+                    await send(sent)
                     sent += 1
                 wall = time.monotonic() - started
                 achieved = sent / wall
                 cpu = meter.report()
+                await close()
             results = []
             for proc in procs:
                 assert proc.stdin is not None
@@ -449,6 +521,7 @@ class Bench:
         )
         return {
             "subscribers": subscribers,
+            "publisher": "doc PUT over HTTP -> topic handler" if collection else "SQL publish",
             "load_generator_processes": workers,
             "publishes": sent,
             "publish_rate_per_s": round(achieved, 1),
@@ -459,6 +532,14 @@ class Bench:
             "lost": sum(r["lost"] for r in results),
             "duplicated": sum(r["duplicated"] for r in results),
             **cpu,
+            **(
+                {
+                    "put_round_trip_p50_ms": round(percentile(requests, 50) * 1000, 2),
+                    "put_round_trip_p99_ms": round(percentile(requests, 99) * 1000, 2),
+                }
+                if requests
+                else {}
+            ),
         }
 
     # ----------------------------------------------------------------------- fan-out
@@ -613,6 +694,18 @@ async def measure(bench: Bench, connections: int) -> dict[str, Any]:
     fanout_subs, burst = 1000, (20 if bench.quick else 50)
     with bench.picloud(capacity=max(64, burst)) as server_pid:
         http = await bench.http_publish(pub_topics)
+        http_cpu = bench.http_cpu
+        http_batch = await bench.http_publish(pub_topics, batch=100)
+        out["batch_publish"] = {
+            "connections": 4,
+            "messages_per_request": 100,
+            "raw_insert_notify_per_s": round(raw),
+            "http_batch_messages_per_s": round(http_batch),
+            "ratio": round(http_batch / raw, 3),
+            "http_cpu": bench.http_cpu,
+            "target_ratio": ">= 1.0",
+        }
+        bench.http_cpu = http_cpu
         out["publish"] = {
             "connections": 4,
             "raw_insert_notify_per_s": round(raw),
@@ -627,6 +720,9 @@ async def measure(bench: Bench, connections: int) -> dict[str, Any]:
         }
         out["latency"] = [await bench.latency(100), await bench.latency(1000)]
         out["latency_targets"] = {"p99_ms_100": "<= 10", "p99_ms_1000": "<= 60", "lost": 0}
+        out["live_collection_latency"] = await bench.latency(100, collection="todos")
+        out["live_collection_latency"]["target_p99_ms"] = "<= 15"
+
         picloud_rate = await bench.burst_picloud(fanout_subs, burst)
         picloud_seq_rate = await bench.burst_picloud(fanout_subs, burst, one_by_one=True)
     with bench.picloud(capacity=64) as server_pid:

@@ -40,7 +40,8 @@ COMMENT ON FUNCTION picloud.app_signing_key(uuid) IS
     'The app''s current token signing key and its version, created on first use (race-free).';
 
 CREATE OR REPLACE FUNCTION picloud.subscriber_token(
-    app_id uuid, topic text, ttl interval DEFAULT '1 hour')
+    app_id uuid, topic text, ttl interval DEFAULT '1 hour', can_publish boolean DEFAULT false,
+    subject text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -52,6 +53,12 @@ BEGIN
        OR subscriber_token.ttl > interval '30 days' THEN
         RAISE EXCEPTION 'ttl must be more than 0 and at most 30 days' USING ERRCODE = '22023';
     END IF;
+    IF subscriber_token.subject IS NOT NULL
+       AND (length(subscriber_token.subject) NOT BETWEEN 1 AND 256
+            OR subscriber_token.subject ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'subject must be 1-256 characters without control characters'
+            USING ERRCODE = '22023';
+    END IF;
     PERFORM 1 FROM picloud.topics t
       WHERE t.app_id = subscriber_token.app_id AND t.name = subscriber_token.topic;
     IF NOT FOUND THEN
@@ -59,24 +66,32 @@ BEGIN
     END IF;
     SELECT k.signing_key, k.key_version INTO v_key, v_version
       FROM picloud.app_signing_key(subscriber_token.app_id) k;
+    -- A plain subscribe token keeps the original payload; grants and subject follow the
+    -- topic after a space (which no topic name contains).
     v_payload := convert_to(
         v_version || '.' || floor(extract(epoch FROM now() + subscriber_token.ttl))::bigint
-        || '.' || subscriber_token.app_id || '.' || subscriber_token.topic, 'UTF8');
+        || '.' || subscriber_token.app_id || '.' || subscriber_token.topic
+        || CASE WHEN coalesce(subscriber_token.can_publish, false)
+                     OR subscriber_token.subject IS NOT NULL
+                THEN ' ' || CASE WHEN subscriber_token.can_publish THEN 'p' ELSE '-' END
+                     || coalesce(' ' || subscriber_token.subject, '')
+                ELSE '' END, 'UTF8');
     RETURN picloud.base64url_encode(v_payload) || '.' || picloud.base64url_encode(
         picloud.hmac_sha256(v_key, convert_to('picloud-subscriber.', 'UTF8') || v_payload));
 END
 $$;
-COMMENT ON FUNCTION picloud.subscriber_token(uuid, text, interval) IS
-    'Mint a subscriber token for one topic of one app, valid for ttl (at most 30 days), signed with the app''s current key (created on first use). P0002 when the topic does not exist.';
+COMMENT ON FUNCTION picloud.subscriber_token(uuid, text, interval, boolean, text) IS
+    'Mint a subscriber token for one topic of one app, valid for ttl (at most 30 days), signed with the app''s current key (created on first use); can_publish also lets it publish to that topic (POST /realtime/topics/{topic}/messages), and subject (1-256 characters) rides in the frames it publishes as "from". P0002 when the topic does not exist, 22023 for a bad ttl or subject.';
 
-DROP FUNCTION IF EXISTS picloud.subscriber_token_claims(text);
 CREATE OR REPLACE FUNCTION picloud.subscriber_token_claims(token text)
-RETURNS TABLE (key_version integer, expires_at timestamptz, app_id uuid, topic text)
+RETURNS TABLE (key_version integer, expires_at timestamptz, app_id uuid, topic text,
+               can_publish boolean, subject text)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     v_fields text[];
 BEGIN
     -- What a token says, WITHOUT checking its signature (for display and diagnosis).
+    -- Payload: '<version>.<expiry>.<app>.<topic>' [' ' ('p' | '-') [' ' <subject>]].
     IF subscriber_token_claims.token IS NULL
        OR length(subscriber_token_claims.token) > 2048
        OR subscriber_token_claims.token !~ '^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{43}$' THEN
@@ -85,24 +100,26 @@ BEGIN
     v_fields := regexp_match(
         convert_from(picloud.base64url_decode(split_part(subscriber_token_claims.token, '.', 1)),
                      'UTF8'),
-        '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(.{1,128})$');
-    IF v_fields IS NULL THEN
+        '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_.:-]{1,128})(?: ([p-])(?: ([^[:cntrl:]]+))?)?$');
+    IF v_fields IS NULL OR length(v_fields[6]) > 256 THEN
         RETURN;
     END IF;
     key_version := v_fields[1]::integer;
     expires_at := to_timestamp(v_fields[2]::bigint);
     app_id := v_fields[3]::uuid;
     topic := v_fields[4];
+    can_publish := coalesce(v_fields[5] = 'p', false);
+    subject := v_fields[6];
     RETURN NEXT;
 EXCEPTION WHEN data_exception THEN
     RETURN;  -- not base64url, not UTF-8: not a token
 END
 $$;
 COMMENT ON FUNCTION picloud.subscriber_token_claims(text) IS
-    'The claims of a subscriber token (key version, expiry, app, topic) WITHOUT verifying it; no row when it is malformed.';
+    'The claims of a subscriber token (key version, expiry, app, topic, publish grant, subject) WITHOUT verifying it; no row when it is malformed.';
 
-CREATE OR REPLACE FUNCTION picloud.verify_subscriber_token(app_id uuid, topic text, token text)
-RETURNS boolean
+CREATE OR REPLACE FUNCTION picloud.verified_token_claims(app_id uuid, topic text, token text)
+RETURNS TABLE (can_publish boolean, subject text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_claims  record;
@@ -110,33 +127,47 @@ DECLARE
     v_key     bytea;
     v_payload bytea;
 BEGIN
-    SELECT * INTO v_claims FROM picloud.subscriber_token_claims(verify_subscriber_token.token);
+    SELECT * INTO v_claims FROM picloud.subscriber_token_claims(verified_token_claims.token);
     IF NOT FOUND
-       OR v_claims.app_id <> verify_subscriber_token.app_id
-       OR v_claims.topic <> verify_subscriber_token.topic
+       OR v_claims.app_id <> verified_token_claims.app_id
+       OR v_claims.topic <> verified_token_claims.topic
        OR v_claims.expires_at <= now() THEN
-        RETURN false;
+        RETURN;
     END IF;
     SELECT s.signing_key, s.key_version, s.previous_key, s.previous_valid_until INTO v_secret
-      FROM picloud.app_secrets s WHERE s.app_id = verify_subscriber_token.app_id;
+      FROM picloud.app_secrets s WHERE s.app_id = verified_token_claims.app_id;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN;
     ELSIF v_claims.key_version = v_secret.key_version THEN
         v_key := v_secret.signing_key;
     ELSIF v_claims.key_version = v_secret.key_version - 1
           AND v_secret.previous_valid_until > now() THEN
         v_key := v_secret.previous_key;
     ELSE
-        RETURN false;
+        RETURN;
     END IF;
-    v_payload := picloud.base64url_decode(split_part(verify_subscriber_token.token, '.', 1));
-    RETURN picloud.digests_equal(
-        picloud.base64url_decode(split_part(verify_subscriber_token.token, '.', 2)),
-        picloud.hmac_sha256(v_key, convert_to('picloud-subscriber.', 'UTF8') || v_payload));
+    v_payload := picloud.base64url_decode(split_part(verified_token_claims.token, '.', 1));
+    IF picloud.digests_equal(
+        picloud.base64url_decode(split_part(verified_token_claims.token, '.', 2)),
+        picloud.hmac_sha256(v_key, convert_to('picloud-subscriber.', 'UTF8') || v_payload)) THEN
+        can_publish := v_claims.can_publish;
+        subject := v_claims.subject;
+        RETURN NEXT;
+    END IF;
 END
 $$;
+COMMENT ON FUNCTION picloud.verified_token_claims(uuid, text, text) IS
+    'The grants of a valid token (publish grant, subject): one row when it is well formed, for this app and topic, unexpired, and signed by the app''s current key (or the previous one within its grace); none otherwise. Timing-safe MAC comparison.';
+
+CREATE OR REPLACE FUNCTION picloud.verify_subscriber_token(app_id uuid, topic text, token text)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT FROM picloud.verified_token_claims(
+        verify_subscriber_token.app_id, verify_subscriber_token.topic,
+        verify_subscriber_token.token))
+$$;
 COMMENT ON FUNCTION picloud.verify_subscriber_token(uuid, text, text) IS
-    'True when the token is well formed, for this app and topic, unexpired, and signed by the app''s current key (or the previous one within its grace). Timing-safe MAC comparison.';
+    'True when the token is well formed, for this app and topic, unexpired, and signed by the app''s current key (or the previous one within its grace) (picloud.verified_token_claims).';
 
 CREATE OR REPLACE FUNCTION picloud.authorize_subscribe(app_id uuid, topic text, token text)
 RETURNS text

@@ -128,22 +128,72 @@ BEGIN
        AND to_regprocedure(picloud.checked_sql_handler(NEW.function) || '(jsonb)') IS NULL THEN
         RAISE EXCEPTION 'no function %(jsonb)', NEW.function USING ERRCODE = '22023';
     END IF;
+    IF NEW.kind = 'topic' AND NEW.topic IS NOT NULL
+       AND (TG_OP = 'INSERT' OR NEW.topic IS DISTINCT FROM OLD.topic)
+       AND NOT EXISTS (SELECT FROM picloud.topics t
+                        WHERE t.app_id = NEW.app_id AND t.name = NEW.topic) THEN
+        RAISE EXCEPTION 'no topic %', quote_literal(left(NEW.topic, 140))
+            USING ERRCODE = '22023';
+    END IF;
     NEW.updated_at := now();
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION picloud.handlers_validate() IS
-    'BEFORE INSERT/UPDATE on handlers: generates a webhook secret when none is given; an sql handler must name an existing f(jsonb) in an allowed schema.';
+    'BEFORE INSERT/UPDATE on handlers: generates a webhook secret when none is given; an sql handler must name an existing f(jsonb) in an allowed schema, a topic handler an existing topic of its app.';
 
 DROP TRIGGER IF EXISTS handlers_validate ON picloud.handlers;
 CREATE TRIGGER handlers_validate BEFORE INSERT OR UPDATE ON picloud.handlers
     FOR EACH ROW EXECUTE FUNCTION picloud.handlers_validate();
 
+CREATE OR REPLACE FUNCTION picloud.publish_event(
+    app_id uuid, topic text, source text, subject text, event jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_message jsonb;
+BEGIN
+    -- The topic row is locked first (as the publish would): a topic deleted meanwhile, or
+    -- never created, is skipped rather than failing the change that caused the event.
+    PERFORM 1 FROM picloud.topics t
+      WHERE t.app_id = publish_event.app_id AND t.name = publish_event.topic
+        FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    v_message := jsonb_build_object('source', publish_event.source,
+                                    'subject', publish_event.subject) || publish_event.event;
+    IF octet_length(v_message::text) > picloud.max_message_bytes() THEN
+        -- Too large for a message: its short scalar fields (type, key, id, version, path,
+        -- ...) and "truncated": true, so a subscriber knows to fetch the row itself.
+        v_message := jsonb_build_object('source', publish_event.source,
+                                        'subject', publish_event.subject)
+            || coalesce((SELECT jsonb_object_agg(e.k, e.v)
+                           FROM jsonb_each(publish_event.event) e(k, v)
+                          WHERE jsonb_typeof(e.v) IN ('string', 'number', 'boolean', 'null')
+                            AND octet_length(e.v::text) <= 256), '{}'::jsonb)
+            || jsonb_build_object('truncated', true);
+        IF octet_length(v_message::text) > picloud.max_message_bytes() THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    -- fan_out => false: the loop guard. What a topic handler publishes does not fan out to
+    -- pubsub triggers again (one level, like dead letters).
+    RETURN (SELECT a.first_id + 1
+              FROM picloud.append_messages(publish_event.app_id, publish_event.topic,
+                                           v_message, NULL, false, true) a);
+END
+$$;
+COMMENT ON FUNCTION picloud.publish_event(uuid, text, text, text, jsonb) IS
+    'What a topic handler does, inside the transaction of the change: publish {"source", "subject"} || event to the topic, without pubsub fan-out (loop guard). An event larger than picloud.max_message_bytes() is sent as its short scalar fields plus "truncated": true. A missing topic is skipped (NULL); otherwise the sequence number.';
+
 CREATE OR REPLACE FUNCTION picloud.enqueue_event(app_id uuid, source text, subject text, event jsonb)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_count integer;
+    v_count  integer;
+    v_topics boolean;  -- does the app have topic handlers?
+    v_topic  text;
 BEGIN
     IF enqueue_event.app_id IS NULL OR enqueue_event.subject IS NULL THEN
         RAISE EXCEPTION 'app_id and subject are required' USING ERRCODE = '22023';
@@ -154,6 +204,10 @@ BEGIN
     IF enqueue_event.event IS NULL OR jsonb_typeof(enqueue_event.event) <> 'object' THEN
         RAISE EXCEPTION 'event must be a JSON object' USING ERRCODE = '22023';
     END IF;
+    -- Topic handlers publish here and now, in this transaction, and get no delivery. Most
+    -- apps have none: one probe of the app's handlers spares them the join and the loop.
+    v_topics := EXISTS (SELECT FROM picloud.handlers h
+                         WHERE h.app_id = enqueue_event.app_id AND h.kind = 'topic');
     INSERT INTO picloud.deliveries
         (app_id, trigger_id, handler_id, source, subject, event, max_attempts)
     SELECT t.app_id, t.id, t.handler_id, enqueue_event.source, enqueue_event.subject,
@@ -162,14 +216,35 @@ BEGIN
      WHERE t.app_id = enqueue_event.app_id
        AND t.source = enqueue_event.source
        AND t.enabled
-       AND picloud.trigger_filter_matches(t.filter, enqueue_event.subject, enqueue_event.event);
+       AND picloud.trigger_filter_matches(t.filter, enqueue_event.subject, enqueue_event.event)
+       AND (NOT v_topics
+            OR NOT EXISTS (SELECT FROM picloud.handlers h
+                            WHERE h.app_id = t.app_id AND h.id = t.handler_id
+                              AND h.kind = 'topic'));
     GET DIAGNOSTICS v_count = ROW_COUNT;
     IF v_count > 0 THEN
         -- One notification per transaction: identical ones are folded on commit.
         PERFORM pg_notify(picloud.dispatch_channel(), '');
     END IF;
+    IF v_topics THEN
+        FOR v_topic IN
+            SELECT h.topic
+              FROM picloud.triggers t
+              JOIN picloud.handlers h ON h.app_id = t.app_id AND h.id = t.handler_id
+             WHERE t.app_id = enqueue_event.app_id
+               AND t.source = enqueue_event.source
+               AND t.enabled
+               AND h.kind = 'topic'
+               AND picloud.trigger_filter_matches(t.filter, enqueue_event.subject,
+                                                  enqueue_event.event)
+             ORDER BY t.id
+        LOOP
+            PERFORM picloud.publish_event(enqueue_event.app_id, v_topic, enqueue_event.source,
+                                          enqueue_event.subject, enqueue_event.event);
+        END LOOP;
+    END IF;
     RETURN v_count;
 END
 $$;
 COMMENT ON FUNCTION picloud.enqueue_event(uuid, text, text, jsonb) IS
-    'Fan-out: one delivery per enabled trigger of this app and source whose filter matches subject and event, in the caller''s transaction; NOTIFYs the dispatchers on commit. Returns how many were enqueued.';
+    'Fan-out, in the caller''s transaction: every enabled trigger of this app and source whose filter matches subject and event either publishes the event at once (topic handlers, picloud.publish_event) or gets one delivery (webhook and sql handlers; NOTIFYs the dispatchers on commit). Returns how many deliveries were enqueued.';

@@ -1,8 +1,8 @@
 -- The pub/sub source: every published message fans out to the app's pubsub triggers.
 
--- (This was an AFTER INSERT trigger on messages; publish_message calls the fan-out itself
--- now, after an inline test for a pubsub trigger of the app, so a publish to an app
--- without one pays for an index probe and no more.)
+-- (This was an AFTER INSERT trigger on messages; picloud.append_messages calls the
+-- fan-out itself now, once per message, after an inline test for a pubsub trigger of the
+-- app, so a publish to an app without one pays for an index probe and no more.)
 DROP TRIGGER IF EXISTS messages_fan_out ON picloud.messages;
 DROP FUNCTION IF EXISTS picloud.messages_fan_out();
 
@@ -21,4 +21,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.fan_out_message(uuid, text, bigint, jsonb, timestamptz) IS
-    'The pub/sub source, called by picloud.publish for a message it appends when the app has an enabled pubsub trigger: enqueue_event(app, ''pubsub'', topic, {"type": "publish", "topic", "message_id", "message", "published_at"}). Returns how many deliveries were enqueued.';
+    'The pub/sub source, called by picloud.publish (and publish_batch, once per message) for a message it appends when the app has an enabled pubsub trigger: enqueue_event(app, ''pubsub'', topic, {"type": "publish", "topic", "message_id", "message", "published_at"}). Returns how many deliveries were enqueued.';

@@ -21,6 +21,7 @@ def test_defaults() -> None:
     assert s.cron_tick_interval_ms == 30000 and s.dispatch_lease_sec == 30
     assert s.files_orphan_sweep_interval_sec == 21600 and s.files_orphan_tmp_ttl_sec == 3600
     assert s.sql_handler_schemas == ("picloud_handlers",) and s.roles == frozenset(ROLES)
+    assert s.max_batch_messages == 1000 and s.token_publish_rate == 20.0
 
 
 def test_values_are_parsed() -> None:
@@ -49,6 +50,12 @@ def test_values_are_parsed() -> None:
         ("PICLOUD_REALTIME_HEARTBEAT_SEC", "soon"),
         ("PICLOUD_REALTIME_BROADCAST_CAPACITY", "-1"),
         ("PICLOUD_MAX_MESSAGE_BYTES", "1.5"),
+        ("PICLOUD_MAX_BATCH_MESSAGES", "0"),
+        ("PICLOUD_MAX_BATCH_MESSAGES", "many"),
+        ("PICLOUD_MAX_BATCH_MESSAGES", "99999999999"),
+        ("PICLOUD_TOKEN_PUBLISH_RATE", "0"),
+        ("PICLOUD_TOKEN_PUBLISH_RATE", "-2"),
+        ("PICLOUD_TOKEN_PUBLISH_RATE", "nan"),
         ("PICLOUD_CRON_TICK_INTERVAL_MS", "abc"),
         ("PICLOUD_DISPATCH_LEASE_SEC", "0"),
         ("PICLOUD_ROLES", "relay,bogus"),

@@ -35,6 +35,7 @@ def session_settings(settings: Settings) -> dict[str, str]:
     return {
         "picloud.base_domain": settings.base_domain,
         "picloud.max_message_bytes": str(settings.max_message_bytes),
+        "picloud.max_batch_messages": str(settings.max_batch_messages),
         "picloud.sql_handler_schemas": ",".join(settings.sql_handler_schemas),
         "picloud.dispatch_backoff_base_ms": str(settings.dispatch_backoff_base_ms),
         "picloud.dispatch_backoff_cap_ms": str(settings.dispatch_backoff_cap_ms),

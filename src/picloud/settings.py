@@ -42,6 +42,8 @@ class Settings:
     realtime_broadcast_capacity: int = 64
     realtime_retention_sec: int = 86400
     max_message_bytes: int = 65536
+    max_batch_messages: int = 1000
+    token_publish_rate: float = 20.0
     max_file_bytes: int = 64 * 1024 * 1024
     cron_tick_interval_ms: int = 30000
     files_root: Path = Path(".picloud/files")
@@ -93,6 +95,14 @@ def _listen(raw: str) -> tuple[str, int]:
     if not 0 <= port_no <= 65535:
         raise ValueError(raw)
     return host.strip("[]"), port_no
+
+
+def _batch_size(raw: str) -> int:
+    # Read by SQL as an integer on every publish: bounded well inside its range.
+    value = _positive_int(raw)
+    if value > 1_000_000:
+        raise ValueError(raw)
+    return value
 
 
 def _non_negative_int(raw: str) -> int:
@@ -210,6 +220,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         max_message_bytes=_get(
             env, "PICLOUD_MAX_MESSAGE_BYTES", _positive_int, 65536, "a positive integer"
+        ),
+        max_batch_messages=_get(
+            env, "PICLOUD_MAX_BATCH_MESSAGES", _batch_size, 1000, "an integer from 1 to 1000000"
+        ),
+        token_publish_rate=_get(
+            env, "PICLOUD_TOKEN_PUBLISH_RATE", _positive_float, 20.0, "a positive number"
         ),
         max_file_bytes=_get(
             env, "PICLOUD_MAX_FILE_BYTES", _positive_int, 64 * 1024 * 1024, "a positive integer"

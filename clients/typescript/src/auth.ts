@@ -24,6 +24,10 @@ export interface MintTokenOptions {
   topic: string;
   /** Lifetime in seconds (the server's default when left out). */
   ttlSeconds?: number;
+  /** Let the token publish to its topic too (the API key needs `topics:publish` as well). */
+  publish?: boolean;
+  /** Who holds the token: the frames it publishes carry it as `from`. */
+  subject?: string;
   signal?: AbortSignal;
 }
 
@@ -53,7 +57,11 @@ export function mintSubscriberToken(
   const path = `/api/v1/apps/${encodeURIComponent(options.appId)}/topics/${encodeURIComponent(
     options.topic,
   )}/tokens`;
-  const body = options.ttlSeconds === undefined ? {} : { ttl_seconds: options.ttlSeconds };
+  const body = {
+    ...(options.ttlSeconds === undefined ? {} : { ttl_seconds: options.ttlSeconds }),
+    ...(options.publish === undefined ? {} : { publish: options.publish }),
+    ...(options.subject === undefined ? {} : { subject: options.subject }),
+  };
   return endpoint(ctx, path).post(body, {
     validate: subscriberTokenValidator,
     ...(options.signal ? { signal: options.signal } : {}),

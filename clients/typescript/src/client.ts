@@ -4,8 +4,15 @@ import type { Endpoint } from "./endpoint";
 import { endpoint } from "./endpoint";
 import type { MintTokenOptions, SubscriberToken } from "./auth";
 import { mintSubscriberToken } from "./auth";
-import { subscribe } from "./subscribe";
-import type { FetchLike, SubscribeOptions, TopicMessage, Unsubscribe } from "./types";
+import { publishWithToken, subscribe } from "./subscribe";
+import type {
+  FetchLike,
+  PublishOptions,
+  Published,
+  SubscribeOptions,
+  Subscription,
+  TopicMessage,
+} from "./types";
 
 export interface ClientOptions {
   /**
@@ -28,12 +35,17 @@ export interface PiCloudClient {
   readonly baseUrl: string;
   /** Typed JSON calls on a path under `baseUrl`. */
   endpoint(path: string): Endpoint;
-  /** Live messages of a topic; returns the function that ends the subscription. */
+  /**
+   * Live messages of a topic; returns the function that ends the subscription, which
+   * also publishes to the topic with the subscription's token (`stop.publish(message)`).
+   */
   subscribe<T = unknown>(
     topic: string,
     onMessage: (message: TopicMessage<T>) => void,
     options?: SubscribeOptions<T>,
-  ): Unsubscribe;
+  ): Subscription;
+  /** Publishes to a topic with a subscriber token minted with `publish: true`. */
+  publish(topic: string, message: unknown, options: PublishOptions): Promise<Published>;
   /** Mints a subscriber token (server side; needs an API key with `tokens:mint`). */
   mintToken(options: MintTokenOptions): Promise<SubscriberToken>;
 }
@@ -56,5 +68,7 @@ export function createClient(options: ClientOptions): PiCloudClient {
     subscribe: (topic, onMessage, subscribeOptions) =>
       subscribe(ctx, topic, onMessage, subscribeOptions),
     mintToken: (mintOptions) => mintSubscriberToken(ctx, mintOptions),
+    publish: (topic, message, publishOptions) =>
+      publishWithToken(ctx, topic, message, publishOptions.token, publishOptions.signal),
   };
 }

@@ -15,12 +15,21 @@ export class PiCloudError extends Error {
   readonly code: string;
   /** The parsed response body, when there was one. */
   readonly body: unknown;
+  /** The response's `Retry-After` in seconds (429 and 503 answers), when it had one. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(status: number, code: string, message: string, body?: unknown) {
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    body?: unknown,
+    retryAfterSeconds?: number,
+  ) {
     super(message);
     this.status = status;
     this.code = code;
     this.body = body;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
@@ -45,14 +54,19 @@ export async function errorFromResponse(response: Response): Promise<PiCloudErro
   } catch {
     // not JSON: keep the text
   }
+  const retryHeader = response.headers.get("retry-after");
+  const retryAfter =
+    retryHeader !== null && /^[0-9]+$/.test(retryHeader.trim())
+      ? Number.parseInt(retryHeader, 10)
+      : undefined;
   if (isErrorEnvelope(body)) {
-    return new PiCloudError(response.status, body.error.code, body.error.message, body);
+    return new PiCloudError(response.status, body.error.code, body.error.message, body, retryAfter);
   }
   const message =
     typeof body === "string" && body.trim() !== ""
       ? body.trim().slice(0, 500)
       : response.statusText || `HTTP ${response.status}`;
-  return new PiCloudError(response.status, `http_${response.status}`, message, body);
+  return new PiCloudError(response.status, `http_${response.status}`, message, body, retryAfter);
 }
 
 export type QueryValue = string | number | boolean | null | undefined;

@@ -8,12 +8,13 @@ import type {
   BackoffOptions,
   FetchLike,
   HistoryTruncated,
+  Published,
   SubscribeOptions,
+  Subscription,
   SubscriptionState,
   SubscriptionStatus,
   TokenResult,
   TopicMessage,
-  Unsubscribe,
 } from "./types";
 import { PiCloudError, errorFromResponse } from "./endpoint";
 import { bearer } from "./auth";
@@ -215,17 +216,52 @@ export function topicUrl(baseUrl: string, topic: string): string {
   return `${baseUrl.replace(/\/+$/, "")}/realtime/topics/${encodeURIComponent(topic)}`;
 }
 
+const publishedValidator = {
+  parse(input: unknown): Published {
+    const reply = input as Partial<Published> | null;
+    if (typeof reply?.id !== "number" || typeof reply.published_at !== "string") {
+      throw new TypeError("not a publish reply");
+    }
+    return { id: reply.id, published_at: reply.published_at };
+  },
+};
+
+/**
+ * Publish one message to `topic` on the app at `ctx.baseUrl` with a subscriber token that
+ * grants publish (`POST /realtime/topics/{topic}/messages`). No API key is involved, so
+ * this is safe in a browser.
+ */
+export async function publishWithToken(
+  ctx: SubscribeContext,
+  topic: string,
+  message: unknown,
+  token: TokenResult,
+  signal?: AbortSignal,
+): Promise<Published> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = bearer(token);
+  const response = await ctx.fetch(`${topicUrl(ctx.baseUrl, topic)}/messages`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ message }),
+    ...(signal ? { signal } : {}),
+  });
+  if (!response.ok) throw await errorFromResponseSafe(response);
+  return publishedValidator.parse(await response.json());
+}
+
 /**
  * Subscribe to `topic` on the app at `ctx.baseUrl`. `onMessage` gets each message once,
  * in order; after a dropped connection the subscription reconnects with backoff and
- * resumes from the last event id it saw. Returns the function that ends it.
+ * resumes from the last event id it saw. Returns the function that ends it, which also
+ * has `publish(message)` (with the subscription's token).
  */
 export function subscribe<T = unknown>(
   ctx: SubscribeContext,
   topic: string,
   onMessage: (message: TopicMessage<T>) => void,
   options: SubscribeOptions<T> = {},
-): Unsubscribe {
+): Subscription {
   const url = topicUrl(ctx.baseUrl, topic);
   let stopped = false;
   let lastEventId = options.lastEventId ?? "";
@@ -294,6 +330,7 @@ export function subscribe<T = unknown>(
         topic?: unknown;
         message?: unknown;
         published_at?: unknown;
+        from?: unknown;
       };
       const message = options.validate
         ? options.validate.parse(frame.message)
@@ -303,6 +340,7 @@ export function subscribe<T = unknown>(
         topic: typeof frame.topic === "string" ? frame.topic : topic,
         message,
         published_at: typeof frame.published_at === "string" ? frame.published_at : "",
+        ...(typeof frame.from === "string" ? { from: frame.from } : {}),
       };
     } catch (error) {
       reportError(error);
@@ -431,13 +469,21 @@ export function subscribe<T = unknown>(
     }
   };
 
+  const publish = async (
+    message: unknown,
+    publishOptions: { signal?: AbortSignal } = {},
+  ): Promise<Published> => {
+    const current = options.getToken ? await options.getToken() : token;
+    return publishWithToken(ctx, topic, message, current, publishOptions.signal);
+  };
+  const subscription = (): void => close();
   if (options.signal?.aborted) {
     close();
-    return () => undefined;
+  } else {
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    run().catch((error: unknown) => close(error));
   }
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  run().catch((error: unknown) => close(error));
-  return () => close();
+  return Object.assign(subscription, { publish });
 }
 
 /** 4xx other than 401 (token), 408 (timeout) and 429 (rate limit) will not get better. */

@@ -33,6 +33,37 @@ export interface TopicMessage<T = unknown> {
   message: T;
   /** When the server accepted it (ISO 8601). */
   published_at: string;
+  /** The subject of the subscriber token that published it, when it had one. */
+  from?: string;
+}
+
+/** What a publish returns: the message's sequence number and when it was accepted. */
+export interface Published {
+  id: number;
+  published_at: string;
+}
+
+export interface PublishOptions {
+  /**
+   * A subscriber token minted with `publish: true` for this topic (sent as
+   * `Authorization: Bearer`).
+   */
+  token: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * A live subscription: call it to end it (it is the `Unsubscribe` function), or publish
+ * to its topic with its own token (which must grant publish).
+ */
+export interface Subscription extends Unsubscribe {
+  /**
+   * Publish `message` (any JSON value) to this subscription's topic with the
+   * subscription's current token. Rejects with a `PiCloudError`: 401 when the token does
+   * not grant publish, 404 for a missing topic, 413 too large, 429 over the token's rate
+   * (retry after the `Retry-After` seconds in `error.retryAfterSeconds`).
+   */
+  publish(message: unknown, options?: { signal?: AbortSignal }): Promise<Published>;
 }
 
 /**

@@ -207,9 +207,58 @@ async function removeDomain(app, host) {
   });
 }
 
+async function renderSigningKey() {
+  const facts = $("#signing-key-facts");
+  const form = $("#rotate-key-form");
+  const app = currentApp();
+  form.hidden = !app;
+  if (!app) {
+    facts.replaceChildren();
+    return;
+  }
+  let key;
+  try {
+    key = await api.get(appPath(app.id, "signing-keys"));
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 403) throw err;
+    form.hidden = true;
+    facts.replaceChildren(el("dd", { class: "muted" }, "Rotation needs app:admin."));
+    return;
+  }
+  const fact = (term, value) => [el("dt", {}, term), el("dd", {}, value)];
+  facts.replaceChildren(
+    ...fact(
+      "Version",
+      key.key_version == null ? "none yet (made by the first token)" : String(key.key_version),
+    ),
+    ...fact("Rotated", key.rotated_at ? formatTime(key.rotated_at) : "never"),
+    ...fact(
+      "Previous key valid until",
+      key.previous_valid_until ? formatTime(key.previous_valid_until) : "—",
+    ),
+  );
+}
+
+async function rotateSigningKey(form) {
+  const app = currentApp();
+  const grace = Number(new FormData(form).get("grace_seconds"));
+  const question =
+    `Rotate the token signing key of ${app.slug}? Tokens signed by the current key stay ` +
+    `valid for ${grace} seconds, older ones stop working now.`;
+  if (!(await confirmAction(question, "Rotate key"))) return;
+  await attempt(async () => {
+    const rotated = await api.post(appPath(app.id, "signing-keys", "rotate"), {
+      grace_seconds: grace,
+    });
+    notice(`${app.slug} now signs tokens with key version ${rotated.key_version}.`);
+    await renderSigningKey();
+  }, form);
+}
+
 async function refreshApps() {
   await loadApps();
   renderApps();
+  await renderSigningKey();
   await renderDomains();
 }
 
@@ -347,12 +396,17 @@ async function mintToken(form) {
   const card = form.parentElement;
   if (!app || !topic) return setFormError(card, "Create a topic first.");
   await attempt(async () => {
+    const publish = data.get("publish") === "on";
+    const subject = String(data.get("subject") ?? "").trim();
     const minted = await api.post(appPath(app.id, "topics", topic, "tokens"), {
       ttl_seconds: Number(data.get("ttl_seconds")),
+      ...(publish ? { publish: true } : {}),
+      ...(subject ? { subject } : {}),
     });
     $("#token-value").textContent = minted.token;
     $("#token-expiry").textContent =
-      `For ${topic} in ${app.slug}; expires ${formatTime(minted.expires_at)}.`;
+      `For ${topic} in ${app.slug}${publish ? " (may publish)" : ""}; ` +
+      `expires ${formatTime(minted.expires_at)}.`;
     $("#token-result").hidden = false;
   }, card);
 }
@@ -711,6 +765,7 @@ function wire() {
       await renderDomains();
     }, form),
   );
+  onSubmit("#rotate-key-form", rotateSigningKey);
   onSubmit("#create-topic-form", createTopic);
   onSubmit("#publish-form", publish);
   onSubmit("#token-form", mintToken);

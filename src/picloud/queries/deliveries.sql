@@ -1,18 +1,19 @@
 -- name: create_handler
--- Register a webhook or SQL handler (a webhook's secret is generated when not given).
-INSERT INTO picloud.handlers (app_id, name, kind, url, secret, function, timeout_ms)
-VALUES (%(app_id)s, %(name)s, %(kind)s, %(url)s, %(secret)s, %(function)s,
+-- Register a webhook, SQL or topic handler (a webhook's secret is generated when not given).
+INSERT INTO picloud.handlers (app_id, name, kind, url, secret, function, topic, timeout_ms)
+VALUES (%(app_id)s, %(name)s, %(kind)s, %(url)s, %(secret)s, %(function)s, %(topic)s,
         coalesce(%(timeout_ms)s, 10000))
-RETURNING id, app_id, name, kind, url, secret, function, timeout_ms, created_at, updated_at;
+RETURNING id, app_id, name, kind, url, secret, function, topic, timeout_ms, created_at,
+          updated_at;
 
 -- name: list_handlers
 -- An app's handlers (webhook secrets are shown only at creation).
-SELECT id, app_id, name, kind, url, function, timeout_ms, created_at, updated_at
+SELECT id, app_id, name, kind, url, function, topic, timeout_ms, created_at, updated_at
   FROM picloud.handlers WHERE app_id = %(app_id)s ORDER BY created_at, id;
 
 -- name: get_handler
 -- One handler of an app, without its secret.
-SELECT id, app_id, name, kind, url, function, timeout_ms, created_at, updated_at
+SELECT id, app_id, name, kind, url, function, topic, timeout_ms, created_at, updated_at
   FROM picloud.handlers WHERE app_id = %(app_id)s AND id = %(id)s;
 
 -- name: update_handler
@@ -20,9 +21,18 @@ SELECT id, app_id, name, kind, url, function, timeout_ms, created_at, updated_at
 UPDATE picloud.handlers
    SET name = coalesce(%(name)s, name), url = coalesce(%(url)s, url),
        secret = coalesce(%(secret)s, secret), function = coalesce(%(function)s, function),
-       timeout_ms = coalesce(%(timeout_ms)s, timeout_ms)
+       topic = coalesce(%(topic)s, topic), timeout_ms = coalesce(%(timeout_ms)s, timeout_ms)
  WHERE app_id = %(app_id)s AND id = %(id)s
-RETURNING id, app_id, name, kind, url, function, timeout_ms, created_at, updated_at;
+RETURNING id, app_id, name, kind, url, function, topic, timeout_ms, created_at, updated_at;
+
+-- name: trigger_targets_topic
+-- Does this handler, or the current handler of this trigger, publish to a topic?
+SELECT EXISTS (
+    SELECT FROM picloud.handlers h
+     WHERE h.app_id = %(app_id)s AND h.kind = 'topic'
+       AND (h.id = %(handler_id)s
+            OR h.id = (SELECT t.handler_id FROM picloud.triggers t
+                        WHERE t.app_id = %(app_id)s AND t.id = %(trigger_id)s))) AS topic;
 
 -- name: delete_handler
 -- Delete a handler no trigger uses.

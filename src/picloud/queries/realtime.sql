@@ -15,10 +15,13 @@ SELECT r.app_id,
 LISTEN picloud_realtime; LISTEN picloud_realtime_control;
 
 -- name: replay_messages
--- SSE frames (id and data text) of one topic after a sequence number.
+-- SSE frames (id and data text) of one topic after a sequence number; "from" is the
+-- publishing token's subject, when it had one.
 SELECT m.seq,
-       jsonb_build_object('topic', m.topic, 'message', m.message,
-                          'published_at', m.published_at)::text AS data
+       (jsonb_build_object('topic', m.topic, 'message', m.message,
+                           'published_at', m.published_at)
+        || CASE WHEN m.from_subject IS NOT NULL
+                THEN jsonb_build_object('from', m.from_subject) ELSE '{}' END)::text AS data
   FROM picloud.messages m
  WHERE m.app_id = %(app_id)s AND m.topic = %(topic)s AND m.seq > %(after)s
  ORDER BY m.seq LIMIT %(limit)s;
@@ -30,8 +33,10 @@ SELECT c.app_id::text AS app_id, c.topic, m.seq, m.data
        AS c(app_id, topic, after)
  CROSS JOIN LATERAL (
         SELECT x.seq,
-               jsonb_build_object('topic', x.topic, 'message', x.message,
-                                  'published_at', x.published_at)::text AS data
+               (jsonb_build_object('topic', x.topic, 'message', x.message,
+                                   'published_at', x.published_at)
+                || CASE WHEN x.from_subject IS NOT NULL
+                        THEN jsonb_build_object('from', x.from_subject) ELSE '{}' END)::text AS data
           FROM picloud.messages x
          WHERE x.app_id = c.app_id AND x.topic = c.topic AND x.seq > c.after
          ORDER BY x.seq LIMIT %(limit)s) m

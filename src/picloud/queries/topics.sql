@@ -28,15 +28,17 @@ DELETE FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s RETURNI
 
 -- name: publish_with_key
 -- The HTTP publish path in one round trip: the caller's live key, whether the app exists,
--- and the publish itself, run only when the key may publish to that app (the rule of
--- picloud.web.auth.Principal.allows for topics:publish). No row: unknown key.
+-- and the publish of one message (single) or a JSON array of them, run only when the key
+-- may publish to that app (the rule of picloud.web.auth.Principal.allows for
+-- topics:publish). The ids are first_id + 1 .. first_id + n. No row: unknown key.
 SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id,
        CASE WHEN a.id IS NOT NULL
                  AND ('instance:admin' = ANY (k.capabilities)
                       OR (k.app_id = a.id
                           AND k.capabilities && ARRAY['app:admin', 'topics:publish']::text[]))
-            THEN (SELECT to_jsonb(p) FROM picloud.publish_message(a.id, %(topic)s,
-                                                                 %(message)s::jsonb) p)
+            THEN (SELECT to_jsonb(p)
+                    FROM picloud.append_messages(a.id, %(topic)s, %(messages)s::jsonb,
+                                                 single => %(single)s) p)
        END AS published
   FROM picloud.authenticate_key(%(key)s) k
   LEFT JOIN picloud.apps a ON a.id = %(app_id)s;
@@ -67,3 +69,33 @@ SELECT s.token, c.expires_at
 -- name: rotate_app_secret
 -- Replace an app's token signing key, keeping the previous one for a grace period.
 SELECT picloud.rotate_app_secret(%(app_id)s, make_interval(secs => %(grace_seconds)s)) AS key_version;
+
+-- name: publish_with_token
+-- Publish with a subscriber token on the app's host: the app behind the Host header, the
+-- token's publish grant and the publish, in one statement. verdict 'published',
+-- 'not_found' (unknown app, missing or internal topic) or 'unauthorized'.
+SELECT p.verdict, p.id, to_jsonb(p.published_at) #>> '{}' AS published_at
+  FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
+ CROSS JOIN LATERAL picloud.publish_with_token(r.app_id, %(topic)s, %(token)s,
+                                               %(message)s::jsonb) p;
+
+-- name: mint_token
+-- A subscriber token for a topic (optionally granting publish, with a subject) and its
+-- expiry.
+SELECT s.token, c.expires_at
+  FROM (SELECT picloud.subscriber_token(%(app_id)s, %(topic)s,
+                                        make_interval(secs => %(ttl_seconds)s),
+                                        %(can_publish)s, %(subject)s) AS token) s
+  CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;
+
+-- name: signing_key_status
+-- An app's token signing key version and times (never the key).
+SELECT key_version, created_at, rotated_at, previous_valid_until
+  FROM picloud.app_secrets WHERE app_id = %(app_id)s;
+
+-- name: rotate_signing_key
+-- Rotate an app's signing key; the new version and times (the function sets rotated_at
+-- to now() and the previous key's grace end to now() + grace, this transaction's now()).
+SELECT picloud.rotate_app_secret(%(app_id)s, make_interval(secs => %(grace_seconds)s))
+           AS key_version,
+       now() AS rotated_at, now() + make_interval(secs => %(grace_seconds)s) AS previous_valid_until;

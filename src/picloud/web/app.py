@@ -28,6 +28,8 @@ from picloud.web import kv as _kv  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
 from picloud.web import realtime as _realtime  # noqa: F401
 from picloud.web import request_id
+from picloud.web import signing_keys as _signing_keys  # noqa: F401
+from picloud.web import token_publish as _token_publish  # noqa: F401
 from picloud.web import topics as _topics  # noqa: F401
 from picloud.web import triggers as _triggers  # noqa: F401
 from picloud.web.bodies import json_body_limit

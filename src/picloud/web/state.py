@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
 from picloud.settings import Settings
+from picloud.web.ratelimit import TokenBuckets
 
 
 @dataclass
@@ -51,6 +52,8 @@ class AppState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # Role objects by name (relay, dispatcher, …), for handlers that talk to them.
     roles: dict[str, Any] = field(default_factory=dict)
+    # Per-token publish rate buckets (PICLOUD_TOKEN_PUBLISH_RATE), made on first use.
+    token_publish_buckets: TokenBuckets | None = None
 
     @property
     def db(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:

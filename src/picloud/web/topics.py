@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from picloud import jsonnum
@@ -137,11 +138,16 @@ async def delete_topic(request: web.Request) -> web.Response:
 
 @routes.post(
     BASE + "/{name}/messages",
-    "Publish a message",
+    "Publish a message, or a batch of messages in one statement",
     "topics",
     capability="topics:publish",
     ok_status=201,
-    request_body={"type": "object", "required": ["message"], "properties": {"message": {}}},
+    request_body={
+        "type": "object",
+        "description": '{"message": <any JSON>} -> {"id", "published_at"}; '
+        '{"messages": [...]} -> {"ids", "published_at"} (all or nothing)',
+        "properties": {"message": {}, "messages": {"type": "array"}},
+    },
 )
 async def publish(request: web.Request) -> web.Response:
     # The hot path: with a well-formed request, one query authenticates the key, loads the
@@ -150,14 +156,28 @@ async def publish(request: web.Request) -> web.Response:
     if key is None:
         raise unauthorized()
     app_id = path_uuid(request, "app_id")
-    message = await _message_text(request)
-    if message is None:  # bad name or body: authorise first, then say what is wrong
+    body = await _publish_body(request)
+    if body is None:  # bad name or body: authorise first, then say what is wrong
         await require_app(request, "topics:publish")
         path_topic(request)
-        await _message_text(request, strict=True)
+        await _publish_body(request, strict=True)
         raise AssertionError("unreachable: the request was found invalid")
-    params = {"key": key, "app_id": app_id, "topic": request.match_info["name"], "message": message}
-    row = await fetch_one(request, "publish_with_key", params)
+    messages, batch = body
+    params = {
+        "key": key,
+        "app_id": app_id,
+        "topic": request.match_info["name"],
+        "messages": messages,
+        "single": batch is None,
+    }
+    try:
+        row = await fetch_one(request, "publish_with_key", params)
+    except psycopg.DataError as exc:
+        if batch is not None and exc.sqlstate != "22023":
+            bad = first_unstorable(batch)
+            if bad is not None:
+                raise bad_request(f"message {bad}: {exc.diag.message_primary}") from exc
+        raise
     if row is None:
         raise unauthorized()
     if row["app_id"] is None:
@@ -167,24 +187,51 @@ async def publish(request: web.Request) -> web.Response:
     if published is None or not principal.allows("topics:publish", app_id):
         raise forbidden()
     # published_at is the database's JSON text of the time, as in the SSE frames.
-    return json_response(
-        {"id": published["id"], "published_at": published["published_at"]}, status=201
-    )
+    first, at = published["first_id"], published["published_at"]
+    if batch is None:
+        return json_response({"id": first + 1, "published_at": at}, status=201)
+    ids = list(range(first + 1, first + 1 + len(batch)))
+    return json_response({"ids": ids, "published_at": at}, status=201)
 
 
-async def _message_text(request: web.Request, *, strict: bool = False) -> str | None:
-    """The JSON text of a publish body's message; None (or 400 when strict) if invalid."""
+async def _publish_body(
+    request: web.Request, *, strict: bool = False
+) -> tuple[str, list[Any] | None] | None:
+    """A publish body as the JSON text of its message (or of its list of messages), and
+    the batch (None for a single ``message``); None (or 400 when strict) if invalid."""
     try:
         if not TOPIC_NAME.fullmatch(request.match_info["name"]):
             raise bad_request(f"invalid topic name: {NAME_RULE}")
-        body = await read_object(request, {"message"})
-        if "message" not in body:
-            raise bad_request("'message' is required (any JSON value)")
+        body = await read_object(request, {"message", "messages"})
+        if ("message" in body) == ("messages" in body):
+            raise bad_request(
+                "give either 'message' (any JSON value) or 'messages' (a list of them)"
+            )
+        if "messages" in body and not isinstance(body["messages"], list):
+            raise bad_request("'messages' must be a list of messages")
     except ApiError:
         if strict:
             raise
         return None
-    return jsonnum.dumps(body["message"])
+    if "message" in body:
+        return jsonnum.dumps(body["message"]), None
+    return jsonnum.dumps(body["messages"]), body["messages"]
+
+
+def first_unstorable(messages: list[Any]) -> int | None:
+    """The index of the first message PostgreSQL's jsonb cannot hold (a NUL character in a
+    string or key: the one JSON text jsonb refuses), for the error's wording."""
+
+    def has_nul(value: Any) -> bool:
+        if isinstance(value, str):
+            return "\x00" in value
+        if isinstance(value, list):
+            return any(has_nul(v) for v in value)
+        if isinstance(value, dict):
+            return any("\x00" in k or has_nul(v) for k, v in value.items())
+        return False
+
+    return next((i for i, m in enumerate(messages) if has_nul(m)), None)
 
 
 @routes.get(
@@ -210,19 +257,35 @@ async def history(request: web.Request) -> web.Response:
 
 @routes.post(
     BASE + "/{name}/tokens",
-    "Mint a subscriber token",
+    'Mint a subscriber token ("publish": true also needs topics:publish)',
     "topics",
     capability="tokens:mint",
     ok_status=201,
-    request_body={"type": "object", "properties": {"ttl_seconds": {"type": "integer"}}},
+    request_body={
+        "type": "object",
+        "properties": {
+            "ttl_seconds": {"type": "integer"},
+            "publish": {"type": "boolean", "description": "may publish to the topic"},
+            "subject": {"type": "string", "description": "the frames it publishes say from"},
+        },
+    },
 )
 async def mint_token(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "tokens:mint")
+    principal, app = await require_app(request, "tokens:mint")
     name = path_topic(request)
     raw = await read_body(request)
-    body = await read_object(request, {"ttl_seconds"}) if raw.strip() else {}
+    body = await read_object(request, {"ttl_seconds", "publish", "subject"}) if raw.strip() else {}
     ttl = get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600
-    params = {"app_id": app["id"], "topic": name, "ttl_seconds": ttl}
-    row = await fetch_one(request, "mint_subscriber_token", params)
+    can_publish = bool(get_bool(body, "publish"))
+    if can_publish and not principal.allows("topics:publish", app["id"]):
+        raise forbidden("a token that may publish needs tokens:mint and topics:publish")
+    params = {
+        "app_id": app["id"],
+        "topic": name,
+        "ttl_seconds": ttl,
+        "can_publish": can_publish,
+        "subject": get_str(body, "subject", required=False),
+    }
+    row = await fetch_one(request, "mint_token", params)
     assert row is not None
     return json_response({"token": row["token"], "expires_at": row["expires_at"]}, status=201)

@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from picloud.web.auth import require_app
 from picloud.web.errors import bad_request, not_found
-from picloud.web.handlers import CAPABILITY
+from picloud.web.handlers import CAPABILITY, check_topic_target
 from picloud.web.jsonio import get_bool, get_int, get_str, json_response, read_object, read_patch
 from picloud.web.params import path_uuid
 from picloud.web.routing import routes
@@ -67,7 +67,7 @@ def _fields(body: dict[str, Any]) -> dict[str, Any]:
     ok_status=201,
 )
 async def create_trigger(request: web.Request) -> web.Response:
-    _, app = await require_app(request, CAPABILITY)
+    principal, app = await require_app(request, CAPABILITY)
     body = await read_object(request, FIELDS)
     source = get_str(body, "source")
     if source not in SOURCES:
@@ -75,6 +75,7 @@ async def create_trigger(request: web.Request) -> web.Response:
     fields = _fields(body)
     if fields["name"] is None or fields["handler_id"] is None:
         raise bad_request("'name' and 'handler_id' are required")
+    await check_topic_target(request, principal, app["id"], fields["handler_id"])
     row = await fetch_one(
         request, "create_trigger", {"app_id": app["id"], "source": source, **fields}
     )
@@ -112,12 +113,14 @@ async def get_trigger(request: web.Request) -> web.Response:
     request_body={"type": "object", "properties": TRIGGER_BODY["properties"]},
 )
 async def update_trigger(request: web.Request) -> web.Response:
-    _, app = await require_app(request, CAPABILITY)
+    principal, app = await require_app(request, CAPABILITY)
     params = {"app_id": app["id"], "id": path_uuid(request, "trigger_id")}
     body = await read_patch(request, FIELDS)
     if "source" in body:
         raise bad_request("a trigger's source cannot change; create another trigger")
-    row = await fetch_one(request, "update_trigger", {**params, **_fields(body)})
+    fields = _fields(body)
+    await check_topic_target(request, principal, app["id"], fields["handler_id"], params["id"])
+    row = await fetch_one(request, "update_trigger", {**params, **fields})
     if row is None:
         raise not_found("no such trigger")
     return json_response(row)

@@ -101,7 +101,7 @@ describe("useSubscription", () => {
   });
 
   it("does nothing for a null topic and cleans up under StrictMode", async () => {
-    const subscribe = vi.fn(() => vi.fn());
+    const subscribe = vi.fn(() => Object.assign(vi.fn(), { publish: vi.fn() }));
     const client: PiCloudClient = {
       ...createClient({ baseUrl: "http://a.localhost", fetch: scriptedFetch().fetch }),
       subscribe,

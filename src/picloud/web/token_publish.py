@@ -1,0 +1,71 @@
+"""``POST /realtime/topics/{topic}/messages``: publish with a subscriber token (issue #13).
+
+On the app's own host, like the SSE route: Host -> app, ``Authorization: Bearer <token>``
+where the token grants publish on that topic (``picloud.subscriber_token(...,
+can_publish => true)``), body ``{"message": ...}``. One query resolves the host, checks
+the token and publishes (``picloud.publish_with_token``): 404 for an unknown app or a
+missing or internal topic, 401 for a token without the grant (never says why). Each token
+may publish ``PICLOUD_TOKEN_PUBLISH_RATE`` messages per second with a burst of twice
+that (at least one), per node; more is 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from picloud import jsonnum
+from picloud.web.auth import bearer_token
+from picloud.web.errors import ApiError, bad_request, error_response, not_found
+from picloud.web.jsonio import json_response, read_object
+from picloud.web.ratelimit import TokenBuckets, retry_after
+from picloud.web.routing import routes
+from picloud.web.sql import fetch_one
+from picloud.web.state import state_of
+
+
+def buckets(request: web.Request) -> TokenBuckets:
+    state = state_of(request)
+    if state.token_publish_buckets is None:
+        rate = state.settings.token_publish_rate
+        state.token_publish_buckets = TokenBuckets(rate, max(1.0, 2 * rate))
+    return state.token_publish_buckets
+
+
+@routes.post(
+    "/realtime/topics/{topic}/messages",
+    "Publish a message with a subscriber token that grants publish (on the app's host)",
+    "realtime",
+    ok_status=201,
+    request_body={"type": "object", "required": ["message"], "properties": {"message": {}}},
+)
+async def token_publish(request: web.Request) -> web.Response:
+    body = await read_object(request, {"message"})
+    if "message" not in body:
+        raise bad_request("'message' is required (any JSON value)")
+    token = bearer_token(request)
+    # Only tokens that published have a bucket (junk tokens cost no memory); a known one
+    # is charged before the database is asked.
+    limiter = buckets(request)
+    if token is not None and token in limiter:
+        wait = limiter.take(token)
+        if wait > 0:
+            response = error_response(
+                429, "rate_limited", "this token publishes too fast; retry later"
+            )
+            response.headers["Retry-After"] = retry_after(wait)
+            return response
+    params = {
+        "host": request.host,
+        "topic": request.match_info["topic"],
+        "token": token,
+        "message": jsonnum.dumps(body["message"]),
+    }
+    row = await fetch_one(request, "publish_with_token", params)
+    assert row is not None
+    if row["verdict"] == "not_found":
+        raise not_found()
+    if row["verdict"] != "published":
+        raise ApiError(401, "unauthorized", "not authorized to publish")
+    if token is not None and token not in limiter:
+        limiter.take(token)  # its first publish
+    return json_response({"id": row["id"], "published_at": row["published_at"]}, status=201)
