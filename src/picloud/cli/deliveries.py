@@ -20,9 +20,11 @@ def _list(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     with connect() as conn:
-        if conn.execute(q("get_dead_letter_any_app"), {"id": args.id}).fetchone() is None:
+        found = conn.execute(q("get_dead_letter_any_app"), {"id": args.id}).fetchone()
+        if found is None:
             raise CommandError(f"no dead letter {args.id}")
-        row = conn.execute(q("retry_dead_letter"), {"id": args.id}).fetchone()
+        params = {"app_id": found["app_id"], "id": args.id, "force": False}
+        row = conn.execute(q("retry_dead_letter"), params).fetchone()
     assert row is not None
     emit({"delivery_id": row["delivery_id"]})
     return 0
