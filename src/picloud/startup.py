@@ -38,7 +38,8 @@ def mask_url(url: str) -> str:
             user, sep, _password = userinfo.partition(":")
             netloc = f"{user}:***@{hostinfo}" if sep else netloc
         query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+        # By hand: urlunsplit drops the empty host of postgresql:///db?host=/socket.
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
     return re.sub(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", "password=***", url)
 
 
