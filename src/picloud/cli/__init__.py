@@ -126,15 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"picloud: {exc}", file=sys.stderr)
         return REFUSED
-    except psycopg.OperationalError as exc:
-        print(f"picloud: lost the database: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return UNREACHABLE
     except psycopg.Error as exc:
+        # Refusals first: psycopg files some (54000, too large) under OperationalError.
         message = _refusal(exc)
-        if message is None:
+        if message is not None:
+            print(f"picloud: {message}", file=sys.stderr)
+            return REFUSED
+        if not isinstance(exc, psycopg.OperationalError):
             raise
-        print(f"picloud: {message}", file=sys.stderr)
-        return REFUSED
+        lost = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"picloud: lost the database: {lost}", file=sys.stderr)
+        return UNREACHABLE
     return result
 
 

@@ -6,6 +6,7 @@ import argparse
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from picloud.cli.common import CommandError, Sub, connect, emit, group, leaf, parse_json
@@ -56,7 +57,11 @@ def _handlers_list(args: argparse.Namespace) -> int:
 def _handlers_delete(args: argparse.Namespace) -> int:
     with connect() as conn:
         params = {"app_id": app_of(conn, args.app), "id": _uuid(args.id, "handler")}
-        if conn.execute(q("delete_handler"), params).fetchone() is None:
+        try:
+            row = conn.execute(q("delete_handler"), params).fetchone()
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise CommandError("triggers still use this handler") from exc
+        if row is None:
             raise CommandError(f"no handler {args.id}")
     emit(args, {"deleted": args.id})
     return 0
