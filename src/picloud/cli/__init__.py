@@ -132,6 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is not None:
             print(f"picloud: {message}", file=sys.stderr)
             return REFUSED
+        if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+            print(
+                f"picloud: the database lacks PiCloud's schema (run `picloud migrate`): "
+                f"{exc.diag.message_primary}",
+                file=sys.stderr,
+            )
+            return UNREACHABLE
         if not isinstance(exc, psycopg.OperationalError):
             raise
         lost = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
