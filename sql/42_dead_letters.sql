@@ -91,20 +91,34 @@ $$;
 COMMENT ON FUNCTION picloud.retry_dead_letter(bigint, boolean) IS
     'Re-enqueue a dead letter as a fresh delivery (attempts from zero, the trigger''s current max_attempts) and mark it retried; returns the new delivery id. Once only: a dead letter retried already raises PC410 (DETAIL = the delivery that retry created) unless force. P0002 when there is no such dead letter.';
 
+CREATE OR REPLACE FUNCTION picloud.check_dead_letter_filter(
+    source text, since timestamptz, until timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF check_dead_letter_filter.source IS NOT NULL AND check_dead_letter_filter.source NOT IN
+            ('kv', 'docs', 'files', 'cron', 'pubsub', 'dead_letter') THEN
+        RAISE EXCEPTION 'unknown source %', check_dead_letter_filter.source
+            USING ERRCODE = '22023';
+    END IF;
+    IF check_dead_letter_filter.since > check_dead_letter_filter.until THEN
+        RAISE EXCEPTION 'since (%) is after until (%)',
+            check_dead_letter_filter.since, check_dead_letter_filter.until
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.check_dead_letter_filter(text, timestamptz, timestamptz) IS
+    'The rule of a bulk-redrive filter: a known source (or none), since not after until; 22023 otherwise.';
+
 CREATE OR REPLACE FUNCTION picloud.dead_letters_to_retry(
     app_id uuid, source text DEFAULT NULL, since timestamptz DEFAULT NULL,
     until timestamptz DEFAULT NULL, handler_id uuid DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF dead_letters_to_retry.source IS NOT NULL AND dead_letters_to_retry.source NOT IN
-            ('kv', 'docs', 'files', 'cron', 'pubsub', 'dead_letter') THEN
-        RAISE EXCEPTION 'unknown source %', dead_letters_to_retry.source USING ERRCODE = '22023';
-    END IF;
-    IF dead_letters_to_retry.since > dead_letters_to_retry.until THEN
-        RAISE EXCEPTION 'since (%) is after until (%)',
-            dead_letters_to_retry.since, dead_letters_to_retry.until USING ERRCODE = '22023';
-    END IF;
+    PERFORM picloud.check_dead_letter_filter(dead_letters_to_retry.source,
+        dead_letters_to_retry.since, dead_letters_to_retry.until);
     RETURN (SELECT count(*) FROM picloud.dead_letters dl
              WHERE dl.app_id = dead_letters_to_retry.app_id AND dl.retried_at IS NULL
                AND (dead_letters_to_retry.source IS NULL OR dl.source = dead_letters_to_retry.source)
@@ -129,9 +143,8 @@ BEGIN
         RAISE EXCEPTION 'limit must be at least 1, not %', retry_dead_letters."limit"
             USING ERRCODE = '22023';
     END IF;
-    -- Validates the filter the same way (and costs one count: cheap beside the writes).
-    PERFORM picloud.dead_letters_to_retry(retry_dead_letters.app_id, retry_dead_letters.source,
-        retry_dead_letters.since, retry_dead_letters.until, retry_dead_letters.handler_id);
+    PERFORM picloud.check_dead_letter_filter(retry_dead_letters.source,
+        retry_dead_letters.since, retry_dead_letters.until);
     -- Only dead letters not retried yet, so a repeated call (or a concurrent one: SKIP LOCKED)
     -- never enqueues one twice.
     SELECT array_agg(p.id) INTO v_ids FROM (

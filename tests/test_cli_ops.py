@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from picloud.db import Row
-from picloud.logs import JsonFormatter, log_context
+from picloud.logs import JsonFormatter, app_id, context_middleware, log_context
 from tests.fix_server import free_port
 from tests.procs import picloud_env, run_cli, stop, wait_healthy
 from tests.redrive_util import seed_dead_letters
@@ -297,3 +300,33 @@ def test_json_formatter_carries_request_and_app_ids() -> None:
     assert entry["message"] == "slow x" and entry["level"] == "WARNING"
     assert (entry["request_id"], entry["app_id"]) == ("req-1", "a1b2")
     assert "request_id" not in json.loads(fmt.format(record)), "the context ends with the block"
+
+
+async def test_request_log_lines_name_their_app_and_no_other() -> None:
+    records: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(json.loads(JsonFormatter().format(record)))
+
+    log = logging.getLogger("picloud.test.requests")
+    log.addHandler(Collect())
+    log.setLevel(logging.INFO)
+
+    async def handler(request: web.Request) -> web.Response:
+        if "app" in request.query:
+            app_id.set(request.query["app"])  # as require_app does
+        log.info("handled %s", request.path_qs)
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[context_middleware])
+    app.router.add_get("/x", handler)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        # One keep-alive connection for both requests.
+        for query in ("?app=a1", ""):
+            async with session.get(server.make_url(f"/x{query}")) as resp:
+                assert resp.status == 200
+    assert [(r["message"], r.get("app_id")) for r in records] == [
+        ("handled /x?app=a1", "a1"),
+        ("handled /x", None),
+    ]

@@ -150,7 +150,7 @@ def _retry_bulk(args: argparse.Namespace) -> int:
             # Batches of their own transactions: no long transaction, no statement timeout.
             while done < total:
                 params["limit"] = min(args.batch, total - done)
-                row = conn.execute(q("retry_dead_letters"), params).fetchone()
+                row = conn.execute(q("retry_dead_letters_batch"), params).fetchone()
                 assert row is not None
                 if row["retried"] == 0:
                     break

@@ -114,6 +114,12 @@ SELECT picloud.dead_letters_to_retry(%(app_id)s, %(source)s, %(since)s::timestam
                                      %(handler_id)s::uuid) AS matching,
        coalesce(%(until)s::timestamptz, now()) AS until;
 
+-- name: retry_dead_letters_batch
+-- One batch of a bulk retry whose total the caller counted already.
+SELECT picloud.retry_dead_letters(%(app_id)s, %(source)s, %(since)s::timestamptz,
+                                  %(until)s::timestamptz, %(handler_id)s::uuid,
+                                  %(limit)s) AS retried;
+
 -- name: retry_dead_letters
 -- One batch of a bulk retry; matching is counted before it, so remaining = matching - retried.
 SELECT picloud.dead_letters_to_retry(%(app_id)s, %(source)s, %(since)s::timestamptz,
