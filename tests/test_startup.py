@@ -163,3 +163,21 @@ def test_bad_setting_is_exit_2() -> None:
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_the_two_settings_parse_and_refuse() -> None:
+    from picloud.settings import SettingsError, load_settings
+
+    assert load_settings({}).db_connect_timeout_sec == 10.0
+    assert load_settings({}).log_format == "text"
+    assert load_settings({"PICLOUD_DB_CONNECT_TIMEOUT_SEC": "0"}).db_connect_timeout_sec == 0.0
+    assert load_settings({"PICLOUD_DB_CONNECT_TIMEOUT_SEC": "2.5"}).db_connect_timeout_sec == 2.5
+    assert load_settings({"PICLOUD_LOG_FORMAT": "JSON"}).log_format == "json"
+    for name, bad in (
+        ("PICLOUD_DB_CONNECT_TIMEOUT_SEC", "-1"),
+        ("PICLOUD_DB_CONNECT_TIMEOUT_SEC", "inf"),
+        ("PICLOUD_DB_CONNECT_TIMEOUT_SEC", "nan"),
+        ("PICLOUD_LOG_FORMAT", "xml"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            load_settings({name: bad})
