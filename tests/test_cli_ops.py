@@ -9,8 +9,10 @@ import logging
 import os
 import pty
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from picloud.db import Row
+from picloud.embedded import embedded_postgres
 from picloud.logs import JsonFormatter, app_id, context_middleware, log_context
 from tests.fix_server import free_port
 from tests.procs import picloud_env, run_cli, stop, wait_healthy
@@ -133,8 +136,16 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(database: str, db: Conn) 
     assert done.stdout.split() == ["retried", "30", "matching", "30"]
 
 
+def embedded_data_dir() -> Path:
+    """A data dir outside pytest's tmp root, which other pytest runs may chmod 0700 while
+    the embedded PostgreSQL (its own OS user) needs to traverse it."""
+    shm = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix="picloud-cli-", dir=shm if shm.is_dir() else None))
+
+
 def test_psql_and_db_url_on_the_embedded_database(tmp_path: Path) -> None:
-    env = picloud_env(PICLOUD_DATA_DIR=str(tmp_path / "data"))
+    data = embedded_data_dir()
+    env = picloud_env(PICLOUD_DATA_DIR=str(data))
     migrated = subprocess.run(
         [sys.executable, "-m", "picloud", "migrate"],
         env=env,
@@ -196,21 +207,21 @@ def test_psql_and_db_url_on_the_embedded_database(tmp_path: Path) -> None:
         with psycopg.connect(url.stdout.strip()) as conn:
             assert conn.execute("SELECT count(*) FROM picloud.apps").fetchone() == (0,)
     finally:
-        subprocess.run(
-            [
-                str(Path(sys.executable).parent / "python"),
-                "-c",
-                "import pgserver, sys; pgserver.get_server(sys.argv[1]).cleanup()",
-                str(tmp_path / "data" / "pg"),
-            ],
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        # db-url left the server running: attach (dropping its dead holder) and stop it.
+        with embedded_postgres(data):
+            pass
+        shutil.rmtree(data, ignore_errors=True)
 
 
-def test_admin_commands_print_only_their_result(tmp_path: Path) -> None:
-    env = picloud_env(PICLOUD_DATA_DIR=str(tmp_path / "data"))
+def test_admin_commands_print_only_their_result() -> None:
+    data = embedded_data_dir()
+    try:
+        check_quiet_and_json_logs(picloud_env(PICLOUD_DATA_DIR=str(data)))
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def check_quiet_and_json_logs(env: dict[str, str]) -> None:
     unmigrated = subprocess.run(
         [sys.executable, "-m", "picloud", "apps", "list"],
         env=env,
