@@ -215,6 +215,24 @@ def test_handlers_triggers_cron_deliveries(picloud: Cli, db: Conn) -> None:
     assert [t["id"] for t in ok_json(picloud, "triggers", "list", "ops")["triggers"]] == [
         trig["id"]
     ]
+    off = ok_json(
+        picloud, "triggers", "update", "ops", trig["id"], "--disable", "--max-attempts", "3"
+    )
+    assert (off["enabled"], off["max_attempts"], off["filter"]) == (False, 3, {"match": "a*"})
+    on = ok_json(picloud, "triggers", "update", "ops", trig["id"], "--enable")
+    assert on["enabled"] is True
+    assert "invalid value" in refused(
+        picloud, "triggers", "update", "ops", trig["id"], "--max-attempts", "0"
+    )
+    assert "give at least one" in refused(picloud, "triggers", "update", "ops", trig["id"])
+    moved = ok_json(picloud, "handlers", "update", "ops", hook["id"], "--timeout-ms", "500")
+    assert moved["timeout_ms"] == 500 and "secret" not in moved
+    assert "invalid value" in refused(
+        picloud, "handlers", "update", "ops", hook["id"], "--url", "ftp://nope"
+    )
+    assert "no handler" in refused(
+        picloud, "handlers", "update", "ops", "00000000-0000-0000-0000-000000000000", "--name", "x"
+    )
     assert "unknown reference" in refused(
         picloud,
         "triggers",

@@ -86,6 +86,53 @@ def _triggers_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _handlers_update(args: argparse.Namespace) -> int:
+    changes = (args.name, args.url, args.secret, args.function, args.timeout_ms)
+    if all(v is None for v in changes):
+        raise CommandError("give at least one of --name, --url, --secret, --function, --timeout-ms")
+    with connect() as conn:
+        params = {
+            "app_id": app_of(conn, args.app),
+            "id": _uuid(args.id, "handler"),
+            "name": args.name,
+            "url": args.url,
+            "secret": args.secret,
+            "function": args.function,
+            "timeout_ms": args.timeout_ms,
+        }
+        row = conn.execute(q("update_handler"), params).fetchone()
+    if row is None:
+        raise CommandError(f"no handler {args.id}")
+    emit(args, row)
+    return 0
+
+
+def _triggers_update(args: argparse.Namespace) -> int:
+    filter_ = parse_json(args.filter, "--filter") if args.filter else None
+    if filter_ is not None and not isinstance(filter_, dict):
+        raise CommandError('--filter must be an object like {"match": "orders.*"}')
+    changes = (args.name, filter_, args.handler, args.max_attempts, args.enabled)
+    if all(v is None for v in changes):
+        raise CommandError(
+            "give at least one of --name, --filter, --handler, --max-attempts, --enable, --disable"
+        )
+    with connect() as conn:
+        params = {
+            "app_id": app_of(conn, args.app),
+            "id": _uuid(args.id, "trigger"),
+            "name": args.name,
+            "filter": Jsonb(filter_) if filter_ is not None else None,
+            "handler_id": _uuid(args.handler, "handler") if args.handler else None,
+            "max_attempts": args.max_attempts,
+            "enabled": args.enabled,
+        }
+        row = conn.execute(q("update_trigger"), params).fetchone()
+    if row is None:
+        raise CommandError(f"no trigger {args.id}")
+    emit(args, row)
+    return 0
+
+
 def _triggers_list(args: argparse.Namespace) -> int:
     with connect() as conn:
         rows = conn.execute(q("list_triggers"), {"app_id": app_of(conn, args.app)}).fetchall()
@@ -158,6 +205,15 @@ def register(sub: Sub) -> None:
     hl = leaf(handlers, "list", "an app's handlers (never the secrets)")
     hl.add_argument("app", help="app id or slug")
     hl.set_defaults(func=_handlers_list)
+    hu = leaf(handlers, "update", "change a handler")
+    hu.add_argument("app", help="app id or slug")
+    hu.add_argument("id", help="handler id")
+    hu.add_argument("--name")
+    hu.add_argument("--url", help="webhook: the URL to POST to")
+    hu.add_argument("--secret", help="webhook: a new signing secret")
+    hu.add_argument("--function", help="sql: schema.name(event jsonb)")
+    hu.add_argument("--timeout-ms", type=int)
+    hu.set_defaults(func=_handlers_update)
     hd = leaf(handlers, "delete", "delete a handler no trigger uses")
     hd.add_argument("app", help="app id or slug")
     hd.add_argument("id", help="handler id")
@@ -176,6 +232,17 @@ def register(sub: Sub) -> None:
     tl = leaf(triggers, "list", "an app's triggers")
     tl.add_argument("app", help="app id or slug")
     tl.set_defaults(func=_triggers_list)
+    tu = leaf(triggers, "update", "change a trigger (e.g. --disable it)")
+    tu.add_argument("app", help="app id or slug")
+    tu.add_argument("id", help="trigger id")
+    tu.add_argument("--name")
+    tu.add_argument("--filter", help="JSON object, replaces the filter")
+    tu.add_argument("--handler", help="handler id")
+    tu.add_argument("--max-attempts", type=int)
+    onoff = tu.add_mutually_exclusive_group()
+    onoff.add_argument("--enable", dest="enabled", action="store_true", default=None)
+    onoff.add_argument("--disable", dest="enabled", action="store_false")
+    tu.set_defaults(func=_triggers_update)
     td = leaf(triggers, "delete", "delete a trigger")
     td.add_argument("app", help="app id or slug")
     td.add_argument("id", help="trigger id")
