@@ -62,7 +62,7 @@ def wait_for_database(url: str, settings: Settings) -> None:
     within ``settings.db_connect_timeout_sec`` (0: keep trying, logging now and then)."""
     limit = settings.db_connect_timeout_sec
     deadline = time.monotonic() + limit if limit > 0 else None
-    next_log = time.monotonic() + WAIT_LOG_INTERVAL_SEC
+    next_log = time.monotonic()  # waiting for ever: say so at once, then now and then
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
         # libpq's connect_timeout is whole seconds, at least 2 (smaller values become 2).
