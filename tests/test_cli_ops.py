@@ -341,3 +341,24 @@ async def test_request_log_lines_name_their_app_and_no_other() -> None:
         ("handled /x?app=a1", "a1"),
         ("handled /x", None),
     ]
+
+
+def test_publish_a_batch_from_stdin(database: str, db: Conn) -> None:
+    app = db.execute(
+        "INSERT INTO picloud.apps (slug, name) VALUES ('feed', 'feed') RETURNING id"
+    ).fetchone()
+    assert app is not None
+    db.execute("SELECT picloud.create_topic(%s, 'news', false, 'token')", (app["id"],))
+    done = subprocess.run(
+        [sys.executable, "-m", "picloud", "publish", "feed", "news", "-f", "-", "--json"],
+        env=picloud_env(DATABASE_URL=database),
+        input='{"n": 1}\n{"n": 2}\n',
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [m["id"] for m in json.loads(done.stdout)["messages"]] == [1, 2]
+    rows = db.execute("SELECT message FROM picloud.messages ORDER BY seq").fetchall()
+    assert [r["message"] for r in rows] == [{"n": 1}, {"n": 2}]
