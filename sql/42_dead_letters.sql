@@ -28,30 +28,140 @@ DROP TRIGGER IF EXISTS dead_letters_fan_out ON picloud.dead_letters;
 CREATE TRIGGER dead_letters_fan_out AFTER INSERT ON picloud.dead_letters
     FOR EACH ROW EXECUTE FUNCTION picloud.dead_letters_fan_out();
 
-DROP FUNCTION IF EXISTS picloud.retry_dead_letter(bigint);
-CREATE OR REPLACE FUNCTION picloud.retry_dead_letter(id bigint) RETURNS bigint
+-- SQLSTATE of a retry refused because the dead letter was retried already (HTTP 409).
+CREATE OR REPLACE FUNCTION picloud.already_retried_sqlstate() RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT 'PC410' $$;
+COMMENT ON FUNCTION picloud.already_retried_sqlstate() IS
+    'The SQLSTATE (PC410) retry_dead_letter raises for a dead letter retried already; its DETAIL is the delivery that retry created.';
+
+CREATE OR REPLACE FUNCTION picloud.redrive_dead_letters(app_id uuid, ids bigint[])
+RETURNS TABLE (dead_letter_id bigint, delivery_id bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- The caller has locked the rows. One fresh delivery per dead letter: attempts from
+    -- zero, the trigger's current max_attempts (the old count when the trigger is gone).
+    RETURN QUERY
+    WITH fresh AS (
+        INSERT INTO picloud.deliveries
+            (app_id, trigger_id, handler_id, source, subject, event, max_attempts, retry_of)
+        SELECT dl.app_id, dl.trigger_id, dl.handler_id, dl.source, dl.subject, dl.event,
+               coalesce(t.max_attempts, greatest(dl.attempts, 1)), dl.id
+          FROM picloud.dead_letters dl
+          LEFT JOIN picloud.triggers t ON t.app_id = dl.app_id AND t.id = dl.trigger_id
+         WHERE dl.app_id = redrive_dead_letters.app_id AND dl.id = ANY (redrive_dead_letters.ids)
+         ORDER BY dl.id
+        RETURNING deliveries.id AS v_delivery, deliveries.retry_of AS v_dead_letter
+    )
+    UPDATE picloud.dead_letters dl SET retried_at = now(), retry_delivery_id = fresh.v_delivery
+      FROM fresh
+     WHERE dl.app_id = redrive_dead_letters.app_id AND dl.id = fresh.v_dead_letter
+    RETURNING dl.id, dl.retry_delivery_id;
+    IF FOUND THEN
+        PERFORM pg_notify(picloud.dispatch_channel(), '');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.redrive_dead_letters(uuid, bigint[]) IS
+    'Internal to retry_dead_letter(s): enqueue a fresh delivery for each given dead letter of the app (rows the caller has locked), mark them retried and wake the dispatchers. Returns (dead_letter_id, delivery_id) pairs.';
+
+CREATE OR REPLACE FUNCTION picloud.retry_dead_letter(id bigint, force boolean DEFAULT false)
+RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_dl       picloud.dead_letters;
     v_delivery bigint;
 BEGIN
+    -- The row lock serialises concurrent retries: the second one sees retried_at set.
     SELECT * INTO v_dl FROM picloud.dead_letters dl WHERE dl.id = retry_dead_letter.id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no dead letter %', retry_dead_letter.id USING ERRCODE = 'P0002';
     END IF;
-    INSERT INTO picloud.deliveries
-        (app_id, trigger_id, handler_id, source, subject, event, max_attempts, retry_of)
-    SELECT v_dl.app_id, v_dl.trigger_id, v_dl.handler_id, v_dl.source, v_dl.subject, v_dl.event,
-           coalesce((SELECT t.max_attempts FROM picloud.triggers t
-                      WHERE t.app_id = v_dl.app_id AND t.id = v_dl.trigger_id),
-                    greatest(v_dl.attempts, 1)),
-           v_dl.id
-    RETURNING deliveries.id INTO v_delivery;
-    UPDATE picloud.dead_letters dl SET retried_at = now(), retry_delivery_id = v_delivery
-     WHERE dl.app_id = v_dl.app_id AND dl.id = v_dl.id;
-    PERFORM pg_notify(picloud.dispatch_channel(), '');
+    IF v_dl.retried_at IS NOT NULL AND NOT coalesce(retry_dead_letter.force, false) THEN
+        RAISE EXCEPTION 'dead letter % was already retried as delivery %',
+                v_dl.id, v_dl.retry_delivery_id
+            USING ERRCODE = picloud.already_retried_sqlstate(),
+                  DETAIL = coalesce(v_dl.retry_delivery_id::text, ''),
+                  HINT = 'retry with force to enqueue it again';
+    END IF;
+    SELECT r.delivery_id INTO v_delivery
+      FROM picloud.redrive_dead_letters(v_dl.app_id, ARRAY[v_dl.id]) r;
     RETURN v_delivery;
 END
 $$;
-COMMENT ON FUNCTION picloud.retry_dead_letter(bigint) IS
-    'Re-enqueue a dead letter as a fresh delivery (attempts from zero, the trigger''s current max_attempts) and mark the dead letter retried. Returns the new delivery id; P0002 when there is no such dead letter.';
+COMMENT ON FUNCTION picloud.retry_dead_letter(bigint, boolean) IS
+    'Re-enqueue a dead letter as a fresh delivery (attempts from zero, the trigger''s current max_attempts) and mark it retried; returns the new delivery id. Once only: a dead letter retried already raises PC410 (DETAIL = the delivery that retry created) unless force. P0002 when there is no such dead letter.';
+
+CREATE OR REPLACE FUNCTION picloud.check_dead_letter_filter(
+    source text, since timestamptz, until timestamptz)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF check_dead_letter_filter.source IS NOT NULL AND check_dead_letter_filter.source NOT IN
+            ('kv', 'docs', 'files', 'cron', 'pubsub', 'dead_letter') THEN
+        RAISE EXCEPTION 'unknown source %', check_dead_letter_filter.source
+            USING ERRCODE = '22023';
+    END IF;
+    IF check_dead_letter_filter.since > check_dead_letter_filter.until THEN
+        RAISE EXCEPTION 'since (%) is after until (%)',
+            check_dead_letter_filter.since, check_dead_letter_filter.until
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.check_dead_letter_filter(text, timestamptz, timestamptz) IS
+    'The rule of a bulk-redrive filter: a known source (or none), since not after until; 22023 otherwise.';
+
+CREATE OR REPLACE FUNCTION picloud.dead_letters_to_retry(
+    app_id uuid, source text DEFAULT NULL, since timestamptz DEFAULT NULL,
+    until timestamptz DEFAULT NULL, handler_id uuid DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM picloud.check_dead_letter_filter(dead_letters_to_retry.source,
+        dead_letters_to_retry.since, dead_letters_to_retry.until);
+    RETURN (SELECT count(*) FROM picloud.dead_letters dl
+             WHERE dl.app_id = dead_letters_to_retry.app_id AND dl.retried_at IS NULL
+               AND (dead_letters_to_retry.source IS NULL OR dl.source = dead_letters_to_retry.source)
+               AND (dead_letters_to_retry.since IS NULL OR dl.created_at >= dead_letters_to_retry.since)
+               AND (dead_letters_to_retry.until IS NULL OR dl.created_at < dead_letters_to_retry.until)
+               AND (dead_letters_to_retry.handler_id IS NULL
+                    OR dl.handler_id = dead_letters_to_retry.handler_id));
+END
+$$;
+COMMENT ON FUNCTION picloud.dead_letters_to_retry(uuid, text, timestamptz, timestamptz, uuid) IS
+    'How many of an app''s dead letters retry_dead_letters would retry with this filter (not yet retried; source; created_at in [since, until); handler). 22023 for an unknown source or since after until.';
+
+CREATE OR REPLACE FUNCTION picloud.retry_dead_letters(
+    app_id uuid, source text DEFAULT NULL, since timestamptz DEFAULT NULL,
+    until timestamptz DEFAULT NULL, handler_id uuid DEFAULT NULL, "limit" integer DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF retry_dead_letters."limit" IS NOT NULL AND retry_dead_letters."limit" < 1 THEN
+        RAISE EXCEPTION 'limit must be at least 1, not %', retry_dead_letters."limit"
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM picloud.check_dead_letter_filter(retry_dead_letters.source,
+        retry_dead_letters.since, retry_dead_letters.until);
+    -- Only dead letters not retried yet, so a repeated call (or a concurrent one: SKIP LOCKED)
+    -- never enqueues one twice.
+    SELECT array_agg(p.id) INTO v_ids FROM (
+        SELECT dl.id FROM picloud.dead_letters dl
+         WHERE dl.app_id = retry_dead_letters.app_id AND dl.retried_at IS NULL
+           AND (retry_dead_letters.source IS NULL OR dl.source = retry_dead_letters.source)
+           AND (retry_dead_letters.since IS NULL OR dl.created_at >= retry_dead_letters.since)
+           AND (retry_dead_letters.until IS NULL OR dl.created_at < retry_dead_letters.until)
+           AND (retry_dead_letters.handler_id IS NULL OR dl.handler_id = retry_dead_letters.handler_id)
+         ORDER BY dl.id
+         LIMIT retry_dead_letters."limit"
+           FOR UPDATE SKIP LOCKED) p;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN (SELECT count(*) FROM picloud.redrive_dead_letters(retry_dead_letters.app_id, v_ids));
+END
+$$;
+COMMENT ON FUNCTION picloud.retry_dead_letters(uuid, text, timestamptz, timestamptz, uuid, integer) IS
+    'Bulk redrive: retry (as retry_dead_letter does) at most "limit" (NULL: all) of an app''s dead letters not retried yet, optionally only of one source, created in [since, until), of one handler; oldest first. Returns how many it retried. Idempotent with retry_dead_letter: each dead letter is retried once. Call it repeatedly with a limit to work in batches.';

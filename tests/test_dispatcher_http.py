@@ -233,26 +233,26 @@ def test_dead_letters_cli(database: str, db: Conn) -> None:
     assert app is not None
     delivery_id, dead_id = _dead_delivery(db, app["id"])
 
-    listed = run_cli(database, "dead-letters", "list", "cli")
+    listed = run_cli(database, "--json", "dead-letters", "list", "cli")
     assert listed.returncode == 0, listed.stderr
     [letter] = json.loads(listed.stdout)["dead_letters"]
     assert (letter["id"], letter["delivery_id"], letter["source"]) == (dead_id, delivery_id, "kv")
     assert json.loads(
-        run_cli(database, "dead-letters", "list", "cli", "--source", "docs").stdout
+        run_cli(database, "--json", "dead-letters", "list", "cli", "--source", "docs").stdout
     ) == {"dead_letters": []}
 
-    retried = run_cli(database, "dead-letters", "retry", str(dead_id))
+    retried = run_cli(database, "--json", "dead-letters", "retry", str(dead_id))
     assert retried.returncode == 0, retried.stderr
     new_id = json.loads(retried.stdout)["delivery_id"]
     row = db.execute("SELECT status, retry_of FROM picloud.deliveries WHERE id = %s", (new_id,))
     assert row.fetchone() == {"status": "pending", "retry_of": dead_id}
 
-    gone = run_cli(database, "dead-letters", "discard", str(dead_id))
+    gone = run_cli(database, "--json", "dead-letters", "discard", str(dead_id))
     assert gone.returncode == 0, gone.stderr
     assert db.execute("SELECT count(*) AS n FROM picloud.dead_letters").fetchone() == {"n": 0}
-    missing = run_cli(database, "dead-letters", "retry", str(dead_id))
+    missing = run_cli(database, "--json", "dead-letters", "retry", str(dead_id))
     assert missing.returncode == 1 and f"no dead letter {dead_id}" in missing.stderr
-    assert run_cli(database, "dead-letters", "discard", "12345").returncode == 1
+    assert run_cli(database, "--json", "dead-letters", "discard", "12345").returncode == 1
 
 
 async def test_publish_over_http_reaches_a_pubsub_webhook(

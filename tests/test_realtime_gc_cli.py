@@ -46,16 +46,16 @@ async def test_gc_role_prunes_messages_past_retention(
 def test_cli_topics_tokens_publish(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("INSERT INTO picloud.apps (slug, name) VALUES ('cli', 'CLI')")
-    made = run_cli(database, "topics", "create", "cli", "room", "--external")
+    made = run_cli(database, "--json", "topics", "create", "cli", "room", "--external")
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["auth_mode"] == "token"
-    minted = run_cli(database, "tokens", "mint", "cli", "room", "--ttl", "60")
+    minted = run_cli(database, "--json", "tokens", "mint", "cli", "room", "--ttl", "60")
     assert minted.returncode == 0, minted.stderr
     token = json.loads(minted.stdout)["token"]
-    published = run_cli(database, "publish", "cli", "room", '{"hello": 1}')
+    published = run_cli(database, "--json", "publish", "cli", "room", '{"hello": 1}')
     assert published.returncode == 0, published.stderr
     assert json.loads(published.stdout)["id"] == 1
-    rotated = run_cli(database, "tokens", "rotate", "cli", "--grace", "0")
+    rotated = run_cli(database, "--json", "tokens", "rotate", "cli", "--grace", "0")
     assert rotated.returncode == 0 and json.loads(rotated.stdout)["key_version"] == 2
     with psycopg.connect(database) as conn:
         row = conn.execute(
@@ -65,9 +65,9 @@ def test_cli_topics_tokens_publish(database: str) -> None:
         ).fetchone()
     assert row == ("unauthorized", {"hello": 1}), "rotation without grace retires the old key"
 
-    missing = run_cli(database, "tokens", "mint", "cli", "ghost")
-    assert missing.returncode == 1 and "no topic 'ghost'" in missing.stderr
-    bad = run_cli(database, "publish", "cli", "room", "{nope")
+    missing = run_cli(database, "--json", "tokens", "mint", "cli", "ghost")
+    assert missing.returncode == 1 and "no such topic" in missing.stderr
+    bad = run_cli(database, "--json", "publish", "cli", "room", "{nope")
     assert bad.returncode == 1 and "not JSON" in bad.stderr
-    bad_name = run_cli(database, "topics", "create", "cli", "a*b")
+    bad_name = run_cli(database, "--json", "topics", "create", "cli", "a*b")
     assert bad_name.returncode == 1 and "invalid topic name" in bad_name.stderr

@@ -65,12 +65,14 @@ def test_embedded_serve_keeps_data_across_restarts(tmp_path: Path) -> None:
 
 
 def test_cli_admin_commands(database: str) -> None:
-    made = run_cli(database, "apps", "create", "--slug", "cliapp", "--name", "CLI app")
+    made = run_cli(database, "--json", "apps", "create", "--slug", "cliapp", "--name", "CLI app")
     assert made.returncode == 0, made.stderr
     app = json.loads(made.stdout)
-    dom = run_cli(database, "domains", "add", "cliapp", "cli.example.com")
+    dom = run_cli(database, "--json", "domains", "add", "cliapp", "cli.example.com")
     assert dom.returncode == 0, dom.stderr
-    key = run_cli(database, "keys", "create", "--app", "cliapp", "-c", "kv:read", "-c", "kv:write")
+    key = run_cli(
+        database, "--json", "keys", "create", "--app", "cliapp", "-c", "kv:read", "-c", "kv:write"
+    )
     assert key.returncode == 0, key.stderr
     created = json.loads(key.stdout)
     assert created["capabilities"] == ["kv:read", "kv:write"]
@@ -82,11 +84,11 @@ def test_cli_admin_commands(database: str) -> None:
         ).fetchone()
         assert auth is not None and str(auth[0]) == app["id"]
 
-    dup = run_cli(database, "apps", "create", "--slug", "cliapp", "--name", "again")
-    assert dup.returncode == 1 and "exists already" in dup.stderr
-    bad = run_cli(database, "keys", "create", "--app", "cliapp", "-c", "nope")
+    dup = run_cli(database, "--json", "apps", "create", "--slug", "cliapp", "--name", "again")
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    bad = run_cli(database, "--json", "keys", "create", "--app", "cliapp", "-c", "nope")
     assert bad.returncode == 1 and "unknown capabilities: nope" in bad.stderr
-    missing = run_cli(database, "domains", "add", "ghost", "x.test")
+    missing = run_cli(database, "--json", "domains", "add", "ghost", "x.test")
     assert missing.returncode == 1 and "no app 'ghost'" in missing.stderr
     again = run_cli(database, "migrate")
     assert again.returncode == 0 and "none (up to date)" in again.stdout

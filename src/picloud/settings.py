@@ -27,6 +27,8 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    db_connect_timeout_sec: float = 10.0
+    log_format: str = "text"
     data_dir: Path = Path(".picloud")
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
@@ -163,6 +165,19 @@ def _admin_key(env: Mapping[str, str]) -> str | None:
     return raw.strip()
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def _log_format(raw: str) -> str:
+    if raw.lower() not in ("text", "json"):
+        raise ValueError(raw)
+    return raw.lower()
+
+
 def _database_url(raw: str) -> str:
     if not raw.startswith(("postgres://", "postgresql://")) and "=" not in raw:
         raise ValueError(raw)
@@ -176,6 +191,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     host, port = _get(env, "PICLOUD_LISTEN", _listen, ("127.0.0.1", 8080), "HOST:PORT")
     return Settings(
         database_url=_get(env, "DATABASE_URL", _database_url, None, "a postgresql:// URL"),
+        db_connect_timeout_sec=_get(
+            env, "PICLOUD_DB_CONNECT_TIMEOUT_SEC", _non_negative_float, 10.0, "a number >= 0"
+        ),
+        log_format=_get(env, "PICLOUD_LOG_FORMAT", _log_format, "text", "text or json"),
         data_dir=data_dir,
         listen_host=host,
         listen_port=port,

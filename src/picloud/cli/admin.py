@@ -1,48 +1,68 @@
-"""Everyday admin commands: apps, domains, API keys."""
+"""Apps, their host names and their API keys from the command line."""
 
 from __future__ import annotations
 
 import argparse
+import uuid
 
-import psycopg
-
-from picloud.cli.common import CommandError, Sub, connect, emit, resolve_app_id
+from picloud.cli.common import CommandError, Sub, connect, emit, group, leaf, resolve_app_id
 from picloud.queries import q
+
+APP_COLUMNS = ("id", "slug", "name", "created_at")
+KEY_COLUMNS = ("id", "name", "key_prefix", "capabilities", "created_at", "revoked_at")
 
 
 def _apps_create(args: argparse.Namespace) -> int:
     with connect() as conn:
-        try:
-            row = conn.execute(q("create_app"), {"slug": args.slug, "name": args.name}).fetchone()
-        except psycopg.errors.UniqueViolation as exc:
-            raise CommandError(f"an app with slug {args.slug!r} exists already") from exc
-        except psycopg.errors.CheckViolation as exc:
-            raise CommandError(
-                "slug: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'; "
-                "name: 1-200 characters"
-            ) from exc
-    emit(row)
+        row = conn.execute(q("create_app"), {"slug": args.slug, "name": args.name}).fetchone()
+    emit(args, row)
     return 0
 
 
 def _apps_list(args: argparse.Namespace) -> int:
     with connect() as conn:
-        emit(conn.execute(q("list_apps")).fetchall())
+        emit(args, conn.execute(q("list_apps")).fetchall(), APP_COLUMNS, "apps")
     return 0
+
+
+def _apps_delete(args: argparse.Namespace) -> int:
+    with connect() as conn:
+        app_id = resolve_app_id(conn, args.app)
+        conn.execute(q("delete_app"), {"app_id": app_id})
+    emit(args, {"deleted": app_id})
+    return 0
+
+
+def _host(raw: str) -> str:
+    """The rule of POST …/domains: a bare host name, lower case, no trailing dot."""
+    host = raw.strip().lower().rstrip(".")
+    if not host or ":" in host or "/" in host:
+        raise CommandError("the host must be a host name without port or path")
+    return host
 
 
 def _domains_add(args: argparse.Namespace) -> int:
     with connect() as conn:
         app_id = resolve_app_id(conn, args.app)
-        try:
-            row = conn.execute(
-                q("add_domain"), {"app_id": app_id, "host": args.host.lower().rstrip(".")}
-            ).fetchone()
-        except psycopg.errors.UniqueViolation as exc:
-            raise CommandError(f"host {args.host!r} belongs to an app already") from exc
-        except psycopg.errors.CheckViolation as exc:
-            raise CommandError(f"{args.host!r} is not a host name") from exc
-    emit(row)
+        row = conn.execute(q("add_domain"), {"app_id": app_id, "host": _host(args.host)}).fetchone()
+    emit(args, row)
+    return 0
+
+
+def _domains_list(args: argparse.Namespace) -> int:
+    with connect() as conn:
+        app_id = resolve_app_id(conn, args.app)
+        emit(args, conn.execute(q("list_domains"), {"app_id": app_id}).fetchall(), key="domains")
+    return 0
+
+
+def _domains_remove(args: argparse.Namespace) -> int:
+    with connect() as conn:
+        app_id = resolve_app_id(conn, args.app)
+        params = {"app_id": app_id, "host": args.host.lower()}
+        if conn.execute(q("delete_domain"), params).fetchone() is None:
+            raise CommandError(f"{args.host!r} is not a host name of {args.app!r}")
+    emit(args, {"removed": args.host.lower()})
     return 0
 
 
@@ -59,29 +79,62 @@ def _keys_create(args: argparse.Namespace) -> int:
             {"app_id": app_id, "name": args.name, "capabilities": caps, "expires_at": None},
         ).fetchone()
     assert row is not None
-    emit({"id": row["id"], "key": row["key"], "app_id": app_id, "capabilities": sorted(caps)})
+    emit(args, {"id": row["id"], "key": row["key"], "app_id": app_id, "capabilities": sorted(caps)})
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    with connect() as conn:
+        app_id = resolve_app_id(conn, args.app)
+        emit(
+            args,
+            conn.execute(q("list_api_keys"), {"app_id": app_id}).fetchall(),
+            KEY_COLUMNS,
+            "keys",
+        )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    try:
+        key_id = uuid.UUID(args.key_id)
+    except ValueError as exc:
+        raise CommandError(f"{args.key_id!r} is not a key id") from exc
+    with connect() as conn:
+        app_id = resolve_app_id(conn, args.app)
+        row = conn.execute(q("revoke_api_key"), {"app_id": app_id, "key_id": key_id}).fetchone()
+    if row is None:
+        raise CommandError(f"no key {args.key_id} in app {args.app!r}")
+    emit(args, row)
     return 0
 
 
 def register(sub: Sub) -> None:
-    apps = sub.add_parser("apps", help="create and list apps")
-    apps_sub = apps.add_subparsers(dest="apps_command", metavar="ACTION", required=True)
-    create = apps_sub.add_parser("create", help="create an app")
+    apps = group(sub, "apps", "create, list and delete apps")
+    create = leaf(apps, "create", "create an app")
     create.add_argument("--slug", required=True, help="URL-safe id: a-z, 0-9, '-' (<slug>.<base>)")
     create.add_argument("--name", required=True, help="display name")
     create.set_defaults(func=_apps_create)
-    apps_sub.add_parser("list", help="list apps").set_defaults(func=_apps_list)
+    leaf(apps, "list", "list apps").set_defaults(func=_apps_list)
+    delete = leaf(apps, "delete", "delete an app and everything it owns")
+    delete.add_argument("app", help="app id or slug")
+    delete.set_defaults(func=_apps_delete)
 
-    domains = sub.add_parser("domains", help="attach host names to apps")
-    domains_sub = domains.add_subparsers(dest="domains_command", metavar="ACTION", required=True)
-    add = domains_sub.add_parser("add", help="attach a host name to an app")
+    domains = group(sub, "domains", "attach host names to apps")
+    add = leaf(domains, "add", "attach a host name to an app")
     add.add_argument("app", help="app id or slug")
     add.add_argument("host", help="host name, e.g. myapp.example.com")
     add.set_defaults(func=_domains_add)
+    dlist = leaf(domains, "list", "an app's host names")
+    dlist.add_argument("app", help="app id or slug")
+    dlist.set_defaults(func=_domains_list)
+    remove = leaf(domains, "remove", "detach a host name from an app")
+    remove.add_argument("app", help="app id or slug")
+    remove.add_argument("host", help="host name")
+    remove.set_defaults(func=_domains_remove)
 
-    keys = sub.add_parser("keys", help="create API keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    kc = keys_sub.add_parser("create", help="create an API key; the key is printed once")
+    keys = group(sub, "keys", "create, list and revoke API keys")
+    kc = leaf(keys, "create", "create an API key; the key is printed once")
     kc.add_argument("--app", help="app id or slug the key is bound to")
     kc.add_argument("--capability", "-c", action="append", help="a capability (repeat for several)")
     kc.add_argument(
@@ -89,3 +142,10 @@ def register(sub: Sub) -> None:
     )
     kc.add_argument("--name", default="cli", help="a label for the key")
     kc.set_defaults(func=_keys_create)
+    klist = leaf(keys, "list", "an app's keys (never the secrets)")
+    klist.add_argument("app", help="app id or slug")
+    klist.set_defaults(func=_keys_list)
+    revoke = leaf(keys, "revoke", "revoke a key of an app")
+    revoke.add_argument("app", help="app id or slug")
+    revoke.add_argument("key_id", help="the key's id (keys list)")
+    revoke.set_defaults(func=_keys_revoke)

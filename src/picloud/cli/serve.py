@@ -12,6 +12,7 @@ from picloud.cli.common import Sub
 from picloud.db import database_url
 from picloud.migrate import migrate
 from picloud.settings import ROLES, load_settings, parse_roles
+from picloud.startup import wait_for_database
 
 log = logging.getLogger("picloud")
 
@@ -25,6 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
     from picloud.web.app import create_app
 
     with database_url(settings) as url:
+        wait_for_database(url, settings)
         if not settings.database_url:
             print(
                 f"PiCloud: embedded PostgreSQL, data in {(settings.data_dir / 'pg').resolve()}",
@@ -58,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     with database_url(settings) as url:
+        wait_for_database(url, settings)
         result = migrate(url)
     applied = ", ".join(map(str, result.applied)) or "none (up to date)"
     print(f"migrations applied: {applied}; sql files applied: {len(result.sql_files)}")
@@ -70,8 +73,10 @@ def _schema_snapshot(args: argparse.Namespace) -> int:
     from picloud.schema_snapshot import schema_snapshot
 
     settings = load_settings()
-    with database_url(settings) as url, psycopg.connect(url) as conn:
-        print(schema_snapshot(conn), end="")
+    with database_url(settings) as url:
+        wait_for_database(url, settings)
+        with psycopg.connect(url) as conn:
+            print(schema_snapshot(conn), end="")
     return 0
 
 

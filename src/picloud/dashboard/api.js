@@ -4,11 +4,13 @@
 const KEY_STORAGE = "picloud.apiKey";
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, detail = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    // The error object's other fields (e.g. delivery_id of an already_retried 409).
+    this.detail = detail;
   }
 
   toString() {
@@ -50,6 +52,7 @@ async function errorFrom(resp) {
     resp.status,
     (err && err.code) || "http_error",
     (err && err.message) || `${resp.status} ${resp.statusText || "error"}`,
+    err || {},
   );
 }
 

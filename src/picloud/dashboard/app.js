@@ -671,11 +671,48 @@ async function inspectDeadLetter(app, id) {
 
 async function retryDeadLetter(app, id) {
   await attempt(async () => {
-    const { delivery_id: deliveryId } = await api.post(
-      appPath(app.id, "dead-letters", id, "retry"),
-      {},
-    );
-    notice(`Dead letter #${id} re-enqueued as delivery #${deliveryId}.`);
+    const path = appPath(app.id, "dead-letters", id, "retry");
+    let retried;
+    try {
+      retried = await api.post(path, {});
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === "already_retried")) throw err;
+      // Retried already: only on purpose a second time (force), after asking.
+      const question = `Dead letter #${id} was already retried as delivery #${err.detail.delivery_id}. Retry it again?`;
+      if (!(await confirmAction(question, "Retry again"))) return;
+      retried = await api.post(`${path}?force=true`, {});
+    }
+    notice(`Dead letter #${id} re-enqueued as delivery #${retried.delivery_id}.`);
+    await refreshDeadLetters();
+  });
+}
+
+// A bulk retry works in batches of this many (one request, one transaction each).
+const BULK_BATCH = 1000;
+
+async function retryAllDeadLetters() {
+  const app = currentApp();
+  if (!app) return;
+  await attempt(async () => {
+    const source = new FormData($("#dead-letters-filter")).get("source") || undefined;
+    const path = appPath(app.id, "dead-letters", "retry");
+    // Count first, and fix the end of the set: later dead letters wait for the next time.
+    const { matching, until } = await api.post(path, { source, dry_run: true });
+    if (!matching) {
+      notice("No dead letters to retry.");
+      return;
+    }
+    const what = source ? ` of source ${source}` : "";
+    const question = `Retry ${matching} dead letter${matching === 1 ? "" : "s"}${what} that ${matching === 1 ? "was" : "were"} not retried yet?`;
+    if (!(await confirmAction(question, `Retry ${matching}`))) return;
+    let done = 0;
+    for (;;) {
+      const batch = await api.post(path, { source, until, limit: BULK_BATCH });
+      done += batch.retried;
+      notice(`Retrying dead letters: ${done} of ${matching}…`);
+      if (!batch.retried || !batch.remaining) break;
+    }
+    notice(`Retried ${done} dead letter${done === 1 ? "" : "s"}.`);
     await refreshDeadLetters();
   });
 }
@@ -774,6 +811,7 @@ function wire() {
   $("#tail-clear").addEventListener("click", () => $("#tail-list").replaceChildren());
   onSubmit("#deliveries-filter", () => attempt(refreshDeliveries));
   onSubmit("#dead-letters-filter", () => attempt(refreshDeadLetters));
+  $("#retry-all-dead-letters").addEventListener("click", retryAllDeadLetters);
   window.addEventListener("pagehide", stopTail);
 }
 

@@ -13,6 +13,7 @@ from picloud.dispatcher.runner import Dispatcher
 from picloud.migrate import migrate
 from picloud.roles import new_node_id
 from picloud.settings import Settings, load_settings
+from picloud.startup import wait_for_database
 
 log = logging.getLogger("picloud")
 
@@ -33,6 +34,7 @@ async def _dispatch(settings: Settings, conninfo: str) -> None:
 def _dispatcher(args: argparse.Namespace) -> int:
     settings = load_settings()
     with database_url(settings) as url:
+        wait_for_database(url, settings)
         if args.migrate:
             migrate(url)
         print("PiCloud dispatcher running", flush=True)

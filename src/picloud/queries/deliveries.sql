@@ -112,8 +112,31 @@ SELECT id, app_id, delivery_id, trigger_id, handler_id, source, subject, event, 
   FROM picloud.dead_letters WHERE app_id = %(app_id)s AND id = %(id)s;
 
 -- name: retry_dead_letter
--- Re-enqueue a dead letter as a fresh delivery.
-SELECT picloud.retry_dead_letter(%(id)s) AS delivery_id;
+-- Re-enqueue one of an app's dead letters as a fresh delivery (no row: no such dead letter;
+-- PC410 when it was retried already and force is false).
+SELECT picloud.retry_dead_letter(dl.id, %(force)s) AS delivery_id
+  FROM picloud.dead_letters dl WHERE dl.app_id = %(app_id)s AND dl.id = %(id)s;
+
+-- name: count_dead_letters_to_retry
+-- How many dead letters a bulk retry with this filter would retry, and as of when.
+SELECT picloud.dead_letters_to_retry(%(app_id)s, %(source)s, %(since)s::timestamptz,
+                                     coalesce(%(until)s::timestamptz, now()),
+                                     %(handler_id)s::uuid) AS matching,
+       coalesce(%(until)s::timestamptz, now()) AS until;
+
+-- name: retry_dead_letters_batch
+-- One batch of a bulk retry whose total the caller counted already.
+SELECT picloud.retry_dead_letters(%(app_id)s, %(source)s, %(since)s::timestamptz,
+                                  %(until)s::timestamptz, %(handler_id)s::uuid,
+                                  %(limit)s) AS retried;
+
+-- name: retry_dead_letters
+-- One batch of a bulk retry; matching is counted before it, so remaining = matching - retried.
+SELECT picloud.dead_letters_to_retry(%(app_id)s, %(source)s, %(since)s::timestamptz,
+                                     %(until)s::timestamptz, %(handler_id)s::uuid) AS matching,
+       picloud.retry_dead_letters(%(app_id)s, %(source)s, %(since)s::timestamptz,
+                                  %(until)s::timestamptz, %(handler_id)s::uuid,
+                                  %(limit)s) AS retried;
 
 -- name: discard_dead_letter
 -- Delete a dead letter.

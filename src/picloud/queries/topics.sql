@@ -47,6 +47,10 @@ SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id,
 -- Publish a message (JSON text) to a topic; its sequence number and time.
 SELECT id, published_at FROM picloud.publish_message(%(app_id)s, %(topic)s, %(message)s::jsonb);
 
+-- name: publish_batch
+-- Publish a JSON array of messages in one statement (all or nothing); one row per message.
+SELECT id, published_at FROM picloud.publish_batch(%(app_id)s, %(topic)s, %(messages)s::jsonb);
+
 -- name: message_history
 -- Messages of a topic after a sequence number; one row with id NULL when there are none,
 -- no row when the topic does not exist.

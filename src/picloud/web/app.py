@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 # Importing these modules registers their routes and roles.
+from picloud import logs
 from picloud.cron import ticker as _cron_ticker  # noqa: F401
 from picloud.db import open_pool
 from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
@@ -73,7 +74,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 def create_app(settings: Settings, conninfo: str) -> web.Application:
     """The server for ``settings`` on the database at ``conninfo`` (already migrated)."""
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, logs.context_middleware, error_middleware],
         client_max_size=json_body_limit(settings),
     )
     state = AppState(settings=settings, conninfo=conninfo, node_id=new_node_id())

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from picloud import logs
 from picloud.web.errors import forbidden, not_found, unauthorized
 from picloud.web.params import path_uuid
 from picloud.web.sql import fetch_one
@@ -63,6 +64,7 @@ async def require_app(request: web.Request, capability: str) -> tuple[Principal,
     app = await fetch_one(request, "get_app", {"app_id": app_id})
     if app is None:
         raise not_found("no such app")
+    logs.app_id.set(str(app_id))  # this request's log lines name the app (its own task)
     if not principal.allows(capability, app_id):
         raise forbidden()
     return principal, app

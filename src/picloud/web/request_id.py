@@ -1,16 +1,16 @@
 """The id of the request being served, for the error envelope, the X-Request-Id header
-and log lines (a ContextVar, so a log formatter can read it too)."""
+and log lines: the ContextVar of picloud.logs, so every log line of the request carries it."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from contextvars import ContextVar
 
 from aiohttp import web
 
+from picloud.logs import request_id as REQUEST_ID
+
 HEADER = "X-Request-Id"
-REQUEST_ID: ContextVar[str | None] = ContextVar("picloud_request_id", default=None)
 # A caller's (or proxy's) id is kept when it is short and plain; anything else is replaced.
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 KEY = web.RequestKey("picloud_request_id", str)
