@@ -195,6 +195,15 @@ def test_handlers_triggers_cron_deliveries(picloud: Cli, db: Conn) -> None:
     )
     code, out, _ = picloud("handlers", "list", "ops")
     assert code == 0 and "hook" in out and hook["secret"] not in out
+    ok_json(picloud, "topics", "create", "ops", "t")
+    live = ok_json(picloud, "handlers", "create", "ops", "live", "--kind", "topic", "--topic", "t")
+    assert (live["kind"], live["topic"]) == ("topic", "t")
+    assert "--topic NAME only" in refused(
+        picloud, "handlers", "create", "ops", "h4", "--kind", "topic", "--url", "http://x/"
+    )
+    assert "--topic is for handlers" in refused(
+        picloud, "handlers", "create", "ops", "h5", "--url", "http://x/", "--topic", "t"
+    )
 
     trig = ok_json(
         picloud,

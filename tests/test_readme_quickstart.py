@@ -27,6 +27,15 @@ def section_blocks(title: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", section, flags=re.S)
 
 
+def serve_settings(title: str) -> dict[str, str]:
+    """The settings of the section's `NAME=value ... .venv/bin/picloud serve` line."""
+    text = README.read_text()
+    section = text[text.index(f"## {title}\n") :]
+    found = re.search(r"`((?:[A-Z_]+=\S+\s+)*)\.venv/bin/picloud serve`", section)
+    assert found, "the section says how to start the server"
+    return dict(pair.split("=", 1) for pair in found[1].split())
+
+
 def test_five_minutes_with_curl(database: str, tmp_path: Path) -> None:
     blocks = section_blocks("Five minutes with curl", "sh")
     assert len(blocks) == 4, "the section's sh blocks are what this test runs"
@@ -37,6 +46,7 @@ def test_five_minutes_with_curl(database: str, tmp_path: Path) -> None:
         DATABASE_URL=database,
         PICLOUD_LISTEN=f"127.0.0.1:{port}",
         PICLOUD_DISPATCH_POLL_MS="200",
+        **serve_settings("Five minutes with curl"),
     )
     log = tmp_path / "serve.log"
     server = start_picloud(["serve"], env, tmp_path, log)

@@ -15,7 +15,7 @@ from picloud.cron.expressions import CronError, next_after, parse_expression, pa
 from picloud.queries import q
 
 SOURCES = ("kv", "docs", "files", "cron", "pubsub", "dead_letter")
-HANDLER_COLUMNS = ("id", "name", "kind", "url", "function", "timeout_ms")
+HANDLER_COLUMNS = ("id", "name", "kind", "url", "function", "topic", "timeout_ms")
 TRIGGER_COLUMNS = ("id", "name", "source", "filter", "handler_id", "max_attempts", "enabled")
 CRON_COLUMNS = ("name", "expression", "timezone", "enabled", "next_run_at", "last_error")
 
@@ -32,6 +32,10 @@ def _handlers_create(args: argparse.Namespace) -> int:
         raise CommandError("a webhook handler takes --url (and --secret), not --function")
     if args.kind == "sql" and (args.function is None or args.url or args.secret):
         raise CommandError("an sql handler takes --function schema.name, not --url or --secret")
+    if args.kind == "topic" and (args.topic is None or args.url or args.secret or args.function):
+        raise CommandError("a topic handler takes --topic NAME only")
+    if args.kind != "topic" and args.topic is not None:
+        raise CommandError("--topic is for handlers of kind topic")
     with connect() as conn:
         params = {
             "app_id": app_of(conn, args.app),
@@ -40,6 +44,7 @@ def _handlers_create(args: argparse.Namespace) -> int:
             "url": args.url,
             "secret": args.secret,
             "function": args.function,
+            "topic": args.topic,
             "timeout_ms": args.timeout_ms,
         }
         row = conn.execute(q("create_handler"), params).fetchone()
@@ -87,9 +92,11 @@ def _triggers_create(args: argparse.Namespace) -> int:
 
 
 def _handlers_update(args: argparse.Namespace) -> int:
-    changes = (args.name, args.url, args.secret, args.function, args.timeout_ms)
+    changes = (args.name, args.url, args.secret, args.function, args.topic, args.timeout_ms)
     if all(v is None for v in changes):
-        raise CommandError("give at least one of --name, --url, --secret, --function, --timeout-ms")
+        raise CommandError(
+            "give at least one of --name, --url, --secret, --function, --topic, --timeout-ms"
+        )
     with connect() as conn:
         params = {
             "app_id": app_of(conn, args.app),
@@ -98,6 +105,7 @@ def _handlers_update(args: argparse.Namespace) -> int:
             "url": args.url,
             "secret": args.secret,
             "function": args.function,
+            "topic": args.topic,
             "timeout_ms": args.timeout_ms,
         }
         row = conn.execute(q("update_handler"), params).fetchone()
@@ -192,14 +200,15 @@ def _cron_delete(args: argparse.Namespace) -> int:
 
 
 def register(sub: Sub) -> None:
-    handlers = group(sub, "handlers", "what triggers run: webhooks or SQL functions")
+    handlers = group(sub, "handlers", "what triggers run: webhooks, SQL functions or topics")
     hc = leaf(handlers, "create", "register a handler")
     hc.add_argument("app", help="app id or slug")
     hc.add_argument("name", help="handler name")
-    hc.add_argument("--kind", choices=("webhook", "sql"), default="webhook")
+    hc.add_argument("--kind", choices=("webhook", "sql", "topic"), default="webhook")
     hc.add_argument("--url", help="webhook: the URL to POST to")
     hc.add_argument("--secret", help="webhook: signing secret (default: generated)")
     hc.add_argument("--function", help="sql: schema.name(event jsonb)")
+    hc.add_argument("--topic", help="topic: publish each event to this topic (live collections)")
     hc.add_argument("--timeout-ms", type=int, help="default 10000")
     hc.set_defaults(func=_handlers_create)
     hl = leaf(handlers, "list", "an app's handlers (never the secrets)")
@@ -212,6 +221,7 @@ def register(sub: Sub) -> None:
     hu.add_argument("--url", help="webhook: the URL to POST to")
     hu.add_argument("--secret", help="webhook: a new signing secret")
     hu.add_argument("--function", help="sql: schema.name(event jsonb)")
+    hu.add_argument("--topic", help="topic: the topic to publish to")
     hu.add_argument("--timeout-ms", type=int)
     hu.set_defaults(func=_handlers_update)
     hd = leaf(handlers, "delete", "delete a handler no trigger uses")
