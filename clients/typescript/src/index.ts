@@ -26,6 +26,7 @@ export type {
   SubscriptionStatus,
   TokenResult,
   TopicMessage,
+  TopicReset,
   Unsubscribe,
   Validator,
 } from "./types";

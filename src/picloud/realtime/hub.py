@@ -118,6 +118,7 @@ class Subscriber:
 @dataclass
 class Channel:
     key: ChannelKey
+    epoch: int  # the topic incarnation whose messages this channel carries
     last_seq: int  # the highest sequence number fanned out on this channel
     subscribers: set[Subscriber] = field(default_factory=set)
 
@@ -134,12 +135,18 @@ class Hub:
     def subscriber_count(self) -> int:
         return sum(len(c.subscribers) for c in self.channels.values())
 
-    def subscribe(self, sub: Subscriber, head: int) -> tuple[Channel, bool]:
-        """Add ``sub`` to its channel (created at ``head`` when new); True when created."""
+    def subscribe(self, sub: Subscriber, head: int, epoch: int) -> tuple[Channel, bool]:
+        """Add ``sub`` to its channel (created at ``head`` of topic incarnation ``epoch``
+        when new); True when created."""
         channel = self.channels.get(sub.key)
+        if channel is not None and channel.epoch != epoch:
+            # The topic was deleted and created again while this channel lived: its streams
+            # end, and their clients resume (and are told of the new incarnation).
+            self.close_channel(sub.key)
+            channel = None
         created = channel is None
         if channel is None:
-            channel = self.channels[sub.key] = Channel(sub.key, head)
+            channel = self.channels[sub.key] = Channel(sub.key, epoch, head)
         channel.subscribers.add(sub)
         return channel, created
 

@@ -218,11 +218,16 @@ class Relay:
             return
         params = {"app_ids": [k[0] for k in live], "topics": [k[1] for k in live]}
         rows = await self._read("relay_open_topics", params)
-        existing = {(r["app_id"], r["topic"]): r["external"] for r in rows}
+        existing = {(r["app_id"], r["topic"]): r for r in rows}
+        channels = self.hub.channels
         for key in live:
-            if key not in existing:
+            row = existing.get(key)
+            channel = channels.get(key)
+            if channel is None:
+                continue
+            if row is None or row["epoch"] != channel.epoch:
                 self.hub.close_channel(key)
-            elif not existing[key]:
+            elif not row["external"]:
                 self.hub.close_channel(key, operators_too=False)
 
     async def _fetch(self, dirty: dict[ChannelKey, int]) -> None:
@@ -230,17 +235,23 @@ class Relay:
         keys = [k for k, seq in dirty.items() if k in channels and seq > channels[k].last_seq]
         if not keys:
             return
+        epochs = {k: channels[k].epoch for k in keys}
         params = {
             "app_ids": [k[0] for k in keys],
             "topics": [k[1] for k in keys],
+            "epochs": list(epochs.values()),
             "afters": [channels[k].last_seq for k in keys],
             "limit": self.page,
         }
         rows = await self._read("relay_fetch", params)
         frames: dict[ChannelKey, list[Frame]] = defaultdict(list)
         for row in rows:
-            frames[(row["app_id"], row["topic"])].append(Frame.message(row["seq"], row["data"]))
+            key = (row["app_id"], row["topic"])
+            frames[key].append(Frame.message(epochs[key], row["seq"], row["data"]))
         for key, batch in frames.items():
+            channel = channels.get(key)
+            if channel is None or channel.epoch != epochs[key]:
+                continue  # replaced by a new incarnation of the topic during the read
             self.hub.deliver(key, batch)
             if len(batch) == self.page:  # more to read
                 self.dirty[key] = max(dirty[key], self.dirty.get(key, 0))
