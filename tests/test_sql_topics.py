@@ -295,3 +295,15 @@ def test_a_recreated_topic_has_a_new_epoch(db: psycopg.Connection[Row]) -> None:
     assert len(set(epochs)) == 3
     with pytest.raises(errors.CheckViolation):
         db.execute("UPDATE picloud.topics SET epoch = -1 WHERE app_id = %s", (app_id,))
+
+
+def test_publish_to_an_invalid_name_names_it(db: psycopg.Connection[Row]) -> None:
+    app_id = make_app(db)
+    with pytest.raises(errors.InvalidParameterValue) as bad:
+        publish(db, app_id, "bad*", "1")
+    assert bad.value.diag.message_primary is not None
+    assert bad.value.diag.message_primary.startswith("invalid topic name 'bad*'")
+    with pytest.raises(errors.NoDataFound):
+        publish(db, app_id, "missing", "1")
+    with pytest.raises(errors.InvalidParameterValue):
+        db.execute("SELECT * FROM picloud.create_topic(%s, 'x y')", (app_id,))
