@@ -91,7 +91,7 @@ async def test_survives_the_relay_reconnecting_and_ends_on_delete(
     with psycopg.connect(database, autocommit=True) as conn:
         killed = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE 'picloud-relay %%'"
+            " WHERE datname = current_database() AND application_name LIKE 'picloud relay %%'"
         ).fetchall()
         assert killed == [(True,)]
         conn.execute("SELECT picloud.publish(%s, 'inside', '2'::jsonb)", (app["id"],))

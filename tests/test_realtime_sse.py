@@ -325,7 +325,7 @@ async def test_relay_survives_losing_its_listen_connection(rt: Realtime, databas
     with psycopg.connect(database, autocommit=True) as conn:
         killed = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE 'picloud-relay %%'"
+            " WHERE datname = current_database() AND application_name LIKE 'picloud relay %%'"
         ).fetchall()
         assert killed == [(True,)], "exactly the LISTEN connection"
         # Published while the relay has no LISTEN connection: NOTIFYs nobody hears.
@@ -340,7 +340,8 @@ async def test_relay_survives_losing_its_listen_connection(rt: Realtime, databas
     with psycopg.connect(database, autocommit=True) as conn:
         killed = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE 'picloud-relay-reader%%'"
+            " WHERE datname = current_database()"
+            " AND application_name LIKE 'picloud relay-reader %%'"
         ).fetchall()
         assert killed == [(True,)]
     await rt.publish("t", 9)

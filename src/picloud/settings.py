@@ -23,6 +23,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
+    db_acquire_timeout_ms: int = 2000
     data_dir: Path = Path(".picloud")
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
@@ -137,6 +138,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     host, port = _get(env, "PICLOUD_LISTEN", _listen, ("127.0.0.1", 8080), "HOST:PORT")
     return Settings(
         database_url=_get(env, "DATABASE_URL", _database_url, None, "a postgresql:// URL"),
+        db_acquire_timeout_ms=_get(
+            env, "PICLOUD_DB_ACQUIRE_TIMEOUT_MS", _positive_int, 2000, "a positive integer"
+        ),
         data_dir=data_dir,
         listen_host=host,
         listen_port=port,

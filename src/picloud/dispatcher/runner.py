@@ -16,7 +16,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from picloud.db import Row, connect_options
+from picloud.db import Row, application_name, connect_options
 from picloud.dispatcher.handlers import (
     BatchOutcome,
     Claimed,
@@ -189,6 +189,7 @@ class Dispatcher:
                 "row_factory": psycopg.rows.dict_row,
                 "autocommit": True,
                 "options": connect_options(self.settings),
+                "application_name": application_name("dispatcher", self.node_id),
             },
             connection_class=psycopg.AsyncConnection[Row],
             name="picloud-dispatcher",
@@ -236,7 +237,10 @@ class Dispatcher:
         while not stopping.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, options=connect_options(self.settings)
+                    self.conninfo,
+                    autocommit=True,
+                    options=connect_options(self.settings),
+                    application_name=application_name("dispatcher-listen", self.node_id),
                 )
                 async with conn:
                     await conn.execute(q("listen_dispatch"))

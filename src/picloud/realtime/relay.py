@@ -26,7 +26,7 @@ from prometheus_client import Gauge
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
-from picloud.db import Row, connect_options
+from picloud.db import Row, application_name, connect_options
 from picloud.queries import q
 from picloud.realtime.hub import ChannelKey, Hub
 from picloud.realtime.sse import Frame
@@ -69,7 +69,7 @@ class Relay:
                 autocommit=True,
                 row_factory=dict_row,
                 options=connect_options(self.state.settings),
-                application_name=f"picloud-relay-reader {self.state.node_id}"[:63],
+                application_name=application_name("relay-reader", self.state.node_id),
             )
         return self._reader
 
@@ -145,7 +145,7 @@ class Relay:
             self.state.conninfo,
             autocommit=True,
             options=connect_options(settings),
-            application_name=f"picloud-relay {self.state.node_id}"[:63],
+            application_name=application_name("relay", self.state.node_id),
         )
         async with conn:
             await conn.execute(q("relay_listen"))

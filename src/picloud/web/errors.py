@@ -48,9 +48,14 @@ def unauthorized(message: str = "missing or invalid API key") -> ApiError:
     return ApiError(401, "unauthorized", message)
 
 
+# A 503 (database unreachable or busy) is transient: clients may try again this soon.
+RETRY_AFTER_SEC = "1"
+
+
 def error_response(status: int, code: str, message: str) -> web.Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, body=body, content_type="application/json")
+    headers = {"Retry-After": RETRY_AFTER_SEC} if status == 503 else None
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 _HTTP_CODES = {
