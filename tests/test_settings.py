@@ -21,6 +21,8 @@ def test_defaults() -> None:
     assert s.cron_tick_interval_ms == 30000 and s.dispatch_lease_sec == 30
     assert s.files_orphan_sweep_interval_sec == 21600 and s.files_orphan_tmp_ttl_sec == 3600
     assert s.sql_handler_schemas == ("picloud_handlers",) and s.roles == frozenset(ROLES)
+    assert s.db_acquire_timeout_ms == 2000
+    assert (s.realtime_socket_sndbuf, s.realtime_max_pending_bytes) == (65536, 1048576)
 
 
 def test_values_are_parsed() -> None:
@@ -48,6 +50,11 @@ def test_values_are_parsed() -> None:
         ("PICLOUD_REALTIME_HEARTBEAT_SEC", "0"),
         ("PICLOUD_REALTIME_HEARTBEAT_SEC", "soon"),
         ("PICLOUD_REALTIME_BROADCAST_CAPACITY", "-1"),
+        ("PICLOUD_REALTIME_SOCKET_SNDBUF", "1024"),
+        ("PICLOUD_REALTIME_SOCKET_SNDBUF", "big"),
+        ("PICLOUD_REALTIME_MAX_PENDING_BYTES", "0"),
+        ("PICLOUD_DB_ACQUIRE_TIMEOUT_MS", "0"),
+        ("PICLOUD_DB_ACQUIRE_TIMEOUT_MS", "2s"),
         ("PICLOUD_MAX_MESSAGE_BYTES", "1.5"),
         ("PICLOUD_CRON_TICK_INTERVAL_MS", "abc"),
         ("PICLOUD_DISPATCH_LEASE_SEC", "0"),

@@ -31,6 +31,8 @@ class Settings:
     base_domain: str = "localhost"
     realtime_heartbeat_sec: float = 30.0
     realtime_broadcast_capacity: int = 64
+    realtime_socket_sndbuf: int = 64 * 1024
+    realtime_max_pending_bytes: int = 1024 * 1024
     realtime_retention_sec: int = 86400
     max_message_bytes: int = 65536
     max_file_bytes: int = 64 * 1024 * 1024
@@ -72,6 +74,13 @@ def _positive_int(raw: str) -> int:
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0 or value == float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def _sndbuf(raw: str) -> int:
+    value = int(raw)
+    if not 4096 <= value <= 16 * 1024 * 1024:
         raise ValueError(raw)
     return value
 
@@ -151,6 +160,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         realtime_broadcast_capacity=_get(
             env, "PICLOUD_REALTIME_BROADCAST_CAPACITY", _positive_int, 64, "a positive integer"
+        ),
+        realtime_socket_sndbuf=_get(
+            env, "PICLOUD_REALTIME_SOCKET_SNDBUF", _sndbuf, 64 * 1024, "bytes, 4096 to 16777216"
+        ),
+        realtime_max_pending_bytes=_get(
+            env,
+            "PICLOUD_REALTIME_MAX_PENDING_BYTES",
+            _positive_int,
+            1024 * 1024,
+            "a positive integer",
         ),
         realtime_retention_sec=_get(
             env, "PICLOUD_REALTIME_RETENTION_SEC", _positive_int, 86400, "a positive integer"

@@ -48,7 +48,9 @@ class Relay:
 
     def __init__(self, state: AppState) -> None:
         self.state = state
-        self.hub = Hub(state.settings.realtime_broadcast_capacity)
+        self.hub = Hub(
+            state.settings.realtime_broadcast_capacity, state.settings.realtime_max_pending_bytes
+        )
         # Frames handed to the hub per channel and round: bounded by the buffer capacity.
         self.page = max(1, min(FETCH_PAGE, state.settings.realtime_broadcast_capacity))
         self.dirty: dict[ChannelKey, int] = {}  # channel -> highest notified seq

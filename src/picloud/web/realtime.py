@@ -14,6 +14,7 @@ incarnation's first retained message. Event ids are resume cursors
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 from aiohttp import web
@@ -109,6 +110,11 @@ async def serve_stream(
         if first > cursor + 1:
             preamble += history_truncated(cursor, first)
 
+    # A small kernel send buffer: without it, loopback autotuning lets a client that never
+    # reads pin megabytes in the kernel before the hub's limits see anything.
+    sock = request.transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, state.settings.realtime_socket_sndbuf)
     response = web.StreamResponse(headers=SSE_HEADERS)
     chunked = request.version >= HttpVersion11
     if chunked:
@@ -128,7 +134,7 @@ async def serve_stream(
             await _replay(request, response, sub, app_uuid, topic, epoch)
         # Frames the hub kept while we replayed, without what the replay already sent.
         while sub.backlog and not sub.done.done():
-            frames, sub.backlog = sub.backlog, []
+            frames, sub.backlog, sub.backlog_bytes = sub.backlog, [], 0
             data = b"".join(f.raw for f in frames if f.seq > sub.cursor)
             if data:
                 sub.cursor = max(sub.cursor, frames[-1].seq)
