@@ -16,7 +16,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from picloud.db import Row, application_name, connect_options
+from picloud.db import Pool, Row, application_name, connect_options
 from picloud.dispatcher.handlers import (
     BatchOutcome,
     Claimed,
@@ -180,7 +180,8 @@ class Dispatcher:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Dispatch until ``stopping`` is set, then finish or release what is in flight."""
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+        # (db.Pool: psycopg's pool with the server's capped reconnect back-off.)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = Pool(
             self.conninfo,
             min_size=1,
             max_size=min(self.concurrency, 10) + 1,
