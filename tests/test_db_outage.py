@@ -12,9 +12,12 @@ import aiohttp
 import psycopg
 import pytest
 from aiohttp import web
+from psycopg.conninfo import make_conninfo
 
 from picloud.bootstrap import ensure_admin
+from picloud.db import database_url
 from picloud.migrate import migrate
+from picloud.settings import Settings
 from picloud.web.app import create_app
 from tests.fix_server import ADMIN_KEY, free_port, make_test_settings
 from tests.pg_cluster import Cluster
@@ -138,3 +141,15 @@ async def test_every_connection_carries_an_application_name(cluster_db: str, ser
         await asyncio.sleep(0.1)
     assert all(n.startswith("picloud ") and len(n.split(" ")) == 3 for n in names), names
     assert {"serve", "relay"} <= roles, names
+
+
+def test_cli_connections_are_named_too(database: str) -> None:
+    settings = Settings(database_url=database)
+    with database_url(settings, role="migrate") as url, psycopg.connect(url) as conn:
+        row = conn.execute("SHOW application_name").fetchone()
+    assert row is not None and row[0].startswith("picloud migrate "), row
+    assert len(row[0].split(" ")) == 3
+    # A URL that names its connections itself keeps its name.
+    own = make_conninfo(database, application_name="mine")
+    with database_url(Settings(database_url=own)) as url, psycopg.connect(url) as conn:
+        assert conn.execute("SHOW application_name").fetchone() == ("mine",)

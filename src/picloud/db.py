@@ -19,12 +19,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
 
 from picloud.embedded import embedded_postgres
 from picloud.queries import q
+from picloud.roles import new_node_id
 from picloud.settings import Settings
 
 Row = dict[str, Any]
@@ -45,13 +47,26 @@ def application_name(role: str, node_id: str) -> str:
 
 
 @contextlib.contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
-    """The configured DATABASE_URL, or the embedded server's URI while it runs."""
+def database_url(settings: Settings, role: str = "cli") -> Iterator[str]:
+    """The configured DATABASE_URL, or the embedded server's URI while it runs.
+
+    Connections made with it name themselves ``picloud <role> <node id>`` (unless the URL
+    sets an application_name); the pool and the relay name their own connections.
+    """
     if settings.database_url:
-        yield settings.database_url
+        yield _named(settings.database_url, role)
     else:
         with embedded_postgres(settings.data_dir) as uri:
-            yield uri
+            yield _named(uri, role)
+
+
+def _named(conninfo: str, role: str) -> str:
+    try:
+        if "application_name" in conninfo_to_dict(conninfo):
+            return conninfo
+        return make_conninfo(conninfo, application_name=application_name(role, new_node_id()))
+    except psycopg.ProgrammingError:
+        return conninfo  # malformed: connecting reports it
 
 
 def session_settings(settings: Settings) -> dict[str, str]:
