@@ -98,7 +98,7 @@ class _CappedBackoff(AttemptWithBackoff):
 class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Row]]):
     """psycopg's pool with a capped reconnect back-off and a probe of the database."""
 
-    reachable = True  # as the probe (or the last failed request) last saw it
+    last_error = ""  # why the last ping failed
     _kick: asyncio.Event | None = None
 
     async def _add_connection(
@@ -132,7 +132,8 @@ class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Row]]):
             async with asyncio.timeout(within):
                 async with super().connection(within) as conn:
                     await conn.execute(q("ping"))
-        except (psycopg.Error, PoolTimeout, TimeoutError):
+        except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
+            self.last_error = str(exc).strip() or type(exc).__name__
             return False
         return True
 
@@ -151,19 +152,23 @@ class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Row]]):
                         "database reachable again after %.1fs", time.monotonic() - down_since
                     )
                     down_since = None
-                self.reachable = True
                 continue
-            self.reachable = False
             if down_since is None:
                 down_since = time.monotonic()
-                log.warning("database unreachable; requests answer 503 until it is back")
+                log.warning(
+                    "database unreachable (%s); requests answer 503 until it is back",
+                    self.last_error,
+                )
             await self._drop_broken()
 
     async def _drop_broken(self) -> None:
-        """Check the idle connections, replacing the broken ones (a reconnect starts)."""
-        with contextlib.suppress(TimeoutError, psycopg.Error):
-            async with asyncio.timeout(PROBE_TIMEOUT_SEC):
-                await self.check()
+        """Check the idle connections, replacing the broken ones (a reconnect starts).
+
+        Not under a timeout: check() holds the idle connections while it runs, and
+        cancelling it would lose them from the pool.
+        """
+        with contextlib.suppress(psycopg.Error):
+            await self.check()
 
 
 class _QuietReconnects(logging.Filter):

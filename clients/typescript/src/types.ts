@@ -25,7 +25,7 @@ export interface ErrorEnvelope {
 
 /** One message delivered on a topic. */
 export interface TopicMessage<T = unknown> {
-  /** The SSE event id: the message's per-topic sequence number, as a string. */
+  /** The SSE event id: an opaque resume cursor (pass it back as `lastEventId`). */
   id: string;
   /** The topic it was published on. */
   topic: string;
