@@ -29,7 +29,9 @@ describe("a topic deleted and created again", () => {
       await createTopic(app, topic);
       expect(await publish(app, topic, "new")).toBe(1);
       await until(() => resets.length === 1, 10_000, "a reset");
-      expect(resets[0]).toMatchObject({ topic, oldest: 1 });
+      // (oldest is null when the client came back before the first new publish.)
+      expect(resets[0]?.topic).toBe(topic);
+      expect([1, null]).toContain(resets[0]?.oldest);
       await rec.waitForMessages(before + 1);
       expect(rec.messages.slice(before).map((m) => [seq(m.id), m.message])).toEqual([
         ["1", "new"],
