@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 MESSAGES_CHANNEL = "picloud_realtime"
 CONTROL_CHANNEL = "picloud_realtime_control"
 FETCH_PAGE = 500
-RECONNECT_DELAY_SEC = (0.05, 0.2, 0.5, 1.0, 2.0)
+# Capped low: live streams resume within half a second of the database coming back.
+RECONNECT_DELAY_SEC = (0.05, 0.1, 0.25, 0.5)
 PRESENCE_INTERVAL_SEC = 10.0
 EVERYTHING = sys.maxsize
 
