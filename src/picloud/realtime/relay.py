@@ -26,7 +26,7 @@ from prometheus_client import Gauge
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
-from picloud.db import Row, application_name, connect_options
+from picloud.db import CONNECT_TIMEOUT_SEC, Row, application_name, connect_options
 from picloud.queries import q
 from picloud.realtime.hub import ChannelKey, Hub
 from picloud.realtime.sse import Frame
@@ -73,6 +73,7 @@ class Relay:
                 row_factory=dict_row,
                 options=connect_options(self.state.settings),
                 application_name=application_name("relay-reader", self.state.node_id),
+                connect_timeout=CONNECT_TIMEOUT_SEC,
             )
         return self._reader
 
@@ -149,6 +150,7 @@ class Relay:
             autocommit=True,
             options=connect_options(settings),
             application_name=application_name("relay", self.state.node_id),
+            connect_timeout=CONNECT_TIMEOUT_SEC,
         )
         async with conn:
             await conn.execute(q("relay_listen"))
