@@ -73,7 +73,8 @@ async def served(cluster_db: str, tmp_path: Path) -> AsyncIterator[Probe]:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             yield Probe(session, f"http://127.0.0.1:{port}")
     finally:
-        await runner.cleanup()
+        async with asyncio.timeout(60):  # a hang here fails the test instead of the suite
+            await runner.cleanup()
 
 
 async def test_healthz_reports_an_outage_within_a_second_and_recovery_within_two(
@@ -127,7 +128,7 @@ async def test_every_connection_carries_an_application_name(cluster_db: str, ser
     assert (await served.get("/healthz"))[0] == 200
     deadline = time.monotonic() + 10
     while True:
-        with psycopg.connect(cluster_db, autocommit=True) as conn:
+        with psycopg.connect(cluster_db, autocommit=True, connect_timeout=5) as conn:
             names = {
                 r[0]
                 for r in conn.execute(
