@@ -86,9 +86,9 @@ class Subscriber:
         if not self.done.done():
             self.done.set_result(reason)
 
-    def pending(self) -> int:
-        """Frames written since going live that are still in the transport's buffer."""
-        buffered = self.transport.get_write_buffer_size()
+    def pending(self, buffered: int) -> int:
+        """Frames written since going live that are still in the transport's buffer
+        (``buffered``: its size now)."""
         ends = self.ends
         if not buffered:
             ends.clear()
@@ -192,7 +192,7 @@ class Hub:
             # more than `capacity` earlier frames still unsent when new ones arrive, or
             # unsent bytes that these would take past `max_bytes`.
             buffered = sub.transport.get_write_buffer_size()
-            if sub.pending() > capacity or (buffered and buffered + size > max_bytes):
+            if sub.pending(buffered) > capacity or (buffered and buffered + size > max_bytes):
                 self._drop(channel, sub)
                 continue
             try:
