@@ -153,7 +153,9 @@ class SseClient(asyncio.Protocol):
         block, self.buf = buf[:cut], buf[cut + 2 :]
         for line in block.split(b"\n"):
             if line.startswith(b"id: "):
-                seq = int(line[4:])
+                # The message number: the last part of a resume cursor (v1.<epoch>.<seq>),
+                # or the whole id of the bare reference server (cheaper than parsing it).
+                seq = int(line[4:].rpartition(b".")[2])
                 if seq <= self.last:
                     self.duplicated += 1
                     continue

@@ -8,6 +8,19 @@ $$;
 COMMENT ON FUNCTION picloud.topic_name_valid(text) IS
     'Topic names are 1-128 characters of A-Z a-z 0-9 _ . : - (''*'' is reserved for patterns).';
 
+CREATE OR REPLACE FUNCTION picloud.check_topic_name(name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF NOT picloud.topic_name_valid(check_topic_name.name) THEN
+        RAISE EXCEPTION 'invalid topic name %: use 1-128 characters of A-Z a-z 0-9 _ . : -',
+            coalesce(quote_literal(left(check_topic_name.name, 140)), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.check_topic_name(text) IS
+    '22023 naming the name unless picloud.topic_name_valid(name).';
+
 CREATE OR REPLACE FUNCTION picloud.realtime_channel() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_realtime' $$;
 COMMENT ON FUNCTION picloud.realtime_channel() IS
@@ -62,11 +75,7 @@ CREATE OR REPLACE FUNCTION picloud.create_topic(
 RETURNS SETOF picloud.topics
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF NOT picloud.topic_name_valid(create_topic.name) THEN
-        RAISE EXCEPTION 'invalid topic name %: use 1-128 characters of A-Z a-z 0-9 _ . : -',
-            coalesce(quote_literal(left(create_topic.name, 140)), 'NULL')
-            USING ERRCODE = '22023';
-    END IF;
+    PERFORM picloud.check_topic_name(create_topic.name);
     IF create_topic.auth_mode IS NULL OR create_topic.auth_mode NOT IN ('public', 'token') THEN
         RAISE EXCEPTION 'auth_mode must be ''public'' or ''token''' USING ERRCODE = '22023';
     END IF;

@@ -63,6 +63,7 @@ BEGIN
      WHERE t.app_id = append_messages.app_id AND t.name = append_messages.topic
     RETURNING t.last_seq - v_count INTO first_id;
     IF NOT FOUND THEN
+        PERFORM picloud.check_topic_name(append_messages.topic);  -- (only when not found)
         RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
     END IF;
     -- Taken under the lock, so published_at also grows with seq within a topic.
@@ -169,7 +170,7 @@ LANGUAGE sql VOLATILE AS $$
                                     single => true)).first_id + 1
 $$;
 COMMENT ON FUNCTION picloud.publish(uuid, text, jsonb) IS
-    'Append a message to a topic''s log and notify the realtime relays, in the caller''s transaction (nothing is delivered unless it commits). Returns the per-topic sequence number. P0002: no such topic; 54000: larger than picloud.max_message_bytes(); 22023: NULL message.';
+    'Append a message to a topic''s log and notify the realtime relays, in the caller''s transaction (nothing is delivered unless it commits). Returns the per-topic sequence number. P0002: no such topic (22023 when the name is not a valid one); 54000: larger than picloud.max_message_bytes(); 22023: NULL message.';
 
 CREATE OR REPLACE FUNCTION picloud.prune_messages(retention interval) RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$

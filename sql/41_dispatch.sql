@@ -296,12 +296,14 @@ BEGIN
         PERFORM 1 FROM picloud.lease_deliveries(v_bad_apps, v_bad_ids,
                                                 claim_and_run_deliveries.worker,
                                                 claim_and_run_deliveries.lease);
+        -- (attempt: the number the lease gave this run, for the dispatcher's log.)
         RETURN QUERY
         SELECT b.id, b.app_id, NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::jsonb,
-               NULL::integer, NULL::integer, NULL::timestamptz, 'sql'::text, NULL::text,
+               d.attempts, NULL::integer, NULL::timestamptz, 'sql'::text, NULL::text,
                NULL::text, NULL::text, NULL::integer,
                picloud.fail_delivery(b.id, claim_and_run_deliveries.worker, b.error), b.error
           FROM unnest(v_bad_apps, v_bad_ids, v_errors) WITH ORDINALITY AS b (app_id, id, error, n)
+          JOIN picloud.deliveries d ON d.app_id = b.app_id AND d.id = b.id
          ORDER BY b.n;
     END IF;
 

@@ -9,6 +9,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from picloud.realtime.cursor import parse_cursor
+
 
 @dataclass
 class Event:
@@ -20,6 +22,12 @@ class Event:
     @property
     def json(self) -> Any:
         return orjson.loads(self.data)
+
+    @property
+    def seq(self) -> int:
+        """The message number in this event's id (a resume cursor)."""
+        assert self.id is not None, self
+        return parse_cursor(self.id).seq
 
 
 class EndOfStream(Exception):
@@ -69,14 +77,14 @@ class SseStream:
                     return event
 
     async def messages(self, count: int, within: float = 10) -> list[tuple[int, Any]]:
-        """``count`` message events as (id, message)."""
+        """``count`` message events as (message number, message)."""
         out = []
         async with asyncio.timeout(within):
             for _ in range(count):
                 event = await self.next_event(within)
                 assert event.event == "message", event
                 assert event.id is not None
-                out.append((int(event.id), event.json["message"]))
+                out.append((event.seq, event.json["message"]))
         return out
 
     async def expect_end(self, within: float = 10) -> None:

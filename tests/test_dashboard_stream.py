@@ -69,7 +69,7 @@ async def test_follows_an_internal_topic_and_resumes(api: Api, server: Server) -
     assert await stream.messages(2) == [(2, {"n": 2}), (3, {"n": 3})]
     await publish(api, app["id"], "internal", {"n": 4})
     event = await stream.next_event()
-    assert (event.id, event.json["topic"], event.json["message"]) == ("4", "internal", {"n": 4})
+    assert (event.seq, event.json["topic"], event.json["message"]) == (4, "internal", {"n": 4})
     assert event.json["published_at"]
     stream.close()
 
@@ -91,7 +91,7 @@ async def test_survives_the_relay_reconnecting_and_ends_on_delete(
     with psycopg.connect(database, autocommit=True) as conn:
         killed = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE 'picloud-relay %%'"
+            " WHERE datname = current_database() AND application_name LIKE 'picloud relay %%'"
         ).fetchall()
         assert killed == [(True,)]
         conn.execute("SELECT picloud.publish(%s, 'inside', '2'::jsonb)", (app["id"],))

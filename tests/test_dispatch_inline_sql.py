@@ -260,6 +260,7 @@ async def test_a_handler_outside_the_allowed_schemas_fails_on_every_path(
 
     rows = claim_and_run(db, max=1, max_leased=1)
     assert [(r["id"], r["outcome"]) for r in rows] == [(ids["inline"], "retry")]
+    assert rows[0]["attempt"] == 1, "a failure inside the claim names its attempt"
     assert rows[0]["error"].startswith(refused)
 
     claimed = [Claimed.from_row(r) for r in claim(db, "w2")]

@@ -106,10 +106,12 @@ async def test_publish_and_history(api: Api) -> None:
     history = await api.get(f"{base}/t/messages")
     assert [m["message"] for m in history.json["messages"]] == values
     first = history.json["messages"][0]
-    assert set(first) == {"id", "topic", "message", "published_at"} and first["topic"] == "t"
+    assert set(first) == {"id", "cursor", "topic", "message", "published_at"}
+    assert first["topic"] == "t" and history.json["reset"] is False
     page = await api.get(f"{base}/t/messages?after=2&limit=3")
     assert [m["id"] for m in page.json["messages"]] == [3, 4, 5]
-    assert (await api.get(f"{base}/t/messages?after=99")).json == {"messages": []}
+    at_head = await api.get(f"{base}/t/messages?after={len(values)}")
+    assert (at_head.json["messages"], at_head.json["reset"]) == ([], False)
     assert (await api.get(f"{base}/t/messages?limit=0")).status == 400
     assert (await api.get(f"{base}/t/messages?after=x")).status == 400
     assert (await api.get(f"{base}/ghost/messages")).status == 404

@@ -22,6 +22,8 @@ def test_defaults() -> None:
     assert s.files_orphan_sweep_interval_sec == 21600 and s.files_orphan_tmp_ttl_sec == 3600
     assert s.sql_handler_schemas == ("picloud_handlers",) and s.roles == frozenset(ROLES)
     assert s.max_batch_messages == 1000 and s.token_publish_rate == 20.0
+    assert s.db_acquire_timeout_ms == 2000
+    assert (s.realtime_socket_sndbuf, s.realtime_max_pending_bytes) == (65536, 1048576)
 
 
 def test_values_are_parsed() -> None:
@@ -49,6 +51,11 @@ def test_values_are_parsed() -> None:
         ("PICLOUD_REALTIME_HEARTBEAT_SEC", "0"),
         ("PICLOUD_REALTIME_HEARTBEAT_SEC", "soon"),
         ("PICLOUD_REALTIME_BROADCAST_CAPACITY", "-1"),
+        ("PICLOUD_REALTIME_SOCKET_SNDBUF", "1024"),
+        ("PICLOUD_REALTIME_SOCKET_SNDBUF", "big"),
+        ("PICLOUD_REALTIME_MAX_PENDING_BYTES", "0"),
+        ("PICLOUD_DB_ACQUIRE_TIMEOUT_MS", "0"),
+        ("PICLOUD_DB_ACQUIRE_TIMEOUT_MS", "2s"),
         ("PICLOUD_MAX_MESSAGE_BYTES", "1.5"),
         ("PICLOUD_MAX_BATCH_MESSAGES", "0"),
         ("PICLOUD_MAX_BATCH_MESSAGES", "many"),

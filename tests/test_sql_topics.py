@@ -274,3 +274,36 @@ def test_topic_delete_takes_its_messages_even_racing_a_publish(
     assert rows == [{"topic": "kept", "seq": 1}], "no orphan left behind"
     with pytest.raises(errors.NoDataFound):
         publish(db, app, "gone", "2")
+
+
+def test_a_recreated_topic_has_a_new_epoch(db: psycopg.Connection[Row]) -> None:
+    app_id = make_app(db)
+    make_topic(db, app_id, "t")
+    epochs = []
+    for _ in range(3):
+        publish(db, app_id, "t", "1")
+        row = db.execute(
+            "SELECT epoch, last_seq FROM picloud.topics WHERE app_id = %s AND name = 't'",
+            (app_id,),
+        ).fetchone()
+        assert row is not None and row["last_seq"] == 1, "sequence numbers restart"
+        epochs.append(row["epoch"])
+        # Deleted and created again, even in one transaction: another incarnation.
+        with db.transaction():
+            db.execute("DELETE FROM picloud.topics WHERE app_id = %s AND name = 't'", (app_id,))
+            make_topic(db, app_id, "t")
+    assert len(set(epochs)) == 3
+    with pytest.raises(errors.CheckViolation):
+        db.execute("UPDATE picloud.topics SET epoch = -1 WHERE app_id = %s", (app_id,))
+
+
+def test_publish_to_an_invalid_name_names_it(db: psycopg.Connection[Row]) -> None:
+    app_id = make_app(db)
+    with pytest.raises(errors.InvalidParameterValue) as bad:
+        publish(db, app_id, "bad*", "1")
+    assert bad.value.diag.message_primary is not None
+    assert bad.value.diag.message_primary.startswith("invalid topic name 'bad*'")
+    with pytest.raises(errors.NoDataFound):
+        publish(db, app_id, "missing", "1")
+    with pytest.raises(errors.InvalidParameterValue):
+        db.execute("SELECT * FROM picloud.create_topic(%s, 'x y')", (app_id,))

@@ -29,6 +29,7 @@ class Settings:
     database_url: str | None = None
     db_connect_timeout_sec: float = 10.0
     log_format: str = "text"
+    db_acquire_timeout_ms: int = 2000
     data_dir: Path = Path(".picloud")
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
@@ -42,6 +43,8 @@ class Settings:
     webhook_allowed_networks: Networks = ()
     realtime_heartbeat_sec: float = 30.0
     realtime_broadcast_capacity: int = 64
+    realtime_socket_sndbuf: int = 64 * 1024
+    realtime_max_pending_bytes: int = 1024 * 1024
     realtime_retention_sec: int = 86400
     max_message_bytes: int = 65536
     max_batch_messages: int = 1000
@@ -85,6 +88,13 @@ def _positive_int(raw: str) -> int:
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0 or value == float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def _sndbuf(raw: str) -> int:
+    value = int(raw)
+    if not 4096 <= value <= 16 * 1024 * 1024:
         raise ValueError(raw)
     return value
 
@@ -195,6 +205,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "PICLOUD_DB_CONNECT_TIMEOUT_SEC", _non_negative_float, 10.0, "a number >= 0"
         ),
         log_format=_get(env, "PICLOUD_LOG_FORMAT", _log_format, "text", "text or json"),
+        db_acquire_timeout_ms=_get(
+            env, "PICLOUD_DB_ACQUIRE_TIMEOUT_MS", _positive_int, 2000, "a positive integer"
+        ),
         data_dir=data_dir,
         listen_host=host,
         listen_port=port,
@@ -233,6 +246,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         realtime_broadcast_capacity=_get(
             env, "PICLOUD_REALTIME_BROADCAST_CAPACITY", _positive_int, 64, "a positive integer"
+        ),
+        realtime_socket_sndbuf=_get(
+            env, "PICLOUD_REALTIME_SOCKET_SNDBUF", _sndbuf, 64 * 1024, "bytes, 4096 to 16777216"
+        ),
+        realtime_max_pending_bytes=_get(
+            env,
+            "PICLOUD_REALTIME_MAX_PENDING_BYTES",
+            _positive_int,
+            1024 * 1024,
+            "a positive integer",
         ),
         realtime_retention_sec=_get(
             env, "PICLOUD_REALTIME_RETENTION_SEC", _positive_int, 86400, "a positive integer"

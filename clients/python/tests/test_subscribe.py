@@ -22,6 +22,7 @@ from picloud_client import (
     Message,
     NotFound,
     PiCloud,
+    Reset,
     Subscription,
     Unauthorized,
     Unavailable,
@@ -45,6 +46,11 @@ async def take(sub: Subscription[Any], n: int, within: float = 30) -> list[Event
     return await asyncio.wait_for(collect(), within)
 
 
+def seq_of(cursor: int | str | None) -> int:
+    """The message number at the end of a stream cursor (``v1.<epoch>.<seq>``)."""
+    return int(str(cursor).rsplit(".", 1)[-1])
+
+
 def ids(events: list[Event[Any]]) -> list[int]:
     return [e.id for e in events if isinstance(e, Message)]
 
@@ -66,7 +72,9 @@ async def test_replay_then_live_on_the_apps_host(app: AsyncApp, picloud_app: PiC
         (2, "news", {"n": 2}),
         (3, "news", {"n": 3}),
     ]
-    assert sub.last_event_id == 3 and sub.connects == 1
+    # The resume position is the last message's opaque cursor, exactly as the server sent it.
+    assert sub.last_event_id == messages[-1].cursor and sub.connects == 1
+    assert str(messages[-1].cursor).startswith("v1.")
 
 
 async def test_resumes_after_the_server_is_killed_and_restarted(
@@ -229,7 +237,7 @@ async def test_validate_with_a_callable_or_a_model_class(
         assert isinstance(first[0], Message) and first[0].message == Reading(5)
         with pytest.raises(ValueError, match="not a reading"):
             await take(sub, 1)
-        assert sub.last_event_id == 2  # past the invalid one
+        assert seq_of(sub.last_event_id) == 2  # past the invalid one
         doubled = pc.subscribe(picloud_app.host, "t", last_event_id=0, validate=lambda m: m)
         assert [e.message for e in await take(doubled, 2) if isinstance(e, Message)] == [
             {"value": 5},
@@ -260,7 +268,7 @@ def test_sync_client_subscribes_and_publishes(picloud_app: PiCloudApp) -> None:
         second = next(sub)
     assert isinstance(first, Message) and isinstance(second, Message)
     assert (first.id, first.message, second.id, second.message) == (1, "one", 2, "two")
-    assert sub.last_event_id == 2
+    assert sub.last_event_id == second.cursor and seq_of(sub.last_event_id) == 2
 
 
 def test_sync_server_fixture_restart(picloud_server: PiCloudServer) -> None:
@@ -310,3 +318,23 @@ async def test_host_none_uses_the_base_urls_own_host(
         pc.subscribe(None, "t", last_event_id=0) as sub,
     ):
         assert ids(await take(sub, 1)) == [1]
+
+
+async def test_a_recreated_topic_resets_the_subscription(
+    app: AsyncApp, picloud_app: PiCloudApp
+) -> None:
+    await app.create_topic("t", external_subscribable=True, auth_mode="public")
+    for n in range(3):
+        await app.publish("t", n)
+    async with AsyncPiCloud(picloud_app.server.url) as pc:
+        async with pc.subscribe(picloud_app.host, "t", last_event_id=0) as sub:
+            assert ids(await take(sub, 3)) == [1, 2, 3]
+            old = sub.last_event_id
+        await app.delete_topic("t")
+        await app.create_topic("t", external_subscribable=True, auth_mode="public")
+        await app.publish("t", "new")
+        async with pc.subscribe(picloud_app.host, "t", last_event_id=old) as again:
+            events = await take(again, 2)
+    assert isinstance(events[0], Reset) and (events[0].topic, events[0].oldest) == ("t", 1)
+    assert isinstance(events[1], Message) and (events[1].id, events[1].message) == (1, "new")
+    assert seq_of(again.last_event_id) == 1 and again.last_event_id != old

@@ -14,6 +14,7 @@ from picloud_client.validate import as_parser
 
 def test_reset_frames() -> None:
     assert parse_reset('{"topic": "t", "epoch": 2, "oldest": 1}') == Reset("t", 2, 1)
+    assert parse_reset('{"topic": "t", "epoch": 2, "oldest": null}') == Reset("t", 2, None)
     with pytest.raises(ProtocolError):
         parse_reset('{"topic": "t", "epoch": "2", "oldest": 1}')
 
@@ -28,7 +29,8 @@ def test_history_truncated_frames() -> None:
 def test_message_frames() -> None:
     data = '{"topic": "t", "message": [1], "published_at": "2026-01-01T00:00:00Z"}'
     assert parse_message_fields("12", data) == (12, "t", [1], "2026-01-01T00:00:00Z")
-    for bad_id in ("", "-1", "1.5", "²"):
+    assert parse_message_fields("v1.1767225600000000.12", data)[0] == 12
+    for bad_id in ("", "-1", "1.5", "²", "v2.1.1", "v1..3", "v1.1.²"):
         with pytest.raises(ProtocolError):
             parse_message_fields(bad_id, data)
 

@@ -30,6 +30,7 @@ export type {
   SubscriptionStatus,
   TokenResult,
   TopicMessage,
+  TopicReset,
   Unsubscribe,
   Validator,
 } from "./types";

@@ -15,6 +15,7 @@ import type {
   SubscriptionStatus,
   TokenResult,
   TopicMessage,
+  TopicReset,
 } from "./types";
 import { PiCloudError, errorFromResponse } from "./endpoint";
 import { bearer } from "./auth";
@@ -323,6 +324,17 @@ export function subscribe<T = unknown>(
       safeCall(() => options.onHistoryTruncated?.(info));
       return;
     }
+    if (event.type === "reset") {
+      let info: TopicReset;
+      try {
+        info = JSON.parse(event.data) as TopicReset;
+      } catch (error) {
+        reportError(error);
+        return;
+      }
+      safeCall(() => options.onReset?.(info));
+      return;
+    }
     if (event.type !== "message") return;
     let delivered: TopicMessage<T>;
     try {
@@ -530,6 +542,7 @@ export function initialSubscriptionState<T>(): SubscriptionState<T> {
     status: { state: "connecting", attempt: 0 },
     error: undefined,
     historyTruncated: undefined,
+    reset: undefined,
   };
 }
 

@@ -25,7 +25,7 @@ export interface ErrorEnvelope {
 
 /** One message delivered on a topic. */
 export interface TopicMessage<T = unknown> {
-  /** The SSE event id: the message's per-topic sequence number, as a string. */
+  /** The SSE event id: an opaque resume cursor (pass it back as `lastEventId`). */
   id: string;
   /** The topic it was published on. */
   topic: string;
@@ -77,6 +77,19 @@ export interface HistoryTruncated {
 }
 
 /**
+ * Sent by the server when the resume position is not one of the topic's current
+ * incarnation: the topic was deleted and created again (a new `epoch`), or the position is
+ * beyond its last message. The stream starts over from the incarnation's first retained
+ * message (`oldest`, or null when it has none): drop whatever state you derived from the
+ * topic before.
+ */
+export interface TopicReset {
+  topic: string;
+  epoch: number;
+  oldest: number | null;
+}
+
+/**
  * Where a subscription is in its life. `attempt` counts connection attempts since the
  * last successful open (1 for the first); `delayMs` is the wait before the next one.
  */
@@ -124,6 +137,8 @@ export interface SubscribeOptions<T = unknown> {
   onStatus?: (status: SubscriptionStatus) => void;
   /** Told when the server could not replay from the requested position. */
   onHistoryTruncated?: (info: HistoryTruncated) => void;
+  /** Told when the topic started over (created again, or the position was beyond its end). */
+  onReset?: (info: TopicReset) => void;
   /** Told about errors that do not end the subscription (bad payloads, failed attempts). */
   onError?: (error: unknown) => void;
   /** Aborting it ends the subscription, like calling the returned function. */
@@ -148,6 +163,8 @@ export interface SubscriptionState<T = unknown> {
   error: unknown;
   /** Set when the server could not replay from the requested position. */
   historyTruncated: HistoryTruncated | undefined;
+  /** Set when the topic started over; `messages` then holds only the new incarnation's. */
+  reset: TopicReset | undefined;
 }
 
 /** Ends a subscription. Calling it again does nothing. */

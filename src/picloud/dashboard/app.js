@@ -442,6 +442,8 @@ function tailEvent(ev) {
   let item;
   if (ev.event === "history_truncated") {
     item = el("li", { class: "gap" }, `Older messages were pruned: ${ev.data}`);
+  } else if (ev.event === "reset") {
+    item = el("li", { class: "gap" }, `The topic was created again; starting over: ${ev.data}`);
   } else {
     let frame;
     try {
@@ -449,13 +451,15 @@ function tailEvent(ev) {
     } catch {
       frame = { message: ev.data };
     }
+    // The event id is a resume cursor ("v1.<epoch>.<number>"): show the message number.
+    const number = (ev.id ?? "").split(".").pop();
     item = el(
       "li",
-      { "data-id": ev.id ?? "" },
+      { "data-id": number },
       el(
         "div",
         { class: "tail-meta" },
-        el("strong", { class: "tail-id" }, `#${ev.id}`),
+        el("strong", { class: "tail-id" }, `#${number}`),
         el("time", { datetime: frame.published_at ?? "" }, formatTime(frame.published_at)),
       ),
       jsonBlock(frame.message),

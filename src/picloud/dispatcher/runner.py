@@ -16,7 +16,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from picloud.db import Row, connect_options
+from picloud.db import Pool, Row, application_name, connect_options
 from picloud.dispatcher.egress import guarded_connector
 from picloud.dispatcher.handlers import (
     BatchOutcome,
@@ -181,7 +181,8 @@ class Dispatcher:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Dispatch until ``stopping`` is set, then finish or release what is in flight."""
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+        # (db.Pool: psycopg's pool with the server's capped reconnect back-off.)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = Pool(
             self.conninfo,
             min_size=1,
             max_size=min(self.concurrency, 10) + 1,
@@ -190,6 +191,7 @@ class Dispatcher:
                 "row_factory": psycopg.rows.dict_row,
                 "autocommit": True,
                 "options": connect_options(self.settings),
+                "application_name": application_name("dispatcher", self.node_id),
             },
             connection_class=psycopg.AsyncConnection[Row],
             name="picloud-dispatcher",
@@ -237,7 +239,10 @@ class Dispatcher:
         while not stopping.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, options=connect_options(self.settings)
+                    self.conninfo,
+                    autocommit=True,
+                    options=connect_options(self.settings),
+                    application_name=application_name("dispatcher-listen", self.node_id),
                 )
                 async with conn:
                     await conn.execute(q("listen_dispatch"))

@@ -1,36 +1,41 @@
 -- name: subscribe_check
 -- For an SSE subscription: the app behind the Host header, the authorisation verdict,
--- the topic's last sequence number and the oldest retained one.
+-- the topic's epoch, its last sequence number and the oldest retained one.
 SELECT r.app_id,
        CASE WHEN r.app_id IS NOT NULL
             THEN picloud.authorize_subscribe(r.app_id, %(topic)s, %(token)s) END AS verdict,
-       (SELECT t.last_seq FROM picloud.topics t
-         WHERE t.app_id = r.app_id AND t.name = %(topic)s) AS head,
+       t.epoch, t.last_seq AS head,
        (SELECT min(m.seq) FROM picloud.messages m
          WHERE m.app_id = r.app_id AND m.topic = %(topic)s) AS oldest
-  FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r;
+  FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
+  LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = %(topic)s;
 
 -- name: relay_listen
 -- Subscribe the relay's connection to published messages and to control messages.
 LISTEN picloud_realtime; LISTEN picloud_realtime_control;
 
 -- name: replay_messages
--- SSE frames (id and data text) of one topic after a sequence number; "from" is the
--- publishing token's subject, when it had one.
+-- SSE frames (sequence number and data text) of one topic incarnation (epoch) after a
+-- sequence number; nothing once the topic has another epoch. "from" is the publishing
+-- token's subject, when it had one.
 SELECT m.seq,
        (jsonb_build_object('topic', m.topic, 'message', m.message,
                            'published_at', m.published_at)
         || CASE WHEN m.from_subject IS NOT NULL
                 THEN jsonb_build_object('from', m.from_subject) ELSE '{}' END)::text AS data
-  FROM picloud.messages m
- WHERE m.app_id = %(app_id)s AND m.topic = %(topic)s AND m.seq > %(after)s
+  FROM picloud.topics t
+  JOIN picloud.messages m ON m.app_id = t.app_id AND m.topic = t.name
+ WHERE t.app_id = %(app_id)s AND t.name = %(topic)s AND t.epoch = %(epoch)s
+   AND m.seq > %(after)s
  ORDER BY m.seq LIMIT %(limit)s;
 
 -- name: relay_fetch
--- SSE frames for several channels at once, each after its own last delivered number.
+-- SSE frames for several channels at once, each after its own last delivered number, of
+-- the channel's topic incarnation only (a recreated topic's messages are not its).
 SELECT c.app_id::text AS app_id, c.topic, m.seq, m.data
-  FROM unnest(%(app_ids)s::uuid[], %(topics)s::text[], %(afters)s::bigint[])
-       AS c(app_id, topic, after)
+  FROM unnest(%(app_ids)s::uuid[], %(topics)s::text[], %(epochs)s::bigint[],
+              %(afters)s::bigint[]) AS c(app_id, topic, epoch, after)
+  JOIN picloud.topics t ON t.app_id = c.app_id AND t.name = c.topic AND t.epoch = c.epoch
  CROSS JOIN LATERAL (
         SELECT x.seq,
                (jsonb_build_object('topic', x.topic, 'message', x.message,
@@ -43,8 +48,9 @@ SELECT c.app_id::text AS app_id, c.topic, m.seq, m.data
  ORDER BY 1, 2, 3;
 
 -- name: relay_open_topics
--- Which of these channels' topics still exist, and whether they are open to outside subscribers.
-SELECT t.app_id::text AS app_id, t.name AS topic, t.external_subscribable AS external
+-- Which of these channels' topics still exist, their epochs, and whether they are open to
+-- outside subscribers.
+SELECT t.app_id::text AS app_id, t.name AS topic, t.epoch, t.external_subscribable AS external
   FROM picloud.topics t
   JOIN unnest(%(app_ids)s::uuid[], %(topics)s::text[]) AS c(app_id, topic)
     ON t.app_id = c.app_id AND t.name = c.topic;

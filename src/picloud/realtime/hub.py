@@ -1,12 +1,15 @@
 """Live subscribers grouped in per-(app, topic) channels, and the fan-out to them.
 
 Each frame is encoded once and written straight to every live subscriber's transport (no
-task wake-up per subscriber). A subscriber's buffer is bounded: when more than
+task wake-up per subscriber). A subscriber's buffer is bounded twice: when more than
 ``capacity`` frames of it are still waiting in its transport's buffer as new frames
-arrive, it is disconnected (the transport is aborted, so nothing of it stays blocked) and the client
-resumes with ``Last-Event-ID``, replayed from the message log without gaps. A slow reader
-therefore never delays the others, and costs at most ``capacity`` frames plus one
-delivery (the relay hands over at most ``capacity`` frames at a time) of memory.
+arrive, or when writing new frames would take that buffer past ``max_bytes`` (unless it
+is empty: one delivery always goes to a reader that has caught up), it is disconnected
+(the transport is aborted, so nothing of it stays blocked) and the client resumes with
+``Last-Event-ID``, replayed from the message log without gaps. A slow reader therefore
+never delays the others, and costs at most ``max_bytes`` of user-space buffer (or one
+delivery, when that alone is larger) on top of its socket's send buffer (the stream
+handler makes that small, SO_SNDBUF).
 
 A subscriber that is still replaying history from the log is not live yet: frames for it
 are kept in a backlog (bounded the same way) that its handler writes after the replay,
@@ -37,6 +40,7 @@ class Subscriber:
 
     __slots__ = (
         "backlog",
+        "backlog_bytes",
         "chunked",
         "cursor",
         "done",
@@ -66,6 +70,7 @@ class Subscriber:
         self.cursor = cursor  # the last sequence number sent (or skipped on purpose)
         self.live = False
         self.backlog: list[Frame] = []
+        self.backlog_bytes = 0
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # Bytes handed to the transport since going live, and where each frame ends in
         # that count: frames whose end is past what the transport has flushed are pending.
@@ -81,9 +86,9 @@ class Subscriber:
         if not self.done.done():
             self.done.set_result(reason)
 
-    def pending(self) -> int:
-        """Frames written since going live that are still in the transport's buffer."""
-        buffered = self.transport.get_write_buffer_size()
+    def pending(self, buffered: int) -> int:
+        """Frames written since going live that are still in the transport's buffer
+        (``buffered``: its size now)."""
         ends = self.ends
         if not buffered:
             ends.clear()
@@ -118,6 +123,7 @@ class Subscriber:
 @dataclass
 class Channel:
     key: ChannelKey
+    epoch: int  # the topic incarnation whose messages this channel carries
     last_seq: int  # the highest sequence number fanned out on this channel
     subscribers: set[Subscriber] = field(default_factory=set)
 
@@ -125,8 +131,9 @@ class Channel:
 class Hub:
     """All channels of this process."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = 1 << 20) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.channels: dict[ChannelKey, Channel] = {}
         self.delivered = 0  # frames written to live subscribers (for metrics)
         self.overflows = 0
@@ -134,12 +141,18 @@ class Hub:
     def subscriber_count(self) -> int:
         return sum(len(c.subscribers) for c in self.channels.values())
 
-    def subscribe(self, sub: Subscriber, head: int) -> tuple[Channel, bool]:
-        """Add ``sub`` to its channel (created at ``head`` when new); True when created."""
+    def subscribe(self, sub: Subscriber, head: int, epoch: int) -> tuple[Channel, bool]:
+        """Add ``sub`` to its channel (created at ``head`` of topic incarnation ``epoch``
+        when new); True when created."""
         channel = self.channels.get(sub.key)
+        if channel is not None and channel.epoch != epoch:
+            # The topic was deleted and created again while this channel lived: its streams
+            # end, and their clients resume (and are told of the new incarnation).
+            self.close_channel(sub.key)
+            channel = None
         created = channel is None
         if channel is None:
-            channel = self.channels[sub.key] = Channel(sub.key, head)
+            channel = self.channels[sub.key] = Channel(sub.key, epoch, head)
         channel.subscribers.add(sub)
         return channel, created
 
@@ -162,19 +175,24 @@ class Hub:
             return
         channel.last_seq = fresh[-1].seq
         joined = b"".join(f.wire for f in fresh)
+        size = len(joined)
         capacity = self.capacity
+        max_bytes = self.max_bytes
         for sub in list(channel.subscribers):
             if not sub.live:
                 sub.backlog.extend(fresh)
-                if len(sub.backlog) > capacity:
+                sub.backlog_bytes += size
+                if len(sub.backlog) > capacity or sub.backlog_bytes > max_bytes:
                     self._drop(channel, sub)
                 continue
             if sub.transport.is_closing():
                 self._drop(channel, sub, CLOSED)
                 continue
             # Judged before writing: a burst alone never cuts a reader that keeps up, only
-            # more than `capacity` earlier frames still unsent when new ones arrive.
-            if sub.pending() > capacity:
+            # more than `capacity` earlier frames still unsent when new ones arrive, or
+            # unsent bytes that these would take past `max_bytes`.
+            buffered = sub.transport.get_write_buffer_size()
+            if sub.pending(buffered) > capacity or (buffered and buffered + size > max_bytes):
                 self._drop(channel, sub)
                 continue
             try:
@@ -189,7 +207,10 @@ class Hub:
         if reason == OVERFLOW:
             self.overflows += 1
             log.info(
-                "subscriber of %s fell %d+ frames behind: disconnected", sub.key, self.capacity
+                "subscriber of %s fell behind (over %d frames or %d bytes unsent): disconnected",
+                sub.key,
+                self.capacity,
+                self.max_bytes,
             )
             sub.overflow()
         else:

@@ -26,7 +26,7 @@ from prometheus_client import Gauge
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
-from picloud.db import Row, connect_options
+from picloud.db import CONNECT_TIMEOUT_SEC, Row, application_name, connect_options
 from picloud.queries import q
 from picloud.realtime.hub import ChannelKey, Hub
 from picloud.realtime.sse import Frame
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 MESSAGES_CHANNEL = "picloud_realtime"
 CONTROL_CHANNEL = "picloud_realtime_control"
 FETCH_PAGE = 500
-RECONNECT_DELAY_SEC = (0.05, 0.2, 0.5, 1.0, 2.0)
+# Capped low: live streams resume within half a second of the database coming back.
+RECONNECT_DELAY_SEC = (0.05, 0.1, 0.25, 0.5)
 PRESENCE_INTERVAL_SEC = 10.0
 EVERYTHING = sys.maxsize
 
@@ -48,7 +49,9 @@ class Relay:
 
     def __init__(self, state: AppState) -> None:
         self.state = state
-        self.hub = Hub(state.settings.realtime_broadcast_capacity)
+        self.hub = Hub(
+            state.settings.realtime_broadcast_capacity, state.settings.realtime_max_pending_bytes
+        )
         # Frames handed to the hub per channel and round: bounded by the buffer capacity.
         self.page = max(1, min(FETCH_PAGE, state.settings.realtime_broadcast_capacity))
         self.dirty: dict[ChannelKey, int] = {}  # channel -> highest notified seq
@@ -69,7 +72,8 @@ class Relay:
                 autocommit=True,
                 row_factory=dict_row,
                 options=connect_options(self.state.settings),
-                application_name=f"picloud-relay-reader {self.state.node_id}"[:63],
+                application_name=application_name("relay-reader", self.state.node_id),
+                connect_timeout=CONNECT_TIMEOUT_SEC,
             )
         return self._reader
 
@@ -145,7 +149,8 @@ class Relay:
             self.state.conninfo,
             autocommit=True,
             options=connect_options(settings),
-            application_name=f"picloud-relay {self.state.node_id}"[:63],
+            application_name=application_name("relay", self.state.node_id),
+            connect_timeout=CONNECT_TIMEOUT_SEC,
         )
         async with conn:
             await conn.execute(q("relay_listen"))
@@ -218,11 +223,16 @@ class Relay:
             return
         params = {"app_ids": [k[0] for k in live], "topics": [k[1] for k in live]}
         rows = await self._read("relay_open_topics", params)
-        existing = {(r["app_id"], r["topic"]): r["external"] for r in rows}
+        existing = {(r["app_id"], r["topic"]): r for r in rows}
+        channels = self.hub.channels
         for key in live:
-            if key not in existing:
+            row = existing.get(key)
+            channel = channels.get(key)
+            if channel is None:
+                continue
+            if row is None or row["epoch"] != channel.epoch:
                 self.hub.close_channel(key)
-            elif not existing[key]:
+            elif not row["external"]:
                 self.hub.close_channel(key, operators_too=False)
 
     async def _fetch(self, dirty: dict[ChannelKey, int]) -> None:
@@ -230,17 +240,23 @@ class Relay:
         keys = [k for k, seq in dirty.items() if k in channels and seq > channels[k].last_seq]
         if not keys:
             return
+        epochs = {k: channels[k].epoch for k in keys}
         params = {
             "app_ids": [k[0] for k in keys],
             "topics": [k[1] for k in keys],
+            "epochs": list(epochs.values()),
             "afters": [channels[k].last_seq for k in keys],
             "limit": self.page,
         }
         rows = await self._read("relay_fetch", params)
         frames: dict[ChannelKey, list[Frame]] = defaultdict(list)
         for row in rows:
-            frames[(row["app_id"], row["topic"])].append(Frame.message(row["seq"], row["data"]))
+            key = (row["app_id"], row["topic"])
+            frames[key].append(Frame.message(epochs[key], row["seq"], row["data"]))
         for key, batch in frames.items():
+            channel = channels.get(key)
+            if channel is None or channel.epoch != epochs[key]:
+                continue  # replaced by a new incarnation of the topic during the read
             self.hub.deliver(key, batch)
             if len(batch) == self.page:  # more to read
                 self.dirty[key] = max(dirty[key], self.dirty.get(key, 0))

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from picloud.realtime.cursor import format_cursor
+
 HEARTBEAT = b":heartbeat\n\n"
 OPENED = b":ok\n\n"
 
@@ -26,9 +28,10 @@ class Frame:
     wire: bytes
 
     @classmethod
-    def message(cls, seq: int, data: str) -> Frame:
-        """A message event: ``data`` is the JSON text {"topic","message","published_at"}."""
-        raw = b"id: %d\ndata: %b\n\n" % (seq, data.encode())
+    def message(cls, epoch: int, seq: int, data: str) -> Frame:
+        """A message event: ``data`` is the JSON text {"topic","message","published_at"};
+        its id is the resume cursor of message ``seq`` of topic incarnation ``epoch``."""
+        raw = b"id: %b\ndata: %b\n\n" % (format_cursor(epoch, seq).encode(), data.encode())
         return cls(seq, raw, chunk(raw))
 
 
@@ -39,3 +42,13 @@ def history_truncated(requested: int, oldest: int) -> bytes:
     """The named event sent when Last-Event-ID is older than the retained log."""
     data = orjson.dumps({"requested": requested, "oldest": oldest})
     return b"event: history_truncated\ndata: %b\n\n" % data
+
+
+def reset(topic: str, epoch: int, oldest: int | None, after: int) -> bytes:
+    """The named event sent when a cursor is not a position in the topic's current
+    incarnation (another epoch, or beyond its head): the stream continues with this
+    incarnation's first retained message (``oldest``; None when it has none). Its id is the
+    cursor just before that message, so a reconnect right after it does not reset again.
+    """
+    data = orjson.dumps({"topic": topic, "epoch": epoch, "oldest": oldest})
+    return b"id: %b\nevent: reset\ndata: %b\n\n" % (format_cursor(epoch, after).encode(), data)

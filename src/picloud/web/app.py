@@ -83,7 +83,7 @@ def create_app(settings: Settings, conninfo: str) -> web.Application:
     app.on_response_prepare.append(on_response_prepare)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        async with open_pool(conninfo, settings) as pool:
+        async with open_pool(conninfo, settings, node_id=state.node_id) as pool:
             state.pool = pool
             start_roles(state)
             try:

@@ -53,10 +53,16 @@ def unauthorized(message: str = "missing or invalid API key") -> ApiError:
     return ApiError(401, "unauthorized", message)
 
 
+# A 503 (database unreachable or busy) is transient: clients may try again this soon.
+RETRY_AFTER_SEC = "1"
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
+    if status == 503:
+        headers = {"Retry-After": RETRY_AFTER_SEC, **(headers or {})}
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 

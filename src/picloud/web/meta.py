@@ -12,13 +12,20 @@ from picloud.web.auth import bearer_token
 from picloud.web.errors import ApiError
 from picloud.web.jsonio import json_response
 from picloud.web.routing import openapi_document, routes
-from picloud.web.sql import fetch_one
 from picloud.web.state import state_of
 
 
-@routes.get("/healthz", "Liveness and database reachability", "meta")
+@routes.get("/healthz", "Readiness: 503 while the database does not answer (within 1 s)", "meta")
 async def healthz(request: web.Request) -> web.Response:
-    await fetch_one(request, "ping", {})
+    pool = state_of(request).db
+    if not await pool.ping():
+        pool.probe_now()
+        raise ApiError(503, "unavailable", "the database is unreachable")
+    return json_response({"status": "ok"})
+
+
+@routes.get("/livez", "Liveness of this process (whatever the database's state)", "meta")
+async def livez(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 

@@ -13,6 +13,7 @@ import uuid
 
 from aiohttp import web
 
+from picloud.realtime.cursor import Cursor, parse_cursor
 from picloud.web.errors import ApiError, bad_request
 
 BIGINT_MAX = 2**63 - 1
@@ -60,17 +61,18 @@ def query_int(
     return value
 
 
-def last_event_id(request: web.Request) -> int | None:
-    """The stream position to resume after: ``Last-Event-ID``, else ``?last_event_id=``."""
+def last_event_id(request: web.Request) -> Cursor | None:
+    """The stream position to resume after: ``Last-Event-ID``, else ``?last_event_id=``
+    (a cursor of picloud.realtime.cursor: ASCII digits within bigint, no other form)."""
     raw = request.headers.get("Last-Event-ID")  # (HTTP strips the spaces around a value)
-    if raw is None or not raw:
+    if raw is None or not raw.strip():
         raw = request.query.get("last_event_id")
-    if raw is None or not raw:
+    if raw is None or not raw.strip():
         return None
-    value = digits(raw)
-    if value is None:
-        raise bad_request("Last-Event-ID must be a message id (a non-negative integer)")
-    return value
+    try:
+        return parse_cursor(raw)
+    except ValueError as exc:
+        raise bad_request(f"Last-Event-ID: {exc}") from None
 
 
 def if_match_version(request: web.Request) -> int | None:

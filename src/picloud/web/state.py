@@ -6,12 +6,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from psycopg_pool import AsyncConnectionPool
 
-from picloud.db import Row
+from picloud.db import Pool
 from picloud.settings import Settings
 from picloud.web.ratelimit import TokenBuckets
 
@@ -45,7 +43,7 @@ class Metrics:
 class AppState:
     settings: Settings
     conninfo: str
-    pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] | None = None
+    pool: Pool | None = None
     metrics: Metrics = field(default_factory=Metrics)
     node_id: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -56,7 +54,7 @@ class AppState:
     token_publish_buckets: TokenBuckets | None = None
 
     @property
-    def db(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Row]]:
+    def db(self) -> Pool:
         assert self.pool is not None, "the pool opens at start-up"
         return self.pool
 

@@ -9,6 +9,7 @@ import psycopg
 from aiohttp import web
 
 from picloud import jsonnum
+from picloud.realtime.cursor import format_cursor, parse_cursor
 from picloud.web.auth import Principal, bearer_token, require_app
 from picloud.web.bodies import read_body
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
@@ -236,23 +237,42 @@ def first_unstorable(messages: list[Any]) -> int | None:
 
 @routes.get(
     BASE + "/{name}/messages",
-    "Message history after a sequence number",
+    "Message history after a cursor (an SSE event id, or a message id)",
     "topics",
     capability="topics:publish",
     query=("after", "limit"),
 )
 async def history(request: web.Request) -> web.Response:
     _, app = await require_app(request, "topics:publish")
+    try:
+        after = parse_cursor(request.query.get("after") or "0")
+    except ValueError as exc:
+        raise bad_request(f"query parameter 'after': {exc}") from None
     params = {
         "app_id": app["id"],
         "topic": path_topic(request),
-        "after": query_int(request, "after", 0, maximum=2**62),
+        "epoch": after.epoch,
+        "after": after.seq,
         "limit": query_int(request, "limit", 100, minimum=1, maximum=1000),
     }
     rows = await fetch_all(request, "message_history", params)
     if not rows:
         raise not_found("no such topic")
-    return json_response({"messages": [r for r in rows if r["id"] is not None]})
+    epoch = rows[0]["epoch"]
+    messages = [
+        {
+            "id": r["id"],
+            "cursor": format_cursor(epoch, r["id"]),
+            "topic": r["topic"],
+            "message": r["message"],
+            "published_at": r["published_at"],
+        }
+        for r in rows
+        if r["id"] is not None
+    ]
+    # reset: ``after`` was not a position in this incarnation of the topic (it was deleted
+    # and created again, or the position is beyond its head): these are from its start.
+    return json_response({"epoch": epoch, "reset": rows[0]["reset"], "messages": messages})
 
 
 @routes.post(

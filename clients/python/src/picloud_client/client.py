@@ -131,7 +131,7 @@ class AsyncPiCloud:
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,
-        last_event_id: int | None = None,
+        last_event_id: int | str | None = None,
         validate: Validator[Any] | None = None,
         backoff: Backoff | None = None,
         read_timeout: float | None = 90.0,
@@ -264,7 +264,7 @@ class AsyncApp:
                     row.get("message"),
                     str(row.get("published_at", "")),
                 )
-            out.append(Message(seq, name, parse(payload), at))
+            out.append(Message(seq, name, parse(payload), at, row.get("cursor")))
         return out
 
     async def mint_token(self, topic: str, ttl_seconds: int | None = None) -> SubscriberToken:
@@ -276,7 +276,7 @@ class AsyncApp:
         self,
         topic: str,
         *,
-        last_event_id: int | None = None,
+        last_event_id: int | str | None = None,
         validate: Validator[Any] | None = None,
         backoff: Backoff | None = None,
         read_timeout: float | None = 90.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -11,12 +12,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Message(Generic[T]):
-    """A published message; ``id`` is its per-topic sequence number (the SSE id)."""
+    """A published message: ``id`` is its per-topic sequence number, ``cursor`` the
+    stream's opaque resume position after it (the SSE id; ``Last-Event-ID`` on resume)."""
 
     id: int
     topic: str
     message: T
     published_at: str
+    cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +33,14 @@ class HistoryTruncated:
 
 @dataclass(frozen=True, slots=True)
 class Reset:
-    """The topic was recreated (a new ``epoch``); its log now starts at ``oldest``."""
+    """The resume position was not one of the topic's current incarnation (it was deleted
+    and created again: a new ``epoch``, or the position was beyond its head): the stream
+    goes on from that incarnation's first retained message, ``oldest`` (None: it has none
+    yet). Drop what you hold of the topic."""
 
     topic: str
     epoch: int
-    oldest: int
+    oldest: int | None
 
 
 Event = Message[T] | HistoryTruncated | Reset
@@ -68,16 +74,22 @@ def parse_history_truncated(data: str) -> HistoryTruncated:
 
 def parse_reset(data: str) -> Reset:
     obj = _object(data)
-    return Reset(str(obj.get("topic", "")), _int(obj, "epoch"), _int(obj, "oldest"))
+    oldest = None if obj.get("oldest") is None else _int(obj, "oldest")
+    return Reset(str(obj.get("topic", "")), _int(obj, "epoch"), oldest)
+
+
+# A message's SSE id: ``v1.<epoch>.<seq>`` (or a bare ``<seq>`` from older servers).
+_CURSOR = re.compile(r"(?:v1\.[0-9]{1,19}\.)?([0-9]{1,19})")
 
 
 def parse_message_fields(event_id: str, data: str) -> tuple[int, str, Any, str]:
-    """The id, topic, payload and published_at of a message frame."""
-    if not (event_id.isascii() and event_id.isdigit()):
-        raise ProtocolError(f"message id is not a sequence number: {event_id!r}")
+    """The sequence number, topic, payload and published_at of a message frame."""
+    found = _CURSOR.fullmatch(event_id)
+    if found is None:
+        raise ProtocolError(f"message id is not a stream cursor: {event_id!r}")
     obj = _object(data)
     return (
-        int(event_id),
+        int(found[1]),
         str(obj.get("topic", "")),
         obj.get("message"),
         str(obj.get("published_at", "")),

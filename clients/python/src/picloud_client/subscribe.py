@@ -67,7 +67,7 @@ class Subscription(Generic[T]):
         host: str | None,
         token: str | None,
         get_token: TokenSource | None,
-        last_event_id: int | None,
+        last_event_id: int | str | None,
         parse: Callable[[Any], Any],
         backoff: Backoff,
         read_timeout: float | None,
@@ -173,13 +173,14 @@ class Subscription(Generic[T]):
             seq, topic, payload, published_at = parse_message_fields(event_id, data)
             # Past it before validating: a payload that fails validation raises from the
             # iterator, and a new subscription from last_event_id continues after it.
-            self.last_event_id = seq
-            return Message(seq, topic or self.topic, self._parse(payload), published_at)
+            self.last_event_id = event_id
+            return Message(seq, topic or self.topic, self._parse(payload), published_at, event_id)
         if name == "history_truncated":
             return parse_history_truncated(data)
         if name == "reset":
             reset = parse_reset(data)
-            # The old log is gone: resume from just before the new one's start.
-            self.last_event_id = max(0, reset.oldest - 1)
+            # The old log is gone: the frame's id is the position just before the new
+            # one's start, where a reconnect resumes.
+            self.last_event_id = event_id or None
             return reset
         return None  # an event type this client version does not know

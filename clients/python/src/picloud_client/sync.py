@@ -79,7 +79,7 @@ class SyncSubscription(Generic[T]):
         self.subscription = subscription
 
     @property
-    def last_event_id(self) -> int | None:
+    def last_event_id(self) -> int | str | None:
         return self.subscription.last_event_id
 
     def __iter__(self) -> SyncSubscription[T]:
@@ -152,7 +152,7 @@ class PiCloud:
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,
-        last_event_id: int | None = None,
+        last_event_id: int | str | None = None,
         validate: Validator[Any] | None = None,
         backoff: Backoff | None = None,
         read_timeout: float | None = 90.0,
@@ -257,7 +257,7 @@ class App:
         self,
         topic: str,
         *,
-        last_event_id: int | None = None,
+        last_event_id: int | str | None = None,
         validate: Validator[Any] | None = None,
         backoff: Backoff | None = None,
         read_timeout: float | None = 90.0,

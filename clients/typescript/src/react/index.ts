@@ -120,6 +120,11 @@ export function useSubscription<T = unknown>(
           if (active) setState((prev) => ({ ...prev, historyTruncated: info }));
           latest.current.onHistoryTruncated?.(info);
         },
+        onReset: (info) => {
+          // The topic started over: what was kept is from its previous incarnation.
+          if (active) setState((prev) => ({ ...prev, messages: [], last: undefined, reset: info }));
+          latest.current.onReset?.(info);
+        },
       },
     );
     return () => {

@@ -55,6 +55,11 @@ export function subscriptionStore<T = unknown>(
           update({ ...state, historyTruncated: info });
           options.onHistoryTruncated?.(info);
         },
+        onReset: (info) => {
+          // The topic started over: what was kept is from its previous incarnation.
+          update({ ...state, messages: [], last: undefined, reset: info });
+          options.onReset?.(info);
+        },
       },
     );
     return () => {

@@ -144,7 +144,7 @@ export function recorder<T = unknown>(extra: SubscribeOptions<T> = {}): Recorder
     onMessage: (m) => {
       rec.messages.push(m);
     },
-    ids: () => rec.messages.map((m) => m.id),
+    ids: () => rec.messages.map((m) => seq(m.id) ?? m.id),
     waitForMessages: (n, ms = 10_000) =>
       until(() => rec.messages.length >= n, ms, `${n} messages (have ${rec.messages.length})`),
     waitForStatus: (predicate, ms = 10_000) =>
@@ -231,4 +231,9 @@ export function controlledFetch() {
       openGate?.();
     },
   };
+}
+
+/** The message number in an event id (a resume cursor, "v1.<epoch>.<number>"). */
+export function seq(id: string | undefined): string | undefined {
+  return id?.split(".").pop();
 }

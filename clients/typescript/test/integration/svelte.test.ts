@@ -2,7 +2,7 @@ import { get } from "svelte/store";
 import { describe, expect, inject, it } from "vitest";
 import { createClient } from "../../src/index";
 import { subscriptionStore } from "../../src/svelte/index";
-import { createTopic, publish, uniqueTopic, until } from "./fixtures";
+import { createTopic, publish, seq, uniqueTopic, until } from "./fixtures";
 
 const app = inject("picloud");
 
@@ -19,7 +19,7 @@ describe("subscriptionStore against a running PiCloud", () => {
       await publish(app, topic, "one");
       await publish(app, topic, "two");
       await until(() => get(store).messages.length === 2, 10_000, "two messages");
-      expect(get(store).messages.map((m) => [m.id, m.message])).toEqual([
+      expect(get(store).messages.map((m) => [seq(m.id), m.message])).toEqual([
         ["1", "one"],
         ["2", "two"],
       ]);

@@ -55,6 +55,33 @@ describe("useSubscription", () => {
     expect(net.calls[0]?.signal?.aborted).toBe(true);
   });
 
+  it("shows only the new incarnation after a reset and calls onReset", async () => {
+    const stream = sseStream();
+    const net = scriptedFetch([stream]);
+    const client = createClient({ baseUrl: "http://a.localhost", fetch: net.fetch });
+    const onReset = vi.fn();
+    render(
+      createElement(
+        PiCloudProvider,
+        { client },
+        createElement(Messages, { topic: "room", options: { onReset } }),
+      ),
+    );
+    await act(async () => {
+      await flush();
+      stream.push(frame(4, "old four") + frame(5, "old five"));
+      await flush();
+    });
+    expect(screen.getAllByRole("listitem")).toHaveLength(2);
+    await act(async () => {
+      stream.push('id: v1.2.0\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":1}\n\n');
+      stream.push(frame(1, "new one"));
+      await flush();
+    });
+    expect(onReset).toHaveBeenCalledWith({ topic: "room", epoch: 2, oldest: 1 });
+    expect(screen.getAllByRole("listitem").map((li) => li.textContent)).toEqual(["new one"]);
+  });
+
   it("resubscribes when the topic changes and not on a re-render with new callbacks", async () => {
     const first = sseStream();
     const second = sseStream();

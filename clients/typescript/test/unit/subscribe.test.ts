@@ -205,6 +205,37 @@ describe("subscribe", () => {
     expect(ids).toEqual(["10"]);
   });
 
+  it("tells the caller about a reset, then delivers the new incarnation and resumes after it", async () => {
+    const first = sseStream();
+    const second = sseStream();
+    const net = scriptedFetch([first, second]);
+    const client = createClient({ baseUrl: BASE, fetch: net.fetch });
+    const reset = vi.fn();
+    const truncated = vi.fn();
+    const ids: string[] = [];
+    client.subscribe("room", (m) => ids.push(m.id), {
+      lastEventId: "v1.7.5",
+      onReset: reset,
+      onHistoryTruncated: truncated,
+      backoff: { initialMs: 10, jitter: 0 },
+    });
+    await flush();
+    expect(net.calls[0]?.headers["last-event-id"]).toBe("v1.7.5");
+    first.push(
+      'id: v1.9.0\nevent: reset\ndata: {"topic":"room","epoch":9,"oldest":1}\n\n' +
+        'id: v1.9.1\ndata: {"topic":"room","message":"a","published_at":"t"}\n\n',
+    );
+    await flush();
+    expect(reset).toHaveBeenCalledWith({ topic: "room", epoch: 9, oldest: 1 });
+    expect(truncated).not.toHaveBeenCalled();
+    expect(ids).toEqual(["v1.9.1"]);
+    first.end();
+    await flush(30);
+    await advance(50);
+    expect(net.calls).toHaveLength(2);
+    expect(net.calls[1]?.headers["last-event-id"]).toBe("v1.9.1");
+  });
+
   it("validates payloads: a bad one goes to onError and is skipped, the id still advances", async () => {
     const first = sseStream();
     const net = scriptedFetch([first, sseStream()]);

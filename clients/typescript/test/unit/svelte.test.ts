@@ -52,6 +52,25 @@ describe("subscriptionStore", () => {
     stop();
   });
 
+  it("drops the previous incarnation's messages on a reset", async () => {
+    const stream = sseStream();
+    const net = scriptedFetch([stream]);
+    const client = createClient({ baseUrl: "http://a.localhost", fetch: net.fetch });
+    const store = subscriptionStore<number>(client, "room");
+    const stop = store.subscribe(() => undefined);
+    await flush();
+    stream.push(frame(4, 40) + frame(5, 50));
+    await flush();
+    stream.push('id: v1.2.0\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":1}\n\n');
+    await flush();
+    expect(get(store).reset).toEqual({ topic: "room", epoch: 2, oldest: 1 });
+    expect(get(store).messages).toEqual([]);
+    stream.push(frame(1, 10));
+    await flush();
+    expect(get(store).messages.map((m) => m.message)).toEqual([10]);
+    stop();
+  });
+
   it("resumes after its last message when it gets a subscriber again", async () => {
     const first = sseStream();
     const second = sseStream();

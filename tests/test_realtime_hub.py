@@ -1,0 +1,97 @@
+"""The hub's limits on one subscriber, in bytes and in messages (a transport stand-in that
+records writes; the socket-level behaviour is in test_realtime_slow_bytes.py)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from picloud.realtime.hub import CLOSED, OVERFLOW, Hub, Subscriber
+from picloud.realtime.sse import Frame
+
+KEY = ("app", "t")
+
+
+class Transport:
+    """What the hub uses of an asyncio transport; ``buffered`` is what is still unsent."""
+
+    def __init__(self) -> None:
+        self.buffered = 0
+        self.written = b""
+        self.aborted = False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+        self.buffered += len(data)
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def frames(first: int, count: int, size: int) -> list[Frame]:
+    return [Frame.message(7, n, '"' + "x" * size + '"') for n in range(first, first + count)]
+
+
+def live(hub: Hub) -> tuple[Subscriber, Transport]:
+    transport = Transport()
+    sub = Subscriber(KEY, cast(Any, transport), chunked=True, cursor=0)
+    hub.subscribe(sub, 0, 7)
+    sub.go_live()
+    return sub, transport
+
+
+async def test_unsent_bytes_past_the_limit_cut_a_live_subscriber() -> None:
+    hub = Hub(capacity=1000, max_bytes=10_000)
+    slow, slow_t = live(hub)
+    fast, fast_t = live(hub)
+    # One delivery larger than the limit still goes to readers that have caught up.
+    hub.deliver(KEY, frames(1, 3, 5000))
+    assert slow_t.buffered > 10_000 and not slow.done.done()
+    fast_t.buffered = 0  # the fast one's socket took it all
+    hub.deliver(KEY, frames(4, 1, 100))
+    assert slow.done.result() == OVERFLOW and slow_t.aborted
+    assert not fast.done.done() and b"id: v1.7.4\n" in fast_t.written
+    assert hub.overflows == 1
+
+    # Below the limit nothing happens: a little unsent is normal.
+    fast_t.buffered = 9_000
+    hub.deliver(KEY, frames(5, 1, 100))
+    assert not fast.done.done()
+    hub.deliver(KEY, frames(6, 1, 2000))  # 9,000 + this > 10,000
+    assert fast.done.result() == OVERFLOW
+
+
+async def test_a_replaying_subscriber_is_cut_when_its_backlog_passes_the_limit() -> None:
+    hub = Hub(capacity=1000, max_bytes=10_000)
+    transport = Transport()
+    sub = Subscriber(KEY, cast(Any, transport), chunked=True, cursor=0)
+    hub.subscribe(sub, 0, 7)  # not live yet: frames are kept for after the replay
+    hub.deliver(KEY, frames(1, 1, 5000))
+    assert len(sub.backlog) == 1 and not sub.done.done()
+    hub.deliver(KEY, frames(2, 1, 6000))
+    assert sub.done.result() == OVERFLOW and transport.aborted
+
+
+async def test_the_message_limit_still_applies() -> None:
+    hub = Hub(capacity=2, max_bytes=1 << 30)
+    sub, _ = live(hub)
+    for n in range(1, 4):
+        hub.deliver(KEY, frames(n, 1, 10))
+    assert not sub.done.done()
+    hub.deliver(KEY, frames(4, 1, 10))
+    assert sub.done.result() == OVERFLOW
+
+
+async def test_a_channel_of_another_epoch_is_ended_by_a_new_subscriber() -> None:
+    hub = Hub(capacity=10)
+    old, _ = live(hub)
+    transport = Transport()
+    new = Subscriber(KEY, cast(Any, transport), chunked=True, cursor=0)
+    channel, created = hub.subscribe(new, 0, 8)
+    assert created and channel.epoch == 8
+    assert old.done.result() == CLOSED and hub.channels[KEY] is channel
