@@ -267,6 +267,8 @@ class Chaos:
             PICLOUD_DISPATCH_BACKOFF_BASE_MS="100",
             PICLOUD_DISPATCH_BACKOFF_CAP_MS="1000",
             PICLOUD_DISPATCH_LEASE_SEC="5",
+            # The webhook receiver is on loopback, which the egress guard refuses by default.
+            PICLOUD_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
         )
         self.serve = Node(["serve", "--roles", "relay"], env, self.work / "serve.log")
         self.dispatcher = Node(["dispatcher"], env, self.work / "dispatcher.log")

@@ -85,6 +85,7 @@ class Subscriber:
 
     client: httpx.AsyncClient
     ids: list[int] = field(default_factory=list)
+    cursor: str | None = None  # the last SSE id: the opaque resume position
     received_at: dict[int, float] = field(default_factory=dict)
     connections: int = 0
     protocols: set[str] = field(default_factory=set)
@@ -92,7 +93,7 @@ class Subscriber:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            headers = {"Last-Event-ID": str(self.ids[-1])} if self.ids else {}
+            headers = {"Last-Event-ID": self.cursor} if self.cursor else {}
             try:
                 async with self.client.stream(
                     "GET", "/realtime/topics/live", headers=headers
@@ -106,7 +107,8 @@ class Subscriber:
                         if line == ":ok":
                             self.opened.set()
                         elif line.startswith("id: "):
-                            seq = int(line[4:])
+                            self.cursor = line[4:]
+                            seq = int(self.cursor.rsplit(".", 1)[-1])  # v1.<epoch>.<seq>
                             self.ids.append(seq)
                             self.received_at[seq] = time.perf_counter()
             except (httpx.HTTPError, httpx.StreamError):
@@ -167,7 +169,8 @@ async def test_two_nodes_behind_nginx_over_http2(
         await wait_until(lambda: all(o.exists() and ":ok" in o.read_text() for o in outputs))
         status, _ = await publish(client, app_id, 1)
         assert status == 201
-        await wait_until(lambda: all("id: 1\n" in o.read_text() for o in outputs))
+        first = re.compile(r"^id: v1\.[0-9]+\.1$", re.M)
+        await wait_until(lambda: all(first.search(o.read_text()) for o in outputs))
     finally:
         curl.terminate()
         curl.wait(10)

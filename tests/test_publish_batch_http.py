@@ -68,13 +68,13 @@ async def test_bad_batches_publish_nothing(api: Api, server: Server) -> None:
         reply = await api.post(base, json=body)
         assert reply.status == status, (body, reply.raw)
         assert words in reply.json["error"]["message"], (body, reply.json)
-    assert (await api.get(base)).json == {"messages": []}
+    assert (await api.get(base)).json["messages"] == []
     assert (await api.post(base.replace("/t/", "/nope/"), json={"messages": [1]})).status == 404
     assert (await api.post(base.replace("/t/", "/b*d/"), json={"messages": [1]})).status == 400
     assert (await api.post(base, json={"messages": [1]}, key=None)).status == 401
     reader = await api.create_key(rt.app["id"], "topics:manage")
     assert (await api.post(base, json={"messages": [1]}, key=reader)).status == 403
-    assert (await api.get(base)).json == {"messages": []}
+    assert (await api.get(base)).json["messages"] == []
 
 
 async def test_max_batch_messages_setting(server_factory: ServerFactory, api: Api) -> None:

@@ -73,7 +73,7 @@ def test_five_minutes_with_curl(database: str, tmp_path: Path) -> None:
     stream = (tmp_path / "stream.txt").read_text()
     assert stream.startswith(":ok\n"), stream
     assert events(stream) == [(1, {"hello": "world"}), (2, {"hello": "again"})]
-    # Then the resume with Last-Event-ID: 1 printed message 2 only.
+    # Then the resume after the first cursor printed message 2 only.
     assert out.count(":ok\n") == 2, out
     assert events(out.rsplit(":ok\n", 1)[1]) == [(2, {"hello": "again"})], out
     hook = [json.loads(line) for line in (tmp_path / "hook.txt").read_text().splitlines()]
@@ -95,7 +95,8 @@ def events(text: str) -> list[tuple[int, object]]:
             if line.startswith(("id: ", "data: "))
         )
         if "id" in fields:
-            found.append((int(fields["id"]), json.loads(fields["data"])["message"]))
+            seq = int(fields["id"].rsplit(".", 1)[-1])  # the cursor v1.<epoch>.<seq>
+            found.append((seq, json.loads(fields["data"])["message"]))
     return found
 
 

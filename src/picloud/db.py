@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -68,9 +69,14 @@ def _named(conninfo: str, role: str) -> str:
     try:
         if "application_name" in conninfo_to_dict(conninfo):
             return conninfo
-        return make_conninfo(conninfo, application_name=application_name(role, new_node_id()))
     except psycopg.ProgrammingError:
         return conninfo  # malformed: connecting reports it
+    name = application_name(role, new_node_id())
+    if conninfo.startswith(("postgres://", "postgresql://")):
+        # A URL stays a URL (what messages and `picloud db-url` show is what was given).
+        sep = "&" if "?" in conninfo else "?"
+        return f"{conninfo}{sep}{urllib.parse.urlencode({'application_name': name})}"
+    return make_conninfo(conninfo, application_name=name)
 
 
 def session_settings(settings: Settings) -> dict[str, str]:

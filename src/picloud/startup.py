@@ -52,8 +52,8 @@ def reason(exc: psycopg.OperationalError) -> str:
 
 
 def describe(url: str, settings: Settings) -> str:
-    if settings.database_url:
-        return f"DATABASE_URL={mask_url(url)}"
+    if settings.database_url:  # as the operator wrote it (url may carry application_name)
+        return f"DATABASE_URL={mask_url(settings.database_url)}"
     return f"the embedded database ({mask_url(url)}; DATABASE_URL is not set)"
 
 

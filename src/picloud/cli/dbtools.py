@@ -16,8 +16,8 @@ from picloud.startup import wait_for_database
 def _db_url(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings.database_url:
-        with database(settings) as url:
-            print(url)
+        with database(settings):  # (reachable, or exit 2)
+            print(settings.database_url)
         return 0
     # The embedded server is left running, so the printed URL stays valid after we exit
     # (the next `picloud serve` attaches to it).

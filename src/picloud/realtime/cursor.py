@@ -34,8 +34,8 @@ def _number(text: str) -> int:
 
 
 def parse_cursor(text: str) -> Cursor:
-    """The cursor in ``text`` (surrounding spaces ignored); ValueError(RULE) if malformed."""
-    text = text.strip(" \t")
+    """The cursor in ``text``, exactly (no sign, spaces or other digits); ValueError(RULE)
+    if malformed. (HTTP itself strips the spaces around a header's value.)"""
     if match := _V1.fullmatch(text):
         return Cursor(_number(match[2]), _number(match[1]))
     if _PLAIN.fullmatch(text):

@@ -65,9 +65,9 @@ def last_event_id(request: web.Request) -> Cursor | None:
     """The stream position to resume after: ``Last-Event-ID``, else ``?last_event_id=``
     (a cursor of picloud.realtime.cursor: ASCII digits within bigint, no other form)."""
     raw = request.headers.get("Last-Event-ID")  # (HTTP strips the spaces around a value)
-    if raw is None or not raw.strip():
+    if not raw:
         raw = request.query.get("last_event_id")
-    if raw is None or not raw.strip():
+    if not raw:
         return None
     try:
         return parse_cursor(raw)
