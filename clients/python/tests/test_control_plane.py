@@ -9,7 +9,15 @@ import psycopg
 import pytest
 from picloud.testing import PiCloudApp, PiCloudServer, wait_for_delivery
 
-from picloud_client import AsyncApp, AsyncPiCloud, Message, NotFound
+from picloud_client import (
+    AsyncApp,
+    AsyncPiCloud,
+    BadRequest,
+    Conflict,
+    Message,
+    NotFound,
+    Unauthorized,
+)
 
 
 async def test_instance_calls(picloud_server: PiCloudServer) -> None:
@@ -43,7 +51,8 @@ async def test_domains_and_keys(app: AsyncApp, picloud_app: PiCloudApp) -> None:
     assert revoked["revoked_at"] is not None
 
 
-async def test_topics_publish_history_tokens(app: AsyncApp) -> None:
+async def test_topics_publish_history_tokens(app: AsyncApp, picloud_app: PiCloudApp) -> None:
+    host = picloud_app.host
     topic = await app.create_topic("news", external_subscribable=True, auth_mode="public")
     assert (topic["name"], topic["external_subscribable"], topic["auth_mode"]) == (
         "news",
@@ -65,6 +74,23 @@ async def test_topics_publish_history_tokens(app: AsyncApp) -> None:
 
     token = await app.mint_token("news", ttl_seconds=60)
     assert token["token"] and token["expires_at"]
+
+    batch = await app.publish_batch("news", [{"n": 5}, {"n": 6}, {"n": 7}])
+    assert batch["ids"] == [6, 7, 8] and batch["published_at"]
+    with pytest.raises(BadRequest, match="message 1"):  # all or nothing
+        await app.publish_batch("news", ["ok", "nul\x00"])
+    assert [m.id for m in await app.history("news", after=5)] == [6, 7, 8]
+
+    # A token that may publish: its messages say who sent them.
+    writer = await app.mint_token("news", publish=True, subject="ada")
+    reader = await app.mint_token("news")  # no publish grant
+    async with AsyncPiCloud(app.client.base_url) as anonymous:
+        sent = await anonymous.publish_with_token(host, "news", "hi", token=writer["token"])
+        assert sent["id"] == 9 and sent["published_at"]
+        with pytest.raises(Unauthorized):
+            await anonymous.publish_with_token(host, "news", "no", token=reader["token"])
+    [last] = await app.history("news", after=8)
+    assert (last.id, last.message) == (9, "hi")
 
     await app.delete_topic("news")
     with pytest.raises(NotFound):
@@ -164,9 +190,14 @@ async def test_handlers_triggers_deliveries_dead_letters(
     assert len(letters) == 1
     letter = await app.get_dead_letter(letters[0]["id"])
     assert letter["id"] == letters[0]["id"]
+    assert (await app.retry_dead_letters(source="kv", dry_run=True))["matching"] == 1
     fresh = await app.retry_dead_letter(letter["id"])
     assert fresh != dead["id"]
     assert fresh in [d["id"] for d in await app.list_deliveries()]
+    with pytest.raises(Conflict) as again:  # retried once only, unless forced
+        await app.retry_dead_letter(letter["id"])
+    assert (again.value.status, again.value.code) == (409, "already_retried")
+    assert await app.retry_dead_letter(letter["id"], force=True) not in (fresh, dead["id"])
     await app.discard_dead_letter(letter["id"])
     with pytest.raises(NotFound):
         await app.get_dead_letter(letter["id"])

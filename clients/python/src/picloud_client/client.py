@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +31,7 @@ from picloud_client.types import (
     KvEntry,
     Page,
     Published,
+    PublishedBatch,
     SubscriberToken,
     Topic,
 )
@@ -119,6 +120,20 @@ class AsyncPiCloud:
 
     async def list_apps(self) -> list[AppInfo]:
         return cast(list[AppInfo], (await self._json("GET", "/api/v1/apps"))["apps"])
+
+    async def publish_with_token(
+        self, host: str | None, topic: str, message: Any, *, token: str
+    ) -> Published:
+        """Publish as a subscriber would, on the app's host (``Host`` header; None: the base
+        URL's own) with a subscriber token minted with ``publish=True``; not retried."""
+        headers = {"Authorization": f"Bearer {token}"}
+        if host is not None:
+            headers["Host"] = host
+        path = f"/realtime/topics/{_seg(topic)}/messages"
+        response = await self._core.request(
+            "POST", path, json={"message": message}, headers=headers
+        )
+        return cast(Published, response.json())
 
     def app(self, app_id: str) -> AsyncApp:
         """The calls scoped to one app (no request is made here)."""
@@ -228,6 +243,13 @@ class AsyncApp:
         path = f"/topics/{_seg(topic)}/messages"
         return cast(Published, await self._json("POST", path, json={"message": message}))
 
+    async def publish_batch(self, topic: str, messages: Sequence[Any]) -> PublishedBatch:
+        """Publish several messages in one request, all or nothing: consecutive ids, one
+        notification (a bad element is a BadRequest/PayloadTooLarge naming its index)."""
+        path = f"/topics/{_seg(topic)}/messages"
+        body = {"messages": list(messages)}
+        return cast(PublishedBatch, await self._json("POST", path, json=body))
+
     @overload
     async def history(
         self, topic: str, *, after: int = 0, limit: int = 100, validate: None = None
@@ -267,9 +289,20 @@ class AsyncApp:
             out.append(Message(seq, name, parse(payload), at, row.get("cursor")))
         return out
 
-    async def mint_token(self, topic: str, ttl_seconds: int | None = None) -> SubscriberToken:
+    async def mint_token(
+        self,
+        topic: str,
+        ttl_seconds: int | None = None,
+        *,
+        publish: bool = False,
+        subject: str | None = None,
+    ) -> SubscriberToken:
+        """A subscriber token for ``topic``; with ``publish`` it may also publish to it
+        (needs topics:publish too), and its frames then say ``from``: ``subject``."""
         path = f"/topics/{_seg(topic)}/tokens"
-        body = _drop_none(ttl_seconds=ttl_seconds)
+        body = _drop_none(ttl_seconds=ttl_seconds, subject=subject)
+        if publish:
+            body["publish"] = True
         return cast(SubscriberToken, await self._json("POST", path, json=body))
 
     def subscribe(
@@ -501,10 +534,34 @@ class AsyncApp:
     async def get_dead_letter(self, dead_letter_id: int) -> JsonObject:
         return cast(JsonObject, await self._json("GET", f"/dead-letters/{int(dead_letter_id)}"))
 
-    async def retry_dead_letter(self, dead_letter_id: int) -> int:
-        """Re-enqueue a fresh delivery for a dead letter; its id. Not retried by the client."""
-        reply = await self._json("POST", f"/dead-letters/{int(dead_letter_id)}/retry")
+    async def retry_dead_letter(self, dead_letter_id: int, *, force: bool = False) -> int:
+        """Re-enqueue a fresh delivery for a dead letter; its id. A dead letter is retried
+        once: again is a Conflict (code ``already_retried``) unless ``force``. Not retried by
+        the client."""
+        params = {"force": "true"} if force else None
+        path = f"/dead-letters/{int(dead_letter_id)}/retry"
+        reply = await self._json("POST", path, params=params)
         return int(reply["delivery_id"])
+
+    async def retry_dead_letters(
+        self,
+        *,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        handler_id: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+    ) -> JsonObject:
+        """Retry one batch (up to ``limit``) of the dead letters not yet retried that match
+        the filter (ISO times, a handler id): ``{"retried", "remaining"}``; ``dry_run``
+        only counts: ``{"matching", "until"}``."""
+        body = _drop_none(
+            source=source, since=since, until=until, handler_id=handler_id, limit=limit
+        )
+        if dry_run:
+            body["dry_run"] = True
+        return cast(JsonObject, await self._json("POST", "/dead-letters/retry", json=body))
 
     async def discard_dead_letter(self, dead_letter_id: int) -> None:
         await self._json("DELETE", f"/dead-letters/{int(dead_letter_id)}")

@@ -141,6 +141,7 @@ class PiCloud:
     version = _sync(AsyncPiCloud.version)
     create_app = _sync(AsyncPiCloud.create_app)
     list_apps = _sync(AsyncPiCloud.list_apps)
+    publish_with_token = _sync(AsyncPiCloud.publish_with_token)
 
     def app(self, app_id: str) -> App:
         return App(self._portal, self._async.app(app_id))
@@ -195,6 +196,7 @@ class App:
     update_topic = _sync(AsyncApp.update_topic)
     delete_topic = _sync(AsyncApp.delete_topic)
     publish = _sync(AsyncApp.publish)
+    publish_batch = _sync(AsyncApp.publish_batch)
     mint_token = _sync(AsyncApp.mint_token)
     kv_get = _sync(AsyncApp.kv_get)
     kv_set = _sync(AsyncApp.kv_set)
@@ -229,6 +231,7 @@ class App:
     list_dead_letters = _sync(AsyncApp.list_dead_letters)
     get_dead_letter = _sync(AsyncApp.get_dead_letter)
     retry_dead_letter = _sync(AsyncApp.retry_dead_letter)
+    retry_dead_letters = _sync(AsyncApp.retry_dead_letters)
     discard_dead_letter = _sync(AsyncApp.discard_dead_letter)
 
     @overload

@@ -39,6 +39,11 @@ class Published(TypedDict):
     published_at: str
 
 
+class PublishedBatch(TypedDict):
+    ids: list[int]
+    published_at: str
+
+
 class SubscriberToken(TypedDict):
     token: str
     expires_at: str
