@@ -68,13 +68,13 @@ BEGIN
     END IF;
     -- Taken under the lock, so published_at also grows with seq within a topic.
     published_at := clock_timestamp();
-    -- The wake-up is decided at commit (picloud.wake_relays, a deferred trigger), so one
+    -- The wake-up is decided at commit (picloud.wake_on_commit, a deferred trigger), so one
     -- transaction arms it once however many appends it makes; it names the last of them.
     -- Armed before the INSERT: the trigger's WHEN reads wake_first.
-    IF coalesce(current_setting('picloud.wake_payload', true), '') = '' THEN
+    IF coalesce(current_setting('picloud.wake_payload_realtime', true), '') = '' THEN
         PERFORM set_config('picloud.wake_first', (first_id + 1)::text, true);
     END IF;
-    PERFORM set_config('picloud.wake_payload',
+    PERFORM set_config('picloud.wake_payload_realtime',
                        append_messages.app_id || ' ' || (first_id + v_count) || ' '
                        || append_messages.topic, true);
     IF append_messages.single THEN
@@ -105,54 +105,15 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.append_messages(uuid, text, jsonb, text, boolean, boolean) IS
-    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (or, single, one message) (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, arms the commit-time wake-up (picloud.wake_relays: at most one notification per transaction), and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
-
-CREATE OR REPLACE FUNCTION picloud.publish_lock_class() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 1885435474 $$;
-COMMENT ON FUNCTION picloud.publish_lock_class() IS
-    'First key of the two transaction-level advisory locks of the publish wake-up: (class, 1) is held by the one committing transaction that carries the NOTIFY, (class, 2) shared by every committing publish (see picloud.wake_relays and picloud.publishes_committing).';
-
-CREATE OR REPLACE FUNCTION picloud.wake_relays() RETURNS trigger
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    -- Runs at commit (deferred), once per transaction that published. PostgreSQL
-    -- serialises the commits of notifying transactions (a global lock held through the
-    -- commit's fsync), so at most one committing publish carries a NOTIFY: the one that
-    -- wins the try-lock. The others commit without one; the relays learn of them through
-    -- the shared lock every committing publish holds until it is visible (relays re-read
-    -- while it is taken: picloud.publishes_committing). Shared before the try: whoever
-    -- fails the try is already counted as committing.
-    IF current_setting('picloud.wake_done', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    PERFORM set_config('picloud.wake_done', 'on', true);
-    PERFORM pg_advisory_xact_lock_shared(picloud.publish_lock_class(), 2);
-    IF pg_try_advisory_xact_lock(picloud.publish_lock_class(), 1) THEN
-        PERFORM pg_notify(picloud.realtime_channel(), current_setting('picloud.wake_payload'));
-    END IF;
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION picloud.wake_relays() IS
-    'Deferred trigger of picloud.messages: at commit of a transaction that published, sends the relays'' wake-up NOTIFY (payload ''<app_id> <seq> <topic>'' of its last append) unless another committing transaction already carries one, holding (publish_lock_class(), 2) shared until the commit is visible.';
+    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (or, single, one message) (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, arms the commit-time wake-up (picloud.wake_on_commit: at most one notification per transaction, and none while another committing transaction carries one), and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
 
 -- Queued once per transaction (the first row of its first append: picloud.wake_first),
--- fired at commit.
+-- fired at commit: sql/29_wakeups.sql.
 DROP TRIGGER IF EXISTS messages_wake_relays ON picloud.messages;
 CREATE CONSTRAINT TRIGGER messages_wake_relays AFTER INSERT ON picloud.messages
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     WHEN (NEW.seq::text = current_setting('picloud.wake_first', true))
-    EXECUTE FUNCTION picloud.wake_relays();
-
-CREATE OR REPLACE FUNCTION picloud.publishes_committing() RETURNS boolean
-LANGUAGE sql VOLATILE AS $$
-    -- Try the exclusive form and let go at once (CASE fixes the order of the two calls).
-    SELECT CASE WHEN pg_try_advisory_lock(picloud.publish_lock_class(), 2)
-                THEN NOT pg_advisory_unlock(picloud.publish_lock_class(), 2)
-                ELSE true END
-$$;
-COMMENT ON FUNCTION picloud.publishes_committing() IS
-    'True while some transaction that published is committing (holds (publish_lock_class(), 2) shared: picloud.wake_relays). A relay asks before it reads: when false, every publish that committed without its own NOTIFY before the question is visible to the read that follows.';
+    EXECUTE FUNCTION picloud.wake_on_commit('realtime');
 
 DROP FUNCTION IF EXISTS picloud.publish_message(uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION picloud.publish_message(

@@ -1,5 +1,5 @@
 """The publish wake-up: at most one committing publish carries the relays' NOTIFY
-(sql/32_publish.sql, picloud.wake_relays); a publish that committed without one still
+(sql/29_wakeups.sql, picloud.wake_on_commit); a publish that committed without one still
 reaches live subscribers within the bound the README states."""
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import tuple_row
 
 from picloud.realtime import relay as relay_module
+from tests.fix_db import make_app
+from tests.fix_server import ServerFactory
+from tests.test_dispatcher import eventually, sql_handler, trigger
 from tests.test_realtime_sse import Realtime, rt  # noqa: F401 (fixture)
 
 # The README's bound for a publish that committed without its own NOTIFY while another
@@ -22,7 +26,7 @@ RESWEEP_BOUND_SEC = 0.15
 
 
 def lock_class(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT picloud.publish_lock_class()").fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute("SELECT picloud.wake_lock_class()").fetchone()
     assert row is not None
     return int(row[0])
 
@@ -59,13 +63,14 @@ def test_one_notify_per_transaction_naming_its_last_append(database: str) -> Non
             holder.execute("SELECT pg_advisory_lock(%s, 1)", (lock_class(holder),))
             admin.execute("SELECT picloud.publish(%s, 'a', '4')", (app[0],))
             assert notifies(admin) == []
+            holder.execute("SELECT pg_advisory_unlock(%s, 1)", (lock_class(holder),))
         admin.execute("SELECT picloud.publish(%s, 'a', '5')", (app[0],))
         assert notifies(admin) == [f"{app[0]} 5 a"]
 
 
-def test_publishes_committing_reflects_the_shared_lock(database: str) -> None:
+def test_writers_committing_reflects_the_shared_lock(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as relay:
-        busy = "SELECT picloud.publishes_committing()"
+        busy = "SELECT picloud.writers_committing('realtime')"
         assert relay.execute(busy).fetchone() == (False,)
         with psycopg.connect(database) as publisher:
             publisher.execute("SELECT pg_advisory_xact_lock_shared(%s, 2)", (lock_class(relay),))
@@ -76,21 +81,23 @@ def test_publishes_committing_reflects_the_shared_lock(database: str) -> None:
             assert other.execute(
                 "SELECT pg_try_advisory_xact_lock(%s, 2)", (lock_class(other),)
             ).fetchone() == (True,)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            relay.execute("SELECT picloud.writers_committing('nope')")
 
 
-def _slow_commit_trigger(conn: psycopg.Connection[Any]) -> None:
+def _slow_commit_trigger(conn: psycopg.Connection[Any], table: str = "messages") -> None:
     """A deferred trigger that fires after messages_wake_relays (names fire in order) and
     sleeps when the session asks: a publisher slow between its wake-up decision and the
     end of its commit."""
     conn.execute(
-        """
-        CREATE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        f"""
+        CREATE OR REPLACE FUNCTION public.slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             PERFORM pg_sleep(coalesce(nullif(current_setting('test.slow_commit', true), ''),
                                       '0')::float8);
             RETURN NULL;
         END $$;
-        CREATE CONSTRAINT TRIGGER zz_slow_commit AFTER INSERT ON picloud.messages
+        CREATE CONSTRAINT TRIGGER zz_slow_commit AFTER INSERT ON picloud.{table}
             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.slow_commit();
         """
     )
@@ -159,3 +166,56 @@ async def test_publish_no_wakeup_covers_is_delivered_by_the_backstop(
         assert await stream.messages(1, within=5) == [(1, "quiet")]
         assert time.monotonic() - started < relay_module.BACKSTOP_SEC + 0.5
     stream.close()
+
+
+async def test_enqueue_committed_without_notify_after_the_notifier_is_dispatched(
+    server_factory: ServerFactory, db: Any, database: str
+) -> None:
+    db.execute("CREATE SCHEMA picloud_handlers")
+    db.execute("CREATE TABLE picloud_handlers.seen (at timestamptz)")
+    db.execute(
+        "CREATE FUNCTION picloud_handlers.record(event jsonb) RETURNS void LANGUAGE sql"
+        " AS 'INSERT INTO picloud_handlers.seen VALUES (clock_timestamp())'"
+    )
+    app_id = make_app(db)
+    handler = sql_handler(db, app_id, "rec", "picloud_handlers.record")
+    trigger(db, app_id, "rec", "docs", handler)
+    _slow_commit_trigger(db, "deliveries")
+    # Polling far out of the way: only the wake-up and its re-looks can dispatch in time.
+    await server_factory(
+        dispatch_poll_ms=60_000, dispatch_backoff_base_ms=20, roles=frozenset({"dispatcher"})
+    )
+    await asyncio.sleep(0.3)  # the dispatcher is listening
+    cls = lock_class(db)
+    notifier = psycopg.connect(database)
+    slow = psycopg.connect(database)
+    committed: list[float] = []
+    try:
+        notifier.execute("SELECT pg_advisory_xact_lock_shared(%s, 4)", (cls,))
+        notifier.execute("SELECT pg_advisory_xact_lock(%s, 3)", (cls,))
+        notifier.execute("SELECT pg_notify('picloud_dispatch', '')")
+
+        def slow_enqueue() -> None:
+            slow.execute("SET test.slow_commit = '0.4'")
+            slow.execute("SELECT picloud.enqueue_event(%s, 'docs', 'n', '{}'::jsonb)", (app_id,))
+            slow.commit()
+            committed.append(time.time())
+
+        thread = threading.Thread(target=slow_enqueue)
+        thread.start()
+        await asyncio.sleep(0.15)
+        notifier.commit()
+        await asyncio.to_thread(thread.join, 5)
+        assert committed, "the slow enqueue did not commit"
+
+        async def ran() -> Any:
+            row = db.execute(
+                "SELECT extract(epoch FROM at) AS at FROM picloud_handlers.seen"
+            ).fetchone()
+            return row
+
+        row = await eventually(ran, within=5)
+        assert float(row["at"]) - committed[0] < RESWEEP_BOUND_SEC, float(row["at"]) - committed[0]
+    finally:
+        notifier.close()
+        slow.close()

@@ -7,11 +7,11 @@ reads every dirty channel's new rows (``seq >`` what the channel last fanned out
 ``picloud.messages`` in one query and hands the frames to the hub. Because sequence
 numbers are gap-free in commit order, reading by ``seq >`` never skips a message.
 
-At most one committing publish carries a NOTIFY (sql/32_publish.sql, picloud.wake_relays);
+At most one committing publish carries a NOTIFY (sql/29_wakeups.sql, picloud.wake_on_commit);
 the others commit without one, so a notification is a wake-up for every channel, not just
 the one it names: the pump sweeps all live channels, and sweeps again every
 ``RESWEEP_SEC`` for as long as some publish is still committing
-(picloud.publishes_committing, asked before each read). A publish that committed without
+(picloud.writers_committing, asked before each read). A publish that committed without
 its own NOTIFY is thus read within one re-sweep of its commit. ``BACKSTOP_SEC`` bounds the
 rare cases no wake-up covers (a notifying transaction that failed at commit).
 
