@@ -5,6 +5,7 @@ reaches live subscribers within the bound the README states."""
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from typing import Any
@@ -12,10 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
 
 from picloud.realtime import relay as relay_module
 from tests.fix_db import make_app
 from tests.fix_server import ServerFactory
+from tests.sse_client import SseStream
 from tests.test_dispatcher import eventually, sql_handler, trigger
 from tests.test_realtime_sse import Realtime, rt  # noqa: F401 (fixture)
 
@@ -219,3 +222,61 @@ async def test_enqueue_committed_without_notify_after_the_notifier_is_dispatched
     finally:
         notifier.close()
         slow.close()
+
+
+async def test_concurrent_publishers_of_one_topic_with_random_commit_delays(
+    rt: Realtime,  # noqa: F811
+    database: str,
+) -> None:
+    """Publishers of one topic, each slow at a random point of its commit (after its
+    wake-up decision): a live reader and a reader that keeps resuming both get every
+    message once, in order, without a gap."""
+    publishers, each = 4, 15
+    total = publishers * each
+    await rt.topic("t")
+    with psycopg.connect(database, autocommit=True) as admin:
+        _slow_commit_trigger(admin)
+    live = await rt.subscribe("t")
+    app = rt.app["id"]
+
+    def publish(worker: int) -> None:
+        rng = random.Random(worker)
+        with psycopg.connect(database) as conn:
+            for n in range(each):
+                conn.execute("SELECT picloud.publish(%s, 't', %s)", (app, Jsonb([worker, n])))
+                conn.execute(
+                    "SELECT set_config('test.slow_commit', %s, true)", (f"{rng.random() / 50}",)
+                )
+                conn.commit()
+
+    async def resuming(stream: SseStream) -> list[tuple[int, Any]]:
+        got: list[tuple[int, Any]] = []
+        cursor: str | None = None
+        while len(got) < total:
+            if cursor is not None:
+                stream = await rt.subscribe("t", headers={"Last-Event-ID": cursor})
+            try:
+                for _ in range(7):  # a few messages, then a reconnect
+                    if len(got) == total:
+                        break
+                    event = await stream.next_event(10)
+                    assert event.event == "message", event
+                    got.append((event.seq, event.json["message"]))
+                    cursor = event.id
+            finally:
+                stream.close()
+        return got
+
+    reader = asyncio.create_task(resuming(await rt.subscribe("t")))
+    await asyncio.gather(*(asyncio.to_thread(publish, w) for w in range(publishers)))
+    seen_live = await live.messages(total, within=20)
+    seen_resumed = await asyncio.wait_for(reader, 30)
+    live.close()
+    for seen in (seen_live, seen_resumed):
+        assert [seq for seq, _ in seen] == list(range(1, total + 1))
+        assert sorted(tuple(m) for _, m in seen) == [
+            (w, n) for w in range(publishers) for n in range(each)
+        ]
+        for w in range(publishers):  # each publisher's own messages in its order
+            assert [m[1] for _, m in seen if m[0] == w] == list(range(each))
+    assert seen_live == seen_resumed
