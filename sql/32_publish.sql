@@ -68,6 +68,15 @@ BEGIN
     END IF;
     -- Taken under the lock, so published_at also grows with seq within a topic.
     published_at := clock_timestamp();
+    -- The wake-up is decided at commit (picloud.wake_on_commit, a deferred trigger), so one
+    -- transaction arms it once however many appends it makes; it names the last of them.
+    -- Armed before the INSERT: the trigger's WHEN reads wake_first.
+    IF coalesce(current_setting('picloud.wake_payload_realtime', true), '') = '' THEN
+        PERFORM set_config('picloud.wake_first', (first_id + 1)::text, true);
+    END IF;
+    PERFORM set_config('picloud.wake_payload_realtime',
+                       append_messages.app_id || ' ' || (first_id + v_count) || ' '
+                       || append_messages.topic, true);
     IF append_messages.single THEN
         INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
         VALUES (append_messages.app_id, append_messages.topic, first_id + 1,
@@ -78,10 +87,6 @@ BEGIN
                append_messages.published_at, append_messages.from_subject
           FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i);
     END IF;
-    -- One notification for the whole batch: relays read every row after what they sent.
-    PERFORM pg_notify(picloud.realtime_channel(),
-                      append_messages.app_id || ' ' || (first_id + v_count) || ' '
-                      || append_messages.topic);
     -- The pub/sub source of the outbox (sql/44_pubsub_source.sql), once per message. Most
     -- apps have no pubsub trigger: the test is inline, as a function call costs more than
     -- the probe. fan_out = false is the loop guard of topic handlers (sql/40_outbox.sql).
@@ -100,7 +105,15 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.append_messages(uuid, text, jsonb, text, boolean, boolean) IS
-    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (or, single, one message) (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, sends ONE notification, and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
+    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (or, single, one message) (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, arms the commit-time wake-up (picloud.wake_on_commit: at most one notification per transaction, and none while another committing transaction carries one), and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
+
+-- Queued once per transaction (the first row of its first append: picloud.wake_first),
+-- fired at commit: sql/29_wakeups.sql.
+DROP TRIGGER IF EXISTS messages_wake_relays ON picloud.messages;
+CREATE CONSTRAINT TRIGGER messages_wake_relays AFTER INSERT ON picloud.messages
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (NEW.seq::text = current_setting('picloud.wake_first', true))
+    EXECUTE FUNCTION picloud.wake_on_commit('realtime');
 
 DROP FUNCTION IF EXISTS picloud.publish_message(uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION picloud.publish_message(

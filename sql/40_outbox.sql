@@ -222,10 +222,7 @@ BEGIN
                             WHERE h.app_id = t.app_id AND h.id = t.handler_id
                               AND h.kind = 'topic'));
     GET DIAGNOSTICS v_count = ROW_COUNT;
-    IF v_count > 0 THEN
-        -- One notification per transaction: identical ones are folded on commit.
-        PERFORM pg_notify(picloud.dispatch_channel(), '');
-    END IF;
+    -- (The dispatchers' wake-up is sent at commit: deliveries_wake_dispatchers.)
     IF v_topics THEN
         FOR v_topic IN
             SELECT h.topic
@@ -247,4 +244,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.enqueue_event(uuid, text, text, jsonb) IS
-    'Fan-out, in the caller''s transaction: every enabled trigger of this app and source whose filter matches subject and event either publishes the event at once (topic handlers, picloud.publish_event) or gets one delivery (webhook and sql handlers; NOTIFYs the dispatchers on commit). Returns how many deliveries were enqueued.';
+    'Fan-out, in the caller''s transaction: every enabled trigger of this app and source whose filter matches subject and event either publishes the event at once (topic handlers, picloud.publish_event) or gets one delivery (webhook and sql handlers; the dispatchers are woken on commit, picloud.wake_on_commit). Returns how many deliveries were enqueued.';
+
+-- Every enqueued delivery wakes the dispatchers at commit, at most one committing
+-- transaction carrying the NOTIFY (sql/29_wakeups.sql).
+DROP TRIGGER IF EXISTS deliveries_wake_dispatchers ON picloud.deliveries;
+CREATE CONSTRAINT TRIGGER deliveries_wake_dispatchers AFTER INSERT ON picloud.deliveries
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    EXECUTE FUNCTION picloud.wake_on_commit('dispatch');

@@ -56,9 +56,7 @@ BEGIN
       FROM fresh
      WHERE dl.app_id = redrive_dead_letters.app_id AND dl.id = fresh.v_dead_letter
     RETURNING dl.id, dl.retry_delivery_id;
-    IF FOUND THEN
-        PERFORM pg_notify(picloud.dispatch_channel(), '');
-    END IF;
+    -- (The inserted deliveries wake the dispatchers at commit: sql/40_outbox.sql.)
 END
 $$;
 COMMENT ON FUNCTION picloud.redrive_dead_letters(uuid, bigint[]) IS

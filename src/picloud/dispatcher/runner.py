@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from picloud.db import Pool, Row, application_name, connect_options
 from picloud.dispatcher.egress import guarded_connector
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SEC = 5.0
 LISTEN_RETRY_SEC = 1.0
+RELOOK_SEC = 0.001
 MIN_WAIT_SEC = 0.01
 PRUNE_EVERY_SEC = 600.0
 # A handler gets at most this share of the lease, so it ends before the lease does.
@@ -236,6 +237,7 @@ class Dispatcher:
 
     async def _listen(self, stopping: asyncio.Event) -> None:
         """A dedicated LISTEN connection; on every notification, kick the loop."""
+        settle: asyncio.Task[None] | None = None
         while not stopping.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -249,11 +251,30 @@ class Dispatcher:
                     self._look()  # anything enqueued while we were not listening
                     async for _ in conn.notifies():
                         self._look()
+                        if settle is None or settle.done():
+                            settle = asyncio.create_task(self._look_while_committing())
             except asyncio.CancelledError:
+                if settle is not None:
+                    settle.cancel()
                 raise
             except Exception as exc:
                 log.warning("dispatcher LISTEN connection lost (%s); reconnecting", exc)
                 await pause(stopping, LISTEN_RETRY_SEC)
+
+    async def _look_while_committing(self) -> None:
+        """At most one committing enqueue carries the NOTIFY (sql/29_wakeups.sql): others
+        may commit just after it without one. Look again every ``RELOOK_SEC`` while some
+        enqueue is committing; the question comes before the claim it asks for, so the
+        claim after a "no" sees every enqueue that committed silently before it."""
+        try:
+            while True:
+                row = await self._one("dispatch_committing", {})
+                self._look()
+                if row is None or not row["busy"]:
+                    return
+                await asyncio.sleep(RELOOK_SEC)
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("could not ask for committing enqueues (%s)", exc)  # polling covers
 
     def _look(self) -> None:
         """Ask the loop to look for due deliveries (a NOTIFY, a handler slot freed, a full

@@ -2,6 +2,10 @@
 -- Subscribe this (dedicated, autocommit) connection to the dispatcher's wake-up channel.
 LISTEN picloud_dispatch;
 
+-- name: dispatch_committing
+-- Whether some enqueue is still committing (it may have committed without a NOTIFY).
+SELECT picloud.writers_committing('dispatch') AS busy;
+
 -- name: claim_deliveries
 -- Lease up to max due deliveries, with their handlers.
 SELECT id, app_id, trigger_id, handler_id, source, subject, event, attempt, max_attempts,

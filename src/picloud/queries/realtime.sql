@@ -47,6 +47,10 @@ SELECT c.app_id::text AS app_id, c.topic, m.seq, m.data
          ORDER BY x.seq LIMIT %(limit)s) m
  ORDER BY 1, 2, 3;
 
+-- name: relay_committing
+-- Whether some publish is still committing (it may have committed without a NOTIFY).
+SELECT picloud.writers_committing('realtime') AS busy;
+
 -- name: relay_open_topics
 -- Which of these channels' topics still exist, their epochs, and whether they are open to
 -- outside subscribers.

@@ -7,6 +7,14 @@ reads every dirty channel's new rows (``seq >`` what the channel last fanned out
 ``picloud.messages`` in one query and hands the frames to the hub. Because sequence
 numbers are gap-free in commit order, reading by ``seq >`` never skips a message.
 
+At most one committing publish carries a NOTIFY (sql/29_wakeups.sql, picloud.wake_on_commit);
+the others commit without one, so a notification is a wake-up for every channel, not just
+the one it names: the pump sweeps all live channels, and sweeps again every
+``RESWEEP_SEC`` for as long as some publish is still committing
+(picloud.writers_committing, asked before each read). A publish that committed without
+its own NOTIFY is thus read within one re-sweep of its commit. ``BACKSTOP_SEC`` bounds the
+rare cases no wake-up covers (a notifying transaction that failed at commit).
+
 When the LISTEN connection drops (database restart, ``pg_terminate_backend``) the relay
 reconnects, LISTENs again and re-reads every live channel from the table, so live
 subscribers see no gap; channels whose topic vanished or closed meanwhile are ended.
@@ -42,6 +50,8 @@ FETCH_PAGE = 500
 RECONNECT_DELAY_SEC = (0.05, 0.1, 0.25, 0.5)
 PRESENCE_INTERVAL_SEC = 10.0
 EVERYTHING = sys.maxsize
+RESWEEP_SEC = 0.001
+BACKSTOP_SEC = 1.0
 
 
 class Relay:
@@ -56,6 +66,7 @@ class Relay:
         self.page = max(1, min(FETCH_PAGE, state.settings.realtime_broadcast_capacity))
         self.dirty: dict[ChannelKey, int] = {}  # channel -> highest notified seq
         self.verify: set[ChannelKey] = set()  # channels to check and catch up from the table
+        self.sweep = False  # read every live channel (a wake-up, not one channel's news)
         self.wake = asyncio.Event()
         self.listening = asyncio.Event()
         self.connections = 0  # LISTEN connections opened so far (1 + reconnects)
@@ -120,6 +131,7 @@ class Relay:
         pump = asyncio.create_task(self._pump(), name="picloud-relay-pump")
         beat = asyncio.create_task(self._heartbeat(), name="picloud-relay-heartbeat")
         presence = asyncio.create_task(self._presence(), name="picloud-relay-presence")
+        backstop = asyncio.create_task(self._backstop(), name="picloud-relay-backstop")
         failures = 0
         try:
             while not stopping.is_set():
@@ -136,9 +148,9 @@ class Relay:
                     await pause(stopping, delay)
         finally:
             self.listening.clear()
-            for task in (pump, beat, presence):
+            for task in (pump, beat, presence, backstop):
                 task.cancel()
-            await asyncio.gather(pump, beat, presence, return_exceptions=True)
+            await asyncio.gather(pump, beat, presence, backstop, return_exceptions=True)
             if self._reader is not None:
                 await self._reader.close()
                 self._reader = None
@@ -177,11 +189,9 @@ class Relay:
             try:
                 if note.channel == MESSAGES_CHANNEL:
                     app_id, seq, topic = note.payload.split(" ", 2)
-                    key = (app_id, topic)
-                    if key in channels:
-                        n = int(seq)
-                        if n > self.dirty.get(key, 0):
-                            self.dirty[key] = n  # (the pump swaps self.dirty: no local alias)
+                    int(seq)  # a malformed payload is logged and ignored
+                    if channels:
+                        self.sweep = True
                         self.wake.set()
                 elif note.channel == CONTROL_CHANNEL:
                     verb, app_id, topic = note.payload.split(" ", 2)
@@ -198,15 +208,26 @@ class Relay:
             self.wake.clear()
             verify, self.verify = self.verify, set()
             dirty, self.dirty = self.dirty, {}
+            sweep, self.sweep = self.sweep, False
             try:
                 if verify:
                     await self._verify(verify)
                     for key in verify:
                         dirty[key] = EVERYTHING
+                committing = False
+                if sweep:
+                    # Asked before the read: see the module docstring.
+                    committing = bool((await self._read("relay_committing", {}))[0]["busy"])
+                    dirty.update(dict.fromkeys(self.hub.channels, EVERYTHING))
                 await self._fetch(dirty)
+                if committing:
+                    await asyncio.sleep(RESWEEP_SEC)
+                    self.sweep = True
+                    self.wake.set()
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 log.warning("relay could not read messages (%s); retrying", exc)
                 self.verify |= verify
+                self.sweep |= sweep
                 for key, seq in dirty.items():
                     self.dirty[key] = max(seq, self.dirty.get(key, 0))
                 await asyncio.sleep(0.2)
@@ -260,6 +281,13 @@ class Relay:
             self.hub.deliver(key, batch)
             if len(batch) == self.page:  # more to read
                 self.dirty[key] = max(dirty[key], self.dirty.get(key, 0))
+                self.wake.set()
+
+    async def _backstop(self) -> None:
+        while True:
+            await asyncio.sleep(BACKSTOP_SEC)
+            if self.hub.channels:
+                self.sweep = True
                 self.wake.set()
 
     async def _heartbeat(self) -> None:
