@@ -403,3 +403,15 @@ def test_max_topics_setting() -> None:
     for bad in ("0", "-1", "many", "1.5"):
         with pytest.raises(SettingsError, match="PICLOUD_REALTIME_MAX_TOPICS_PER_STREAM"):
             load_settings({"PICLOUD_REALTIME_MAX_TOPICS_PER_STREAM": bad})
+
+
+async def test_deleting_one_topic_ends_the_stream(rt: Realtime) -> None:
+    token = await three_topics(rt)
+    stream = await open_multi(rt, TOPICS, token=token)
+    await rt.publish("room", 1)
+    assert await stream.messages(1) == [("room", 1)]
+    base = f"/api/v1/apps/{rt.app['id']}/topics"
+    assert (await rt.api.delete(f"{base}/lobby")).status == 204
+    await stream.sse.expect_end(within=5)
+    await until(lambda: not rt.relay.hub.channels)
+    assert (await open_multi(rt, TOPICS, token=token)).status == 404
