@@ -570,6 +570,12 @@ export function withMessage<T>(
   return { ...state, messages, last: message };
 }
 
+/** `state` after `info.topic` started over: its messages go, the other topics' stay. */
+export function withoutTopic<T>(state: SubscriptionState<T>, info: TopicReset): SubscriptionState<T> {
+  const messages = state.messages.filter((m) => m.topic !== info.topic);
+  return { ...state, messages, last: messages.at(-1), reset: info };
+}
+
 /** `state` after a status change (a close carries its error, if any). */
 export function withStatus<T>(
   state: SubscriptionState<T>,
