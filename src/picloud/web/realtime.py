@@ -77,7 +77,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     query=("topic", "token", "last_event_id"),
     headers=("Last-Event-ID",),
     response_content="text/event-stream",
-    statuses=(401, 429),
+    statuses=(401, 404, 429),
 )
 async def subscribe_many(request: web.Request) -> web.StreamResponse:
     topics = request.query.getall("topic", [])
