@@ -39,75 +39,112 @@ $$;
 COMMENT ON FUNCTION picloud.app_signing_key(uuid) IS
     'The app''s current token signing key and its version, created on first use (race-free).';
 
-CREATE OR REPLACE FUNCTION picloud.subscriber_token(
-    app_id uuid, topic text, ttl interval DEFAULT '1 hour', can_publish boolean DEFAULT false,
-    subject text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION picloud.sign_subscriber_token(
+    app_id uuid, topics text[], ttl interval, can_publish boolean, subject text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_key     bytea;
     v_version integer;
     v_payload bytea;
+    v_token   text;
 BEGIN
-    IF subscriber_token.ttl IS NULL OR subscriber_token.ttl <= interval '0'
-       OR subscriber_token.ttl > interval '30 days' THEN
+    IF sign_subscriber_token.ttl IS NULL OR sign_subscriber_token.ttl <= interval '0'
+       OR sign_subscriber_token.ttl > interval '30 days' THEN
         RAISE EXCEPTION 'ttl must be more than 0 and at most 30 days' USING ERRCODE = '22023';
     END IF;
-    IF subscriber_token.subject IS NOT NULL
-       AND (length(subscriber_token.subject) NOT BETWEEN 1 AND 256
-            OR subscriber_token.subject ~ '[[:cntrl:]]') THEN
+    IF sign_subscriber_token.subject IS NOT NULL
+       AND (length(sign_subscriber_token.subject) NOT BETWEEN 1 AND 256
+            OR sign_subscriber_token.subject ~ '[[:cntrl:]]') THEN
         RAISE EXCEPTION 'subject must be 1-256 characters without control characters'
             USING ERRCODE = '22023';
     END IF;
-    PERFORM 1 FROM picloud.topics t
-      WHERE t.app_id = subscriber_token.app_id AND t.name = subscriber_token.topic;
-    IF NOT FOUND THEN
+    IF coalesce(cardinality(sign_subscriber_token.topics), 0) = 0
+       OR array_position(sign_subscriber_token.topics, NULL) IS NOT NULL
+       OR (SELECT count(DISTINCT u) FROM unnest(sign_subscriber_token.topics) u)
+          <> cardinality(sign_subscriber_token.topics) THEN
+        RAISE EXCEPTION 'topics must be a non-empty list of distinct topic names'
+            USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT count(*) FROM picloud.topics t
+         WHERE t.app_id = sign_subscriber_token.app_id
+           AND t.name = ANY (sign_subscriber_token.topics))
+       <> cardinality(sign_subscriber_token.topics) THEN
         RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
     END IF;
     SELECT k.signing_key, k.key_version INTO v_key, v_version
-      FROM picloud.app_signing_key(subscriber_token.app_id) k;
-    -- A plain subscribe token keeps the original payload; grants and subject follow the
-    -- topic after a space (which no topic name contains).
+      FROM picloud.app_signing_key(sign_subscriber_token.app_id) k;
+    -- A plain subscribe token for one topic keeps the original payload; several topics are
+    -- joined by ',' (which no topic name contains); grants and subject follow after a space.
     v_payload := convert_to(
-        v_version || '.' || floor(extract(epoch FROM now() + subscriber_token.ttl))::bigint
-        || '.' || subscriber_token.app_id || '.' || subscriber_token.topic
-        || CASE WHEN coalesce(subscriber_token.can_publish, false)
-                     OR subscriber_token.subject IS NOT NULL
-                THEN ' ' || CASE WHEN subscriber_token.can_publish THEN 'p' ELSE '-' END
-                     || coalesce(' ' || subscriber_token.subject, '')
+        v_version || '.' || floor(extract(epoch FROM now() + sign_subscriber_token.ttl))::bigint
+        || '.' || sign_subscriber_token.app_id || '.'
+        || array_to_string(sign_subscriber_token.topics, ',')
+        || CASE WHEN coalesce(sign_subscriber_token.can_publish, false)
+                     OR sign_subscriber_token.subject IS NOT NULL
+                THEN ' ' || CASE WHEN sign_subscriber_token.can_publish THEN 'p' ELSE '-' END
+                     || coalesce(' ' || sign_subscriber_token.subject, '')
                 ELSE '' END, 'UTF8');
-    RETURN picloud.base64url_encode(v_payload) || '.' || picloud.base64url_encode(
+    v_token := picloud.base64url_encode(v_payload) || '.' || picloud.base64url_encode(
         picloud.hmac_sha256(v_key, convert_to('picloud-subscriber.', 'UTF8') || v_payload));
+    IF length(v_token) > 4096 THEN
+        RAISE EXCEPTION 'too many or too long topic names for one token (at most 4096 characters)'
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN v_token;
 END
+$$;
+COMMENT ON FUNCTION picloud.sign_subscriber_token(uuid, text[], interval, boolean, text) IS
+    'Sign a subscriber token for these topics of one app (the shared body of the picloud.subscriber_token forms). P0002 when a topic does not exist; 22023 for a bad ttl, subject or topic list, or a token longer than 4096 characters.';
+
+CREATE OR REPLACE FUNCTION picloud.subscriber_token(
+    app_id uuid, topic text, ttl interval DEFAULT '1 hour', can_publish boolean DEFAULT false,
+    subject text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql VOLATILE AS $$
+    SELECT picloud.sign_subscriber_token(subscriber_token.app_id, ARRAY[subscriber_token.topic],
+                                         subscriber_token.ttl, subscriber_token.can_publish,
+                                         subscriber_token.subject)
 $$;
 COMMENT ON FUNCTION picloud.subscriber_token(uuid, text, interval, boolean, text) IS
     'Mint a subscriber token for one topic of one app, valid for ttl (at most 30 days), signed with the app''s current key (created on first use); can_publish also lets it publish to that topic (POST /realtime/topics/{topic}/messages), and subject (1-256 characters) rides in the frames it publishes as "from". P0002 when the topic does not exist, 22023 for a bad ttl or subject.';
 
+CREATE OR REPLACE FUNCTION picloud.subscriber_token(
+    app_id uuid, topics text[], ttl interval, subject text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql VOLATILE AS $$
+    SELECT picloud.sign_subscriber_token(subscriber_token.app_id, subscriber_token.topics,
+                                         subscriber_token.ttl, false, subscriber_token.subject)
+$$;
+COMMENT ON FUNCTION picloud.subscriber_token(uuid, text[], interval, text) IS
+    'Mint a subscriber token for several topics of one app (one multiplexed stream, GET /realtime?topic=...), valid for ttl (at most 30 days); it may subscribe to each of them and publish to none; subject (1-256 characters) names the app''s user. P0002 when a topic does not exist; 22023 for a bad ttl, subject or topic list (empty, NULL or repeated names), or when the token would exceed 4096 characters.';
+
 CREATE OR REPLACE FUNCTION picloud.subscriber_token_claims(token text)
 RETURNS TABLE (key_version integer, expires_at timestamptz, app_id uuid, topic text,
-               can_publish boolean, subject text)
+               topics text[], can_publish boolean, subject text)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     v_fields text[];
 BEGIN
     -- What a token says, WITHOUT checking its signature (for display and diagnosis).
-    -- Payload: '<version>.<expiry>.<app>.<topic>' [' ' ('p' | '-') [' ' <subject>]].
+    -- Payload: '<version>.<expiry>.<app>.<topic>[,<topic>...]' [' ' ('p' | '-') [' ' <subject>]].
     IF subscriber_token_claims.token IS NULL
-       OR length(subscriber_token_claims.token) > 2048
+       OR length(subscriber_token_claims.token) > 4096
        OR subscriber_token_claims.token !~ '^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{43}$' THEN
         RETURN;
     END IF;
     v_fields := regexp_match(
         convert_from(picloud.base64url_decode(split_part(subscriber_token_claims.token, '.', 1)),
                      'UTF8'),
-        '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_.:-]{1,128})(?: ([p-])(?: ([^[:cntrl:]]+))?)?$');
+        '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_.:-]{1,128}(?:,[A-Za-z0-9_.:-]{1,128})*)(?: ([p-])(?: ([^[:cntrl:]]+))?)?$');
     IF v_fields IS NULL OR length(v_fields[6]) > 256 THEN
         RETURN;
     END IF;
     key_version := v_fields[1]::integer;
     expires_at := to_timestamp(v_fields[2]::bigint);
     app_id := v_fields[3]::uuid;
-    topic := v_fields[4];
+    topics := string_to_array(v_fields[4], ',');
+    topic := CASE WHEN cardinality(topics) = 1 THEN topics[1] END;
     can_publish := coalesce(v_fields[5] = 'p', false);
     subject := v_fields[6];
     RETURN NEXT;
@@ -116,7 +153,7 @@ EXCEPTION WHEN data_exception THEN
 END
 $$;
 COMMENT ON FUNCTION picloud.subscriber_token_claims(text) IS
-    'The claims of a subscriber token (key version, expiry, app, topic, publish grant, subject) WITHOUT verifying it; no row when it is malformed.';
+    'The claims of a subscriber token (key version, expiry, app, its topics (topic: the one topic of a single-topic token, else NULL), publish grant, subject) WITHOUT verifying it; no row when it is malformed.';
 
 CREATE OR REPLACE FUNCTION picloud.verified_token_claims(app_id uuid, topic text, token text)
 RETURNS TABLE (can_publish boolean, subject text)
@@ -130,7 +167,7 @@ BEGIN
     SELECT * INTO v_claims FROM picloud.subscriber_token_claims(verified_token_claims.token);
     IF NOT FOUND
        OR v_claims.app_id <> verified_token_claims.app_id
-       OR v_claims.topic <> verified_token_claims.topic
+       OR NOT (verified_token_claims.topic = ANY (v_claims.topics))
        OR v_claims.expires_at <= now() THEN
         RETURN;
     END IF;
@@ -157,7 +194,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.verified_token_claims(uuid, text, text) IS
-    'The grants of a valid token (publish grant, subject): one row when it is well formed, for this app and topic, unexpired, and signed by the app''s current key (or the previous one within its grace); none otherwise. Timing-safe MAC comparison.';
+    'The grants of a valid token (publish grant, subject): one row when it is well formed, for this app and one of its topics, unexpired, and signed by the app''s current key (or the previous one within its grace); none otherwise. Timing-safe MAC comparison.';
 
 CREATE OR REPLACE FUNCTION picloud.verify_subscriber_token(app_id uuid, topic text, token text)
 RETURNS boolean

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from picloud.realtime.cursor import parse_stream_cursor
 from picloud.realtime.hub import CLOSED, OVERFLOW, Hub, Subscriber
+from picloud.realtime.mux import Mux
 from picloud.realtime.sse import Frame
 
 KEY = ("app", "t")
@@ -95,3 +97,30 @@ async def test_a_channel_of_another_epoch_is_ended_by_a_new_subscriber() -> None
     channel, created = hub.subscribe(new, 0, 8)
     assert created and channel.epoch == 8
     assert old.done.result() == CLOSED and hub.channels[KEY] is channel
+
+
+async def test_a_multiplexed_connection_shares_one_cursor_and_one_heartbeat() -> None:
+    hub = Hub(capacity=2, max_bytes=1 << 20)
+    transport = Transport()
+    mux = Mux({"t": (7, 0), "u": (9, 5)}, chunked=False)
+    subs = []
+    for key, head, epoch in ((KEY, 0, 7), (("app", "u"), 5, 9)):
+        sub = Subscriber(key, cast(Any, transport), chunked=False, cursor=head, mux=mux)
+        hub.subscribe(sub, head, epoch)
+        sub.go_live()
+        subs.append(sub)
+    hub.deliver(KEY, frames(1, 1, 3))
+    hub.deliver(("app", "u"), [Frame.message(9, 6, '"y"')])
+    ids = [line[4:] for line in transport.written.decode().splitlines() if line.startswith("id: ")]
+    assert [{t: c.seq for t, c in parse_stream_cursor(i).items()} for i in ids] == [
+        {"t": 1, "u": 5},
+        {"t": 1, "u": 6},
+    ]
+    before = len(transport.written)
+    hub.heartbeat()
+    assert transport.written[before:] == b":heartbeat\n\n", "one heartbeat per connection"
+    # The unsent-frames limit counts the connection: frames of both topics are pending.
+    hub.deliver(KEY, frames(2, 1, 3))
+    assert not subs[0].done.done()
+    hub.deliver(("app", "u"), [Frame.message(9, 7, '"z"')])
+    assert subs[1].done.result() == OVERFLOW and transport.aborted

@@ -40,6 +40,7 @@ class Settings:
     trusted_proxies: Networks = ()
     realtime_max_subscribers_per_app: int = 10000
     realtime_max_subscribers_per_client: int = 256
+    realtime_max_topics_per_stream: int = 32
     webhook_allowed_networks: Networks = ()
     realtime_heartbeat_sec: float = 30.0
     realtime_broadcast_capacity: int = 64
@@ -232,6 +233,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "PICLOUD_REALTIME_MAX_SUBSCRIBERS_PER_CLIENT",
             _positive_int,
             256,
+            "a positive integer",
+        ),
+        realtime_max_topics_per_stream=_get(
+            env,
+            "PICLOUD_REALTIME_MAX_TOPICS_PER_STREAM",
+            _positive_int,
+            32,
             "a positive integer",
         ),
         webhook_allowed_networks=_get(

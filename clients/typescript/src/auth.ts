@@ -21,7 +21,10 @@ export interface SubscriberToken {
 
 export interface MintTokenOptions {
   appId: string;
-  topic: string;
+  /** The topic the token is for (or `topics`). */
+  topic?: string;
+  /** Several topics: a token for one stream of all of them (`subscribe([...])`); it cannot publish. */
+  topics?: readonly string[];
   /** Lifetime in seconds (the server's default when left out). */
   ttlSeconds?: number;
   /** Let the token publish to its topic too (the API key needs `topics:publish` as well). */
@@ -47,16 +50,28 @@ const subscriberTokenValidator = {
 };
 
 /**
- * Mints a subscriber token for one topic (server side: needs an API key with
+ * Mints a subscriber token for one topic or several (server side: needs an API key with
  * `tokens:mint` for the app).
  */
 export function mintSubscriberToken(
   ctx: EndpointContext,
   options: MintTokenOptions,
 ): Promise<SubscriberToken> {
-  const path = `/api/v1/apps/${encodeURIComponent(options.appId)}/topics/${encodeURIComponent(
-    options.topic,
-  )}/tokens`;
+  const app = `/api/v1/apps/${encodeURIComponent(options.appId)}`;
+  if (options.topics !== undefined) {
+    if (options.publish) throw new TypeError("mintToken: a token for several topics cannot publish");
+    const body = {
+      topics: [...options.topics],
+      ...(options.ttlSeconds === undefined ? {} : { ttl_seconds: options.ttlSeconds }),
+      ...(options.subject === undefined ? {} : { subject: options.subject }),
+    };
+    return endpoint(ctx, `${app}/tokens`).post(body, {
+      validate: subscriberTokenValidator,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+  if (options.topic === undefined) throw new TypeError("mintToken: topic or topics is required");
+  const path = `${app}/topics/${encodeURIComponent(options.topic)}/tokens`;
   const body = {
     ...(options.ttlSeconds === undefined ? {} : { ttl_seconds: options.ttlSeconds }),
     ...(options.publish === undefined ? {} : { publish: options.publish }),

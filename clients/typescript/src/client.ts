@@ -36,11 +36,12 @@ export interface PiCloudClient {
   /** Typed JSON calls on a path under `baseUrl`. */
   endpoint(path: string): Endpoint;
   /**
-   * Live messages of a topic; returns the function that ends the subscription, which
-   * also publishes to the topic with the subscription's token (`stop.publish(message)`).
+   * Live messages of a topic, or of several over one connection (pass a list); returns
+   * the function that ends the subscription, which also publishes to a single topic with
+   * the subscription's token (`stop.publish(message)`).
    */
   subscribe<T = unknown>(
-    topic: string,
+    topic: string | readonly string[],
     onMessage: (message: TopicMessage<T>) => void,
     options?: SubscribeOptions<T>,
   ): Subscription;

@@ -9,9 +9,11 @@ export {
   backoffDelay,
   initialSubscriptionState,
   publishWithToken,
+  streamUrl,
   topicUrl,
   withMessage,
   withStatus,
+  withoutTopic,
 } from "./subscribe";
 export type { SseEvent, SseParserHandlers } from "./subscribe";
 export { bearer, mintSubscriberToken, tokenCache } from "./auth";

@@ -212,6 +212,12 @@ export interface SubscribeContext {
 
 class Stop extends Error {}
 
+/** The URL of one stream of several topics on the app's host (`GET /realtime?topic=…`). */
+export function streamUrl(baseUrl: string, topics: readonly string[]): string {
+  const query = topics.map((t) => `topic=${encodeURIComponent(t)}`).join("&");
+  return `${baseUrl.replace(/\/+$/, "")}/realtime?${query}`;
+}
+
 /** The realtime URL of a topic on the app's host. */
 export function topicUrl(baseUrl: string, topic: string): string {
   return `${baseUrl.replace(/\/+$/, "")}/realtime/topics/${encodeURIComponent(topic)}`;
@@ -252,18 +258,22 @@ export async function publishWithToken(
 }
 
 /**
- * Subscribe to `topic` on the app at `ctx.baseUrl`. `onMessage` gets each message once,
- * in order; after a dropped connection the subscription reconnects with backoff and
- * resumes from the last event id it saw. Returns the function that ends it, which also
- * has `publish(message)` (with the subscription's token).
+ * Subscribe to `topic` on the app at `ctx.baseUrl`, or to a list of topics over one
+ * connection (each message says its topic; the stream has one cursor for all of them).
+ * `onMessage` gets each message once, in order per topic; after a dropped connection the
+ * subscription reconnects with backoff and resumes from the last event id it saw (on a
+ * stream of several topics, the server sends that cursor before any message too).
+ * Returns the function that ends it, which also has `publish(message)` (with the
+ * subscription's token; one topic only).
  */
 export function subscribe<T = unknown>(
   ctx: SubscribeContext,
-  topic: string,
+  topic: string | readonly string[],
   onMessage: (message: TopicMessage<T>) => void,
   options: SubscribeOptions<T> = {},
 ): Subscription {
-  const url = topicUrl(ctx.baseUrl, topic);
+  const url = typeof topic === "string" ? topicUrl(ctx.baseUrl, topic) : streamUrl(ctx.baseUrl, topic);
+  const single = typeof topic === "string" ? topic : "";
   let stopped = false;
   let lastEventId = options.lastEventId ?? "";
   let token: TokenResult = options.token;
@@ -349,7 +359,7 @@ export function subscribe<T = unknown>(
         : (frame.message as T);
       delivered = {
         id: event.lastEventId,
-        topic: typeof frame.topic === "string" ? frame.topic : topic,
+        topic: typeof frame.topic === "string" ? frame.topic : single,
         message,
         published_at: typeof frame.published_at === "string" ? frame.published_at : "",
         ...(typeof frame.from === "string" ? { from: frame.from } : {}),
@@ -485,6 +495,9 @@ export function subscribe<T = unknown>(
     message: unknown,
     publishOptions: { signal?: AbortSignal } = {},
   ): Promise<Published> => {
+    if (typeof topic !== "string") {
+      throw new TypeError("publish: a subscription to several topics publishes to none");
+    }
     const current = options.getToken ? await options.getToken() : token;
     return publishWithToken(ctx, topic, message, current, publishOptions.signal);
   };
@@ -555,6 +568,12 @@ export function withMessage<T>(
   const messages = state.messages.concat([message]);
   if (messages.length > keep) messages.splice(0, messages.length - keep);
   return { ...state, messages, last: message };
+}
+
+/** `state` after `info.topic` started over: its messages go, the other topics' stay. */
+export function withoutTopic<T>(state: SubscriptionState<T>, info: TopicReset): SubscriptionState<T> {
+  const messages = state.messages.filter((m) => m.topic !== info.topic);
+  return { ...state, messages, last: messages.at(-1), reset: info };
 }
 
 /** `state` after a status change (a close carries its error, if any). */

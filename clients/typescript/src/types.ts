@@ -74,6 +74,8 @@ export interface Subscription extends Unsubscribe {
 export interface HistoryTruncated {
   requested: number;
   oldest: number;
+  /** Which topic, on a stream of several. */
+  topic?: string;
 }
 
 /**

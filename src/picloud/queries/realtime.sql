@@ -10,6 +10,20 @@ SELECT r.app_id,
   FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
   LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = %(topic)s;
 
+-- name: subscribe_check_many
+-- For a multiplexed SSE stream: per requested topic (in request order), the app behind the
+-- Host header, the authorisation verdict, the topic's epoch, head and oldest retained seq.
+SELECT r.app_id, c.topic,
+       CASE WHEN r.app_id IS NOT NULL
+            THEN picloud.authorize_subscribe(r.app_id, c.topic, %(token)s) END AS verdict,
+       t.epoch, t.last_seq AS head,
+       (SELECT min(m.seq) FROM picloud.messages m
+         WHERE m.app_id = r.app_id AND m.topic = c.topic) AS oldest
+  FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
+ CROSS JOIN unnest(%(topics)s::text[]) WITH ORDINALITY AS c(topic, ord)
+  LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = c.topic
+ ORDER BY c.ord;
+
 -- name: relay_listen
 -- Subscribe the relay's connection to published messages and to control messages.
 LISTEN picloud_realtime; LISTEN picloud_realtime_control;

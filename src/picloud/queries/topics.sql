@@ -89,6 +89,15 @@ SELECT p.verdict, p.id, to_jsonb(p.published_at) #>> '{}' AS published_at
  CROSS JOIN LATERAL picloud.publish_with_token(r.app_id, %(topic)s, %(token)s,
                                                %(message)s::jsonb) p;
 
+-- name: mint_stream_token
+-- A subscriber token for several topics (one multiplexed stream), with an optional
+-- subject, and its expiry.
+SELECT s.token, c.expires_at
+  FROM (SELECT picloud.subscriber_token(%(app_id)s, %(topics)s::text[],
+                                        make_interval(secs => %(ttl_seconds)s),
+                                        %(subject)s::text) AS token) s
+  CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;
+
 -- name: mint_token
 -- A subscriber token for a topic (optionally granting publish, with a subject) and its
 -- expiry.

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from picloud.realtime.mux import Mux
 from picloud.realtime.sse import HEARTBEAT, HEARTBEAT_WIRE, Frame
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Subscriber:
         "ends",
         "key",
         "live",
+        "mux",
         "operator",
         "transport",
         "written",
@@ -60,8 +62,12 @@ class Subscriber:
         chunked: bool,
         cursor: int,
         operator: bool = False,
+        mux: Mux | None = None,
     ) -> None:
         self.key = key
+        # One topic of a multiplexed stream: the Mux writes its frames (with the stream's
+        # cursor) and keeps the connection's write accounting.
+        self.mux = mux
         # An operator's stream (the dashboard's live tail, authorised by an API key) may
         # follow an internal topic: closing a topic to outside subscribers keeps it.
         self.operator = operator
@@ -78,8 +84,9 @@ class Subscriber:
         self.ends: deque[int] = deque()
 
     def go_live(self) -> None:
-        self.written = self.transport.get_write_buffer_size()
-        self.ends.clear()
+        acct = self.mux or self
+        acct.written = self.transport.get_write_buffer_size()
+        acct.ends.clear()
         self.live = True
 
     def finish(self, reason: str) -> None:
@@ -88,12 +95,13 @@ class Subscriber:
 
     def pending(self, buffered: int) -> int:
         """Frames written since going live that are still in the transport's buffer
-        (``buffered``: its size now)."""
-        ends = self.ends
+        (``buffered``: its size now; on a multiplexed stream, of all its topics)."""
+        acct = self.mux or self
+        ends = acct.ends
         if not buffered:
             ends.clear()
             return 0
-        flushed = self.written - buffered
+        flushed = acct.written - buffered
         while ends and ends[0] <= flushed:
             ends.popleft()
         return len(ends)
@@ -105,6 +113,10 @@ class Subscriber:
             if not frames:
                 return
             joined = None
+        if self.mux is not None:
+            self.cursor = frames[-1].seq
+            self.transport.write(self.mux.write(self.key[1], frames))
+            return
         if joined is None or not self.chunked:
             joined = b"".join(f.wire if self.chunked else f.raw for f in frames)
         written = self.written
@@ -239,13 +251,18 @@ class Hub:
             self.close_channel(key, reason)
 
     def heartbeat(self) -> None:
-        """One ``:heartbeat`` comment to every live subscriber (encoded once)."""
+        """One ``:heartbeat`` comment to every live connection (encoded once)."""
+        muxes: set[Mux] = set()
         for channel in self.channels.values():
             for sub in channel.subscribers:
                 if not sub.live or sub.transport.is_closing():
                     continue
+                if sub.mux is not None:
+                    if sub.mux in muxes:
+                        continue  # one heartbeat per multiplexed connection
+                    muxes.add(sub.mux)
                 data = HEARTBEAT_WIRE if sub.chunked else HEARTBEAT
-                sub.written += len(data)
+                (sub.mux or sub).written += len(data)
                 sub.transport.write(data)
 
     def reap_idle(self) -> int:

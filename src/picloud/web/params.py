@@ -13,7 +13,7 @@ import uuid
 
 from aiohttp import web
 
-from picloud.realtime.cursor import Cursor, parse_cursor
+from picloud.realtime.cursor import Cursor, parse_cursor, parse_stream_cursor
 from picloud.web.errors import ApiError, bad_request
 
 BIGINT_MAX = 2**63 - 1
@@ -61,16 +61,31 @@ def query_int(
     return value
 
 
+def _last_event_text(request: web.Request) -> str | None:
+    raw = request.headers.get("Last-Event-ID")  # (HTTP strips the spaces around a value)
+    return raw or request.query.get("last_event_id") or None
+
+
 def last_event_id(request: web.Request) -> Cursor | None:
     """The stream position to resume after: ``Last-Event-ID``, else ``?last_event_id=``
     (a cursor of picloud.realtime.cursor: ASCII digits within bigint, no other form)."""
-    raw = request.headers.get("Last-Event-ID")  # (HTTP strips the spaces around a value)
-    if not raw:
-        raw = request.query.get("last_event_id")
-    if not raw:
+    raw = _last_event_text(request)
+    if raw is None:
         return None
     try:
         return parse_cursor(raw)
+    except ValueError as exc:
+        raise bad_request(f"Last-Event-ID: {exc}") from None
+
+
+def stream_last_event_id(request: web.Request) -> dict[str, Cursor]:
+    """A multiplexed stream's position per topic, from the same header or parameter (empty
+    without one)."""
+    raw = _last_event_text(request)
+    if raw is None:
+        return {}
+    try:
+        return parse_stream_cursor(raw)
     except ValueError as exc:
         raise bad_request(f"Last-Event-ID: {exc}") from None
 

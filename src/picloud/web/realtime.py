@@ -1,4 +1,5 @@
-"""``GET /realtime/topics/{topic}``: Server-Sent Events on the app's own host (SPEC §6).
+"""``GET /realtime/topics/{topic}`` and ``GET /realtime?topic=a&topic=b``: Server-Sent
+Events on the app's own host (SPEC §6), one topic or several on one connection.
 
 Host -> app (404), token from ``Authorization: Bearer`` or ``?token=``, then
 ``picloud.authorize_subscribe`` (not_found -> 404, unauthorized -> 401, generic bodies),
@@ -14,19 +15,23 @@ incarnation's first retained message. Event ids are resume cursors
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
+from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from picloud.realtime.cursor import Cursor
 from picloud.realtime.hub import Subscriber
+from picloud.realtime.mux import Mux
 from picloud.realtime.relay import FETCH_PAGE, Relay
 from picloud.realtime.sse import OPENED, Frame, history_truncated, reset
 from picloud.web.auth import bearer_token
-from picloud.web.errors import ApiError, not_found
-from picloud.web.params import last_event_id
+from picloud.web.errors import ApiError, bad_request, not_found
+from picloud.web.params import last_event_id, stream_last_event_id
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 from picloud.web.state import state_of
@@ -65,6 +70,66 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         )
 
 
+@routes.get(
+    "/realtime",
+    "Subscribe to several topics over one Server-Sent Events stream (?topic= repeated)",
+    "realtime",
+    query=("topic", "token", "last_event_id"),
+    headers=("Last-Event-ID",),
+    response_content="text/event-stream",
+    statuses=(401, 404, 429),
+)
+async def subscribe_many(request: web.Request) -> web.StreamResponse:
+    topics = request.query.getall("topic", [])
+    limit = state_of(request).settings.realtime_max_topics_per_stream
+    if not topics:
+        raise bad_request("name at least one ?topic=")
+    if len(topics) > limit:
+        raise bad_request(f"at most {limit} topics on one stream")
+    if len(set(topics)) != len(topics):
+        raise bad_request("a topic is named twice")
+    resume = stream_last_event_id(request)
+    token = bearer_token(request) or request.query.get("token")
+    params = {"host": request.host, "topics": topics, "token": token}
+    rows = await fetch_all(request, "subscribe_check_many", params)
+    # Authorised per topic as the single-topic route; one refusal refuses the whole stream
+    # with that route's status, never saying which topic.
+    if rows[0]["app_id"] is None or any(r["verdict"] == "not_found" for r in rows):
+        raise not_found()
+    if any(r["verdict"] != "allow" for r in rows):
+        raise ApiError(401, "unauthorized", "not authorized to subscribe")
+    starts = [
+        Start(r["topic"], r["epoch"], r["head"], r["oldest"], resume.get(r["topic"])) for r in rows
+    ]
+    with subscriber_slot(request, rows[0]["app_id"]):
+        return await serve_topics(request, rows[0]["app_id"], starts, multiplexed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where one topic of a stream starts, read after the caller authorised it: the topic's
+    incarnation (``epoch``), last sequence number (``head``), oldest retained one
+    (``oldest``) and the client's position (``resume``)."""
+
+    topic: str
+    epoch: int
+    head: int
+    oldest: int | None
+    resume: Cursor | None
+
+
+def _start_at(start: Start) -> tuple[int, Literal["reset", "truncated"] | None]:
+    """The last sequence number already seen of a topic, and what the client must be told."""
+    first = start.oldest if start.oldest is not None else start.head + 1
+    resume = start.resume
+    if resume is None:
+        return start.head, None
+    if resume.seq > start.head or resume.epoch not in (None, start.epoch):
+        # Not a position in this incarnation (a plain id is taken as one of it).
+        return first - 1, "reset"
+    return resume.seq, "truncated" if first > resume.seq + 1 else None
+
+
 async def serve_stream(
     request: web.Request,
     app_uuid: uuid.UUID,
@@ -76,12 +141,25 @@ async def serve_stream(
     *,
     operator: bool = False,
 ) -> web.StreamResponse:
-    """Stream one topic: replay after ``resume`` from the log, then go live on the hub.
+    """Stream one topic: replay after ``resume`` from the log, then go live on the hub
+    (also used by the dashboard's API-key stream route)."""
+    start = Start(topic, epoch, head, oldest, resume)
+    return await serve_topics(request, app_uuid, [start], operator=operator, multiplexed=False)
 
-    ``epoch`` is the topic's incarnation, ``head`` its last sequence number and ``oldest``
-    its oldest retained one, read after the caller authorised the subscription (also used
-    by the dashboard's API-key stream route).
-    """
+
+async def serve_topics(
+    request: web.Request,
+    app_uuid: uuid.UUID,
+    starts: list[Start],
+    *,
+    operator: bool = False,
+    multiplexed: bool,
+) -> web.StreamResponse:
+    """Stream topics on one connection: each replays after its position from the log while
+    the hub keeps its live frames in a backlog; the backlogs (without what the replays
+    sent) follow, and then all go live at once. A multiplexed stream's frames carry one
+    cursor for all its topics (picloud.realtime.mux); its first frame is that cursor alone,
+    so a client can resume even before any message."""
     state = state_of(request)
     relay = state.roles.get("relay")
     if not isinstance(relay, Relay):
@@ -89,18 +167,25 @@ async def serve_stream(
     if request.transport is None:
         raise ConnectionResetError("client went away")
 
-    first = oldest if oldest is not None else head + 1
+    chunked = request.version >= HttpVersion11
+    cursors = [_start_at(s) for s in starts]
+    mux = (
+        Mux(
+            {s.topic: (s.epoch, c) for s, (c, _) in zip(starts, cursors, strict=True)},
+            chunked=chunked,
+        )
+        if multiplexed
+        else None
+    )
     preamble = OPENED
-    if resume is None:
-        cursor = head
-    elif resume.seq > head or resume.epoch not in (None, epoch):
-        # Not a position in this incarnation (a plain id is taken as one of it).
-        cursor = first - 1
-        preamble += reset(topic, epoch, oldest, cursor)
-    else:
-        cursor = resume.seq
-        if first > cursor + 1:
-            preamble += history_truncated(cursor, first)
+    for s, (cursor, notice) in zip(starts, cursors, strict=True):
+        if notice == "reset":
+            preamble += reset(s.topic, s.epoch, s.oldest, cursor, mux.cursor() if mux else None)
+        elif notice == "truncated":
+            first = s.oldest if s.oldest is not None else s.head + 1
+            preamble += history_truncated(cursor, first, s.topic if mux else None)
+    if mux is not None:
+        preamble += b"id: %b\n\n" % mux.cursor()
 
     # A small kernel send buffer: without it, loopback autotuning lets a client that never
     # reads pin megabytes in the kernel before the hub's limits see anything.
@@ -108,7 +193,6 @@ async def serve_stream(
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, state.settings.realtime_socket_sndbuf)
     response = web.StreamResponse(headers=SSE_HEADERS)
-    chunked = request.version >= HttpVersion11
     if chunked:
         response.enable_chunked_encoding()
     await response.prepare(request)
@@ -116,27 +200,56 @@ async def serve_stream(
     if transport is None:
         raise ConnectionResetError("client went away")
     app_id = str(app_uuid)
-    sub = Subscriber((app_id, topic), transport, chunked=chunked, cursor=cursor, operator=operator)
-    channel, created = relay.hub.subscribe(sub, head, epoch)
-    if created:
-        relay.channel_created(sub.key)
+    subs: list[tuple[Subscriber, Start]] = []
+    replays: list[bool] = []
     try:
+        for s, (cursor, _) in zip(starts, cursors, strict=True):
+            sub = Subscriber(
+                (app_id, s.topic),
+                transport,
+                chunked=chunked,
+                cursor=cursor,
+                operator=operator,
+                mux=mux,
+            )
+            channel, created = relay.hub.subscribe(sub, s.head, s.epoch)
+            subs.append((sub, s))
+            if created:
+                relay.channel_created(sub.key)
+            replays.append(sub.cursor < max(s.head, channel.last_seq))
         await response.write(preamble)
-        if sub.cursor < max(head, channel.last_seq):
-            await _replay(request, response, sub, app_uuid, topic, epoch)
-        # Frames the hub kept while we replayed, without what the replay already sent.
-        while sub.backlog and not sub.done.done():
-            frames, sub.backlog, sub.backlog_bytes = sub.backlog, [], 0
-            data = b"".join(f.raw for f in frames if f.seq > sub.cursor)
-            if data:
-                sub.cursor = max(sub.cursor, frames[-1].seq)
-                await response.write(data)
-        if not sub.done.done():
-            sub.go_live()
-        await sub.done
+        for (sub, s), replay in zip(subs, replays, strict=True):
+            if replay and not _ended(subs):
+                await _replay(request, response, sub, app_uuid, s.topic, s.epoch)
+        # Frames the hub kept while we replayed, without what the replays already sent;
+        # then all topics go live together (no await in between).
+        while not _ended(subs) and any(sub.backlog for sub, _ in subs):
+            for sub, _ in subs:
+                frames, sub.backlog, sub.backlog_bytes = sub.backlog, [], 0
+                await _write(response, sub, [f for f in frames if f.seq > sub.cursor])
+        if not _ended(subs):
+            for sub, _ in subs:
+                sub.go_live()
+        await asyncio.wait([sub.done for sub, _ in subs], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        relay.hub.unsubscribe(sub)
+        for sub, _ in subs:
+            relay.hub.unsubscribe(sub)
     return response
+
+
+def _ended(subs: list[tuple[Subscriber, Start]]) -> bool:
+    return any(sub.done.done() for sub, _ in subs)
+
+
+async def _write(response: web.StreamResponse, sub: Subscriber, frames: list[Frame]) -> None:
+    """Write frames of ``sub``'s topic outside the hub (replay, backlog)."""
+    if not frames:
+        return
+    sub.cursor = frames[-1].seq
+    if sub.mux is None:
+        await response.write(b"".join(f.raw for f in frames))
+    else:
+        await response.write(b"".join(sub.mux.encode(sub.key[1], frames)))
 
 
 async def _replay(
@@ -158,7 +271,6 @@ async def _replay(
         rows = await fetch_all(request, "replay_messages", params)
         if not rows:
             return
-        await response.write(b"".join(Frame.message(epoch, r["seq"], r["data"]).raw for r in rows))
-        sub.cursor = rows[-1]["seq"]
+        await _write(response, sub, [Frame.message(epoch, r["seq"], r["data"]) for r in rows])
         if len(rows) < FETCH_PAGE:
             return

@@ -17,6 +17,7 @@ from picloud.web.jsonio import (
     get_bool,
     get_int,
     get_str,
+    get_str_list,
     json_response,
     read_object,
     read_patch,
@@ -307,5 +308,38 @@ async def mint_token(request: web.Request) -> web.Response:
         "subject": get_str(body, "subject", required=False),
     }
     row = await fetch_one(request, "mint_token", params)
+    assert row is not None
+    return json_response({"token": row["token"], "expires_at": row["expires_at"]}, status=201)
+
+
+@routes.post(
+    "/api/v1/apps/{app_id}/tokens",
+    "Mint a subscriber token for several topics (one multiplexed stream, GET /realtime)",
+    "topics",
+    capability="tokens:mint",
+    ok_status=201,
+    request_body={
+        "type": "object",
+        "required": ["topics"],
+        "properties": {
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "ttl_seconds": {"type": "integer"},
+            "subject": {"type": "string", "description": "the app's user id"},
+        },
+    },
+)
+async def mint_stream_token(request: web.Request) -> web.Response:
+    _, app = await require_app(request, "tokens:mint")
+    body = await read_object(request, {"topics", "ttl_seconds", "subject"})
+    topics = [topic_name(t) for t in get_str_list(body, "topics")]
+    if not topics:
+        raise bad_request("'topics' must name at least one topic")
+    params = {
+        "app_id": app["id"],
+        "topics": topics,
+        "ttl_seconds": get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600,
+        "subject": get_str(body, "subject", required=False),
+    }
+    row = await fetch_one(request, "mint_stream_token", params)
     assert row is not None
     return json_response({"token": row["token"], "expires_at": row["expires_at"]}, status=201)

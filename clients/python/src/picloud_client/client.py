@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar, cast, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -142,7 +142,7 @@ class AsyncPiCloud:
     def subscribe(
         self,
         host: str | None,
-        topic: str,
+        topic: str | Sequence[str],
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,
@@ -155,11 +155,18 @@ class AsyncPiCloud:
         the base URL's own host, when that is already the app's domain). The token goes in
         ``Authorization``, never in the URL. ``get_token`` is awaited (or called) before every
         connect and after a 401; the stream resumes with ``Last-Event-ID`` after any drop.
+        A list of topics opens one stream for all of them (``GET /realtime?topic=…``); its
+        messages say their topic, and the one cursor resumes each where it was.
         """
+        if isinstance(topic, str):
+            path, name = f"/realtime/topics/{_seg(topic)}", topic
+        else:
+            path = "/realtime?" + urlencode([("topic", t) for t in topic])
+            name = ",".join(topic)
         return Subscription(
             self._core,
-            f"/realtime/topics/{_seg(topic)}",
-            topic=topic,
+            path,
+            topic=name,
             host=host,
             token=token,
             get_token=get_token,
@@ -304,6 +311,13 @@ class AsyncApp:
         if publish:
             body["publish"] = True
         return cast(SubscriberToken, await self._json("POST", path, json=body))
+
+    async def mint_stream_token(
+        self, topics: Sequence[str], ttl_seconds: int | None = None, subject: str | None = None
+    ) -> SubscriberToken:
+        """A token for one stream of several topics (``tokens:mint``)."""
+        body = _drop_none(topics=list(topics), ttl_seconds=ttl_seconds, subject=subject)
+        return cast(SubscriberToken, await self._json("POST", "/tokens", json=body))
 
     def subscribe(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ class HistoryTruncated:
 
     requested: int
     oldest: int
+    topic: str | None = None  # which topic, on a stream of several
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,10 @@ def _int(obj: dict[str, Any], name: str) -> int:
 
 def parse_history_truncated(data: str) -> HistoryTruncated:
     obj = _object(data)
-    return HistoryTruncated(_int(obj, "requested"), _int(obj, "oldest"))
+    topic = obj.get("topic")
+    return HistoryTruncated(
+        _int(obj, "requested"), _int(obj, "oldest"), topic if isinstance(topic, str) else None
+    )
 
 
 def parse_reset(data: str) -> Reset:
@@ -82,15 +88,35 @@ def parse_reset(data: str) -> Reset:
 _CURSOR = re.compile(r"(?:v1\.[0-9]{1,19}\.)?([0-9]{1,19})")
 
 
+def _stream_seq(event_id: str, topic: str) -> int | None:
+    """The topic's sequence number in a multiplexed stream's cursor ``v1m.<base64url of
+    '<epoch>.<seq>.<topic>' entries joined by ','>``."""
+    if not event_id.startswith("v1m."):
+        return None
+    body = event_id[4:]
+    try:
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    for entry in payload.split(","):
+        _epoch, _, rest = entry.partition(".")
+        seq, _, name = rest.partition(".")
+        if name == topic and seq.isascii() and seq.isdigit():
+            return int(seq)
+    return None
+
+
 def parse_message_fields(event_id: str, data: str) -> tuple[int, str, Any, str]:
     """The sequence number, topic, payload and published_at of a message frame."""
-    found = _CURSOR.fullmatch(event_id)
-    if found is None:
-        raise ProtocolError(f"message id is not a stream cursor: {event_id!r}")
     obj = _object(data)
+    topic = str(obj.get("topic", ""))
+    found = _CURSOR.fullmatch(event_id)
+    seq = int(found[1]) if found is not None else _stream_seq(event_id, topic)
+    if seq is None:
+        raise ProtocolError(f"message id is not a stream cursor: {event_id!r}")
     return (
-        int(found[1]),
-        str(obj.get("topic", "")),
+        seq,
+        topic,
         obj.get("message"),
         str(obj.get("published_at", "")),
     )

@@ -1,4 +1,5 @@
-"""A resuming subscription to one topic's Server-Sent Events.
+"""A resuming subscription to one topic's Server-Sent Events, or to several topics on one
+stream (``GET /realtime?topic=…``, whose single cursor holds every topic's position).
 
 After any drop it reconnects with ``Last-Event-ID`` (the id of the last message it
 yielded), so the server replays exactly what was missed. Reconnects back off
@@ -169,6 +170,12 @@ class Subscription(Generic[T]):
             attempt += 1
 
     def _event(self, name: str, event_id: str, data: str) -> Event[T] | None:
+        if name == "message" and not data:
+            # A cursor alone (a stream of several topics opens with one), or the blank
+            # line after a comment: only the position moves.
+            if event_id:
+                self.last_event_id = event_id
+            return None
         if name == "message":
             seq, topic, payload, published_at = parse_message_fields(event_id, data)
             # Past it before validating: a payload that fails validation raises from the

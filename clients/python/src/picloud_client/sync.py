@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
@@ -149,7 +149,7 @@ class PiCloud:
     def subscribe(
         self,
         host: str | None,
-        topic: str,
+        topic: str | Sequence[str],
         *,
         token: str | None = None,
         get_token: TokenSource | None = None,

@@ -6,7 +6,7 @@
 
 import { createContext, createElement, useContext, useEffect, useRef, useState } from "react";
 import type { ReactNode } from "react";
-import { initialSubscriptionState, withMessage, withStatus } from "@picloud/client";
+import { initialSubscriptionState, withMessage, withStatus, withoutTopic } from "@picloud/client";
 import type {
   PiCloudClient,
   SubscribeOptions,
@@ -58,9 +58,11 @@ function idleState<T>(): SubscriptionState<T> {
  * resubscribing; a change of client, topic, static `token` or `keep` resubscribes.
  */
 export function useSubscription<T = unknown>(
-  topic: string | null | undefined,
+  topic: string | readonly string[] | null | undefined,
   options: UseSubscriptionOptions<T> = {},
 ): SubscriptionState<T> {
+  // A list of topics is one stream; a new array with the same topics is the same stream.
+  const topicKey = typeof topic === "string" || topic == null ? topic : JSON.stringify(topic);
   const contextClient = useContext(ClientContext);
   const client = options.client ?? contextClient;
   if (client === null) {
@@ -77,16 +79,18 @@ export function useSubscription<T = unknown>(
   const token = options.token;
 
   useEffect(() => {
-    if (topic === null || topic === undefined || !enabled) {
+    if (topicKey === null || topicKey === undefined || !enabled) {
       setState((prev) => (prev.status.state === "closed" ? prev : idleState<T>()));
       return undefined;
     }
+    const topics: string | readonly string[] =
+      typeof topic === "string" ? topicKey : (JSON.parse(topicKey) as string[]);
     let active = true;
     setState(initialSubscriptionState<T>());
     const current = latest.current;
     const firstValidate = current.validate;
     const unsubscribe = client.subscribe<T>(
-      topic,
+      topics,
       (message) => {
         if (!active) return;
         setState((prev) => withMessage(prev, message, keep));
@@ -121,8 +125,8 @@ export function useSubscription<T = unknown>(
           latest.current.onHistoryTruncated?.(info);
         },
         onReset: (info) => {
-          // The topic started over: what was kept is from its previous incarnation.
-          if (active) setState((prev) => ({ ...prev, messages: [], last: undefined, reset: info }));
+          // The topic started over: what was kept of it is from its previous incarnation.
+          if (active) setState((prev) => withoutTopic(prev, info));
           latest.current.onReset?.(info);
         },
       },
@@ -131,7 +135,8 @@ export function useSubscription<T = unknown>(
       active = false;
       unsubscribe();
     };
-  }, [client, topic, enabled, token, keep]);
+    // topicKey stands for topic (a list compared by its contents).
+  }, [client, topicKey, enabled, token, keep]);
 
   return state;
 }

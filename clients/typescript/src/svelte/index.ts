@@ -7,7 +7,7 @@
 
 import { readable } from "svelte/store";
 import type { Readable } from "svelte/store";
-import { initialSubscriptionState, withMessage, withStatus } from "@picloud/client";
+import { initialSubscriptionState, withMessage, withStatus, withoutTopic } from "@picloud/client";
 import type { PiCloudClient, SubscribeOptions, SubscriptionState } from "@picloud/client";
 
 export type { SubscriptionState } from "@picloud/client";
@@ -20,7 +20,7 @@ export interface SubscriptionStoreOptions<T> extends Omit<SubscribeOptions<T>, "
 /** A readable store of `topic`'s messages: `$messages.last`, `$messages.status`, … */
 export function subscriptionStore<T = unknown>(
   client: PiCloudClient,
-  topic: string,
+  topic: string | readonly string[],
   options: SubscriptionStoreOptions<T> = {},
 ): Readable<SubscriptionState<T>> {
   const keep = Math.max(1, options.keep ?? 100);
@@ -56,8 +56,8 @@ export function subscriptionStore<T = unknown>(
           options.onHistoryTruncated?.(info);
         },
         onReset: (info) => {
-          // The topic started over: what was kept is from its previous incarnation.
-          update({ ...state, messages: [], last: undefined, reset: info });
+          // The topic started over: what was kept of it is from its previous incarnation.
+          update(withoutTopic(state, info));
           options.onReset?.(info);
         },
       },

@@ -12,7 +12,10 @@ function frame(id: number, message: unknown): string {
   return `id: ${id}\ndata: ${JSON.stringify({ topic: "room", message, published_at: "t" })}\n\n`;
 }
 
-function Messages(props: { topic: string | null; options?: UseSubscriptionOptions<string> }) {
+function Messages(props: {
+  topic: string | readonly string[] | null;
+  options?: UseSubscriptionOptions<string>;
+}) {
   const { messages, status } = useSubscription<string>(props.topic, props.options);
   return createElement(
     "div",
@@ -80,6 +83,30 @@ describe("useSubscription", () => {
     });
     expect(onReset).toHaveBeenCalledWith({ topic: "room", epoch: 2, oldest: 1 });
     expect(screen.getAllByRole("listitem").map((li) => li.textContent)).toEqual(["new one"]);
+  });
+
+  it("follows a list of topics on one stream; a reset drops only that topic's messages", async () => {
+    const stream = sseStream();
+    const net = scriptedFetch([stream]);
+    const client = createClient({ baseUrl: "http://a.localhost", fetch: net.fetch });
+    const on = (topic: string, id: string, message: string): string =>
+      `id: ${id}\ndata: ${JSON.stringify({ topic, message, published_at: "t" })}\n\n`;
+    const view = render(createElement(Messages, { topic: ["room", "lobby"], options: { client } }));
+    await act(async () => flush());
+    // A new array with the same topics is the same stream.
+    view.rerender(createElement(Messages, { topic: ["room", "lobby"], options: { client } }));
+    await act(async () => {
+      stream.push(on("room", "v1m.c1", "r1") + on("lobby", "v1m.c2", "l1") + on("room", "v1m.c3", "r2"));
+      await flush();
+    });
+    expect(net.calls.map((c) => c.url)).toEqual(["http://a.localhost/realtime?topic=room&topic=lobby"]);
+    expect(screen.getAllByRole("listitem").map((li) => li.textContent)).toEqual(["r1", "l1", "r2"]);
+    await act(async () => {
+      stream.push('id: v1m.c4\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":null}\n\n');
+      await flush();
+    });
+    expect(screen.getAllByRole("listitem").map((li) => li.textContent)).toEqual(["l1"]);
+    view.unmount();
   });
 
   it("resubscribes when the topic changes and not on a re-render with new callbacks", async () => {

@@ -37,6 +37,29 @@ describe("subscriptionStore", () => {
     expect(net.calls[0]?.signal?.aborted).toBe(true);
   });
 
+  it("follows a list of topics on one stream; a reset drops only that topic's messages", async () => {
+    const stream = sseStream();
+    const net = scriptedFetch([stream]);
+    const client = createClient({ baseUrl: "http://a.localhost", fetch: net.fetch });
+    const store = subscriptionStore<string>(client, ["room", "lobby"]);
+    const stop = store.subscribe(() => undefined);
+    await flush();
+    const on = (topic: string, id: string, message: string): string =>
+      `id: ${id}\ndata: ${JSON.stringify({ topic, message, published_at: "t" })}\n\n`;
+    stream.push(on("room", "v1m.c1", "r1") + on("lobby", "v1m.c2", "l1"));
+    await flush();
+    expect(net.calls.map((c) => c.url)).toEqual(["http://a.localhost/realtime?topic=room&topic=lobby"]);
+    expect(get(store).messages.map((m) => [m.topic, m.message])).toEqual([
+      ["room", "r1"],
+      ["lobby", "l1"],
+    ]);
+    stream.push('id: v1m.c3\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":null}\n\n');
+    await flush();
+    expect(get(store).messages.map((m) => m.message)).toEqual(["l1"]);
+    expect(get(store).last?.message).toBe("l1");
+    stop();
+  });
+
   it("reports history_truncated and passes options through", async () => {
     const stream = sseStream();
     const net = scriptedFetch([stream]);
