@@ -40,7 +40,8 @@ COMMENT ON FUNCTION picloud.app_signing_key(uuid) IS
     'The app''s current token signing key and its version, created on first use (race-free).';
 
 CREATE OR REPLACE FUNCTION picloud.sign_subscriber_token(
-    app_id uuid, topics text[], ttl interval, can_publish boolean, subject text)
+    app_id uuid, topics text[], ttl interval, can_publish boolean, subject text,
+    info jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -59,6 +60,13 @@ BEGIN
         RAISE EXCEPTION 'subject must be 1-256 characters without control characters'
             USING ERRCODE = '22023';
     END IF;
+    IF sign_subscriber_token.info IS NOT NULL
+       AND (sign_subscriber_token.subject IS NULL
+            OR jsonb_typeof(sign_subscriber_token.info) <> 'object'
+            OR octet_length(sign_subscriber_token.info::text) > 1024) THEN
+        RAISE EXCEPTION 'info must be a JSON object of at most 1024 bytes, with a subject'
+            USING ERRCODE = '22023';
+    END IF;
     IF coalesce(cardinality(sign_subscriber_token.topics), 0) = 0
        OR array_position(sign_subscriber_token.topics, NULL) IS NOT NULL
        OR (SELECT count(DISTINCT u) FROM unnest(sign_subscriber_token.topics) u)
@@ -75,7 +83,9 @@ BEGIN
     SELECT k.signing_key, k.key_version INTO v_key, v_version
       FROM picloud.app_signing_key(sign_subscriber_token.app_id) k;
     -- A plain subscribe token for one topic keeps the original payload; several topics are
-    -- joined by ',' (which no topic name contains); grants and subject follow after a space.
+    -- joined by ',' (which no topic name contains); grants and subject follow after a space,
+    -- and the info object (JSON text, which holds no raw control character) after U+001E
+    -- (which a subject never contains).
     v_payload := convert_to(
         v_version || '.' || floor(extract(epoch FROM now() + sign_subscriber_token.ttl))::bigint
         || '.' || sign_subscriber_token.app_id || '.'
@@ -84,6 +94,7 @@ BEGIN
                      OR sign_subscriber_token.subject IS NOT NULL
                 THEN ' ' || CASE WHEN sign_subscriber_token.can_publish THEN 'p' ELSE '-' END
                      || coalesce(' ' || sign_subscriber_token.subject, '')
+                     || coalesce(chr(30) || sign_subscriber_token.info::text, '')
                 ELSE '' END, 'UTF8');
     v_token := picloud.base64url_encode(v_payload) || '.' || picloud.base64url_encode(
         picloud.hmac_sha256(v_key, convert_to('picloud-subscriber.', 'UTF8') || v_payload));
@@ -94,8 +105,8 @@ BEGIN
     RETURN v_token;
 END
 $$;
-COMMENT ON FUNCTION picloud.sign_subscriber_token(uuid, text[], interval, boolean, text) IS
-    'Sign a subscriber token for these topics of one app (the shared body of the picloud.subscriber_token forms). P0002 when a topic does not exist; 22023 for a bad ttl, subject or topic list, or a token longer than 4096 characters.';
+COMMENT ON FUNCTION picloud.sign_subscriber_token(uuid, text[], interval, boolean, text, jsonb) IS
+    'Sign a subscriber token for these topics of one app (the shared body of the picloud.subscriber_token forms); info (a JSON object of at most 1024 bytes, only with a subject) rides in it for presence. P0002 when a topic does not exist; 22023 for a bad ttl, subject, info or topic list, or a token longer than 4096 characters.';
 
 CREATE OR REPLACE FUNCTION picloud.subscriber_token(
     app_id uuid, topic text, ttl interval DEFAULT '1 hour', can_publish boolean DEFAULT false,
@@ -110,24 +121,26 @@ COMMENT ON FUNCTION picloud.subscriber_token(uuid, text, interval, boolean, text
     'Mint a subscriber token for one topic of one app, valid for ttl (at most 30 days), signed with the app''s current key (created on first use); can_publish also lets it publish to that topic (POST /realtime/topics/{topic}/messages), and subject (1-256 characters) rides in the frames it publishes as "from". P0002 when the topic does not exist, 22023 for a bad ttl or subject.';
 
 CREATE OR REPLACE FUNCTION picloud.subscriber_token(
-    app_id uuid, topics text[], ttl interval, subject text DEFAULT NULL)
+    app_id uuid, topics text[], ttl interval, subject text DEFAULT NULL, info jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE sql VOLATILE AS $$
     SELECT picloud.sign_subscriber_token(subscriber_token.app_id, subscriber_token.topics,
-                                         subscriber_token.ttl, false, subscriber_token.subject)
+                                         subscriber_token.ttl, false, subscriber_token.subject,
+                                         subscriber_token.info)
 $$;
-COMMENT ON FUNCTION picloud.subscriber_token(uuid, text[], interval, text) IS
-    'Mint a subscriber token for several topics of one app (one multiplexed stream, GET /realtime?topic=...), valid for ttl (at most 30 days); it may subscribe to each of them and publish to none; subject (1-256 characters) names the app''s user. P0002 when a topic does not exist; 22023 for a bad ttl, subject or topic list (empty, NULL or repeated names), or when the token would exceed 4096 characters.';
+COMMENT ON FUNCTION picloud.subscriber_token(uuid, text[], interval, text, jsonb) IS
+    'Mint a subscriber token for several topics of one app (one multiplexed stream, GET /realtime?topic=...), valid for ttl (at most 30 days); it may subscribe to each of them and publish to none; subject (1-256 characters) names the app''s user, and info (a JSON object of at most 1024 bytes, only with a subject) is what presence shows of them. P0002 when a topic does not exist; 22023 for a bad ttl, subject, info or topic list (empty, NULL or repeated names), or when the token would exceed 4096 characters.';
 
 CREATE OR REPLACE FUNCTION picloud.subscriber_token_claims(token text)
 RETURNS TABLE (key_version integer, expires_at timestamptz, app_id uuid, topic text,
-               topics text[], can_publish boolean, subject text)
+               topics text[], can_publish boolean, subject text, info jsonb)
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     v_fields text[];
 BEGIN
     -- What a token says, WITHOUT checking its signature (for display and diagnosis).
-    -- Payload: '<version>.<expiry>.<app>.<topic>[,<topic>...]' [' ' ('p' | '-') [' ' <subject>]].
+    -- Payload: '<version>.<expiry>.<app>.<topic>[,<topic>...]'
+    --          [' ' ('p' | '-') [' ' <subject> [U+001E <info JSON object>]]].
     IF subscriber_token_claims.token IS NULL
        OR length(subscriber_token_claims.token) > 4096
        OR subscriber_token_claims.token !~ '^[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{43}$' THEN
@@ -136,7 +149,7 @@ BEGIN
     v_fields := regexp_match(
         convert_from(picloud.base64url_decode(split_part(subscriber_token_claims.token, '.', 1)),
                      'UTF8'),
-        '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_.:-]{1,128}(?:,[A-Za-z0-9_.:-]{1,128})*)(?: ([p-])(?: ([^[:cntrl:]]+))?)?$');
+        '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_.:-]{1,128}(?:,[A-Za-z0-9_.:-]{1,128})*)(?: ([p-])(?: ([^[:cntrl:]]+)(?:\x1e(\{[^\x1e]*\}))?)?)?$');
     IF v_fields IS NULL OR length(v_fields[6]) > 256 THEN
         RETURN;
     END IF;
@@ -147,13 +160,14 @@ BEGIN
     topic := CASE WHEN cardinality(topics) = 1 THEN topics[1] END;
     can_publish := coalesce(v_fields[5] = 'p', false);
     subject := v_fields[6];
+    info := v_fields[7]::jsonb;
     RETURN NEXT;
 EXCEPTION WHEN data_exception THEN
     RETURN;  -- not base64url, not UTF-8: not a token
 END
 $$;
 COMMENT ON FUNCTION picloud.subscriber_token_claims(text) IS
-    'The claims of a subscriber token (key version, expiry, app, its topics (topic: the one topic of a single-topic token, else NULL), publish grant, subject) WITHOUT verifying it; no row when it is malformed.';
+    'The claims of a subscriber token (key version, expiry, app, its topics (topic: the one topic of a single-topic token, else NULL), publish grant, subject, info) WITHOUT verifying it; no row when it is malformed.';
 
 CREATE OR REPLACE FUNCTION picloud.verified_token_claims(app_id uuid, topic text, token text)
 RETURNS TABLE (can_publish boolean, subject text)

@@ -17,6 +17,8 @@ def test_defaults() -> None:
     assert s.database_url is None and s.data_dir == Path(".picloud")
     assert s.files_root == Path(".picloud/files")
     assert s.realtime_heartbeat_sec == 30 and s.realtime_broadcast_capacity == 64
+    assert s.presence_timeout_sec == 30
+    assert load_settings({"PICLOUD_PRESENCE_TIMEOUT_SEC": "2.5"}).presence_timeout_sec == 2.5
     assert s.realtime_retention_sec == 86400 and s.max_message_bytes == 65536
     assert s.cron_tick_interval_ms == 30000 and s.dispatch_lease_sec == 30
     assert s.files_orphan_sweep_interval_sec == 21600 and s.files_orphan_tmp_ttl_sec == 3600
@@ -51,6 +53,11 @@ def test_values_are_parsed() -> None:
         ("PICLOUD_REALTIME_HEARTBEAT_SEC", "0"),
         ("PICLOUD_REALTIME_HEARTBEAT_SEC", "soon"),
         ("PICLOUD_REALTIME_BROADCAST_CAPACITY", "-1"),
+        ("PICLOUD_PRESENCE_TIMEOUT_SEC", "0"),
+        ("PICLOUD_PRESENCE_TIMEOUT_SEC", "0.5"),
+        ("PICLOUD_PRESENCE_TIMEOUT_SEC", "86401"),
+        ("PICLOUD_PRESENCE_TIMEOUT_SEC", "nan"),
+        ("PICLOUD_PRESENCE_TIMEOUT_SEC", "half a minute"),
         ("PICLOUD_REALTIME_SOCKET_SNDBUF", "1024"),
         ("PICLOUD_REALTIME_SOCKET_SNDBUF", "big"),
         ("PICLOUD_REALTIME_MAX_PENDING_BYTES", "0"),

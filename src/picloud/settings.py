@@ -43,6 +43,7 @@ class Settings:
     realtime_max_topics_per_stream: int = 32
     webhook_allowed_networks: Networks = ()
     realtime_heartbeat_sec: float = 30.0
+    presence_timeout_sec: float = 30.0
     realtime_broadcast_capacity: int = 64
     realtime_socket_sndbuf: int = 64 * 1024
     realtime_max_pending_bytes: int = 1024 * 1024
@@ -89,6 +90,13 @@ def _positive_int(raw: str) -> int:
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0 or value == float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def _presence_timeout(raw: str) -> float:
+    value = float(raw)
+    if not 1 <= value <= 86400:
         raise ValueError(raw)
     return value
 
@@ -251,6 +259,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         realtime_heartbeat_sec=_get(
             env, "PICLOUD_REALTIME_HEARTBEAT_SEC", _positive_float, 30.0, "a positive number"
+        ),
+        presence_timeout_sec=_get(
+            env,
+            "PICLOUD_PRESENCE_TIMEOUT_SEC",
+            _presence_timeout,
+            30.0,
+            "a number of seconds from 1 to 86400",
         ),
         realtime_broadcast_capacity=_get(
             env, "PICLOUD_REALTIME_BROADCAST_CAPACITY", _positive_int, 64, "a positive integer"

@@ -1,32 +1,40 @@
 -- name: subscribe_check
 -- For an SSE subscription: the app behind the Host header, the authorisation verdict,
--- the topic's epoch, its last sequence number and the oldest retained one.
+-- the topic's epoch, its last sequence number and the oldest retained one, whether it has
+-- presence and who the token says the subscriber is there ({"subject","info"} or NULL).
 SELECT r.app_id,
        CASE WHEN r.app_id IS NOT NULL
             THEN picloud.authorize_subscribe(r.app_id, %(topic)s, %(token)s) END AS verdict,
        t.epoch, t.last_seq AS head,
        (SELECT min(m.seq) FROM picloud.messages m
-         WHERE m.app_id = r.app_id AND m.topic = %(topic)s) AS oldest
+         WHERE m.app_id = r.app_id AND m.topic = %(topic)s) AS oldest,
+       coalesce(t.presence, false) AS presence,
+       CASE WHEN t.presence THEN picloud.presence_identity(r.app_id, %(topic)s, %(token)s) END
+           AS identity
   FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
   LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = %(topic)s;
 
 -- name: subscribe_check_many
 -- For a multiplexed SSE stream: per requested topic (in request order), the app behind the
--- Host header, the authorisation verdict, the topic's epoch, head and oldest retained seq.
+-- Host header, the authorisation verdict, the topic's epoch, head and oldest retained seq,
+-- whether it has presence and who the token says the subscriber is there.
 SELECT r.app_id, c.topic,
        CASE WHEN r.app_id IS NOT NULL
             THEN picloud.authorize_subscribe(r.app_id, c.topic, %(token)s) END AS verdict,
        t.epoch, t.last_seq AS head,
        (SELECT min(m.seq) FROM picloud.messages m
-         WHERE m.app_id = r.app_id AND m.topic = c.topic) AS oldest
+         WHERE m.app_id = r.app_id AND m.topic = c.topic) AS oldest,
+       coalesce(t.presence, false) AS presence,
+       CASE WHEN t.presence THEN picloud.presence_identity(r.app_id, c.topic, %(token)s) END
+           AS identity
   FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
  CROSS JOIN unnest(%(topics)s::text[]) WITH ORDINALITY AS c(topic, ord)
   LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = c.topic
  ORDER BY c.ord;
 
 -- name: relay_listen
--- Subscribe the relay's connection to published messages and to control messages.
-LISTEN picloud_realtime; LISTEN picloud_realtime_control;
+-- Subscribe the relay's connection to published messages, control messages and presence.
+LISTEN picloud_realtime; LISTEN picloud_realtime_control; LISTEN picloud_presence;
 
 -- name: replay_messages
 -- SSE frames (sequence number and data text) of one topic incarnation (epoch) after a

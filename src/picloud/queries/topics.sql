@@ -1,16 +1,16 @@
 -- name: create_topic
 -- Create a topic (name and auth_mode checked in SQL).
-SELECT app_id, name, external_subscribable, auth_mode, created_at, updated_at
+SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
   FROM picloud.create_topic(%(app_id)s, %(name)s, %(external_subscribable)s, %(auth_mode)s);
 
 -- name: list_topics
 -- An app's topics by name.
-SELECT app_id, name, external_subscribable, auth_mode, created_at, updated_at
+SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
   FROM picloud.topics WHERE app_id = %(app_id)s ORDER BY name;
 
 -- name: get_topic
 -- One topic of an app.
-SELECT app_id, name, external_subscribable, auth_mode, created_at, updated_at
+SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
   FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s;
 
 -- name: update_topic
@@ -18,9 +18,10 @@ SELECT app_id, name, external_subscribable, auth_mode, created_at, updated_at
 UPDATE picloud.topics
    SET external_subscribable = coalesce(%(external_subscribable)s, external_subscribable),
        auth_mode = coalesce(%(auth_mode)s, auth_mode),
+       presence = coalesce(%(presence)s, presence),
        updated_at = now()
  WHERE app_id = %(app_id)s AND name = %(name)s
-RETURNING app_id, name, external_subscribable, auth_mode, created_at, updated_at;
+RETURNING app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at;
 
 -- name: delete_topic
 -- Delete a topic and its messages; a trigger tells every relay to end its streams.
@@ -91,11 +92,11 @@ SELECT p.verdict, p.id, to_jsonb(p.published_at) #>> '{}' AS published_at
 
 -- name: mint_stream_token
 -- A subscriber token for several topics (one multiplexed stream), with an optional
--- subject, and its expiry.
+-- subject and info (what presence shows of it), and its expiry.
 SELECT s.token, c.expires_at
   FROM (SELECT picloud.subscriber_token(%(app_id)s, %(topics)s::text[],
                                         make_interval(secs => %(ttl_seconds)s),
-                                        %(subject)s::text) AS token) s
+                                        %(subject)s::text, %(info)s::jsonb) AS token) s
   CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;
 
 -- name: mint_token

@@ -37,6 +37,7 @@ from psycopg_pool import PoolTimeout
 from picloud.db import CONNECT_TIMEOUT_SEC, Row, application_name, connect_options
 from picloud.queries import q
 from picloud.realtime.hub import ChannelKey, Hub
+from picloud.realtime.presence import PRESENCE_CHANNEL, Presence
 from picloud.realtime.sse import Frame
 from picloud.roles import pause, role
 from picloud.web.state import AppState
@@ -64,6 +65,8 @@ class Relay:
         )
         # Frames handed to the hub per channel and round: bounded by the buffer capacity.
         self.page = max(1, min(FETCH_PAGE, state.settings.realtime_broadcast_capacity))
+        # Who is here on presence topics (picloud.realtime.presence).
+        self.presence = Presence(state, state.settings.realtime_max_pending_bytes)
         self.dirty: dict[ChannelKey, int] = {}  # channel -> highest notified seq
         self.verify: set[ChannelKey] = set()  # channels to check and catch up from the table
         self.sweep = False  # read every live channel (a wake-up, not one channel's news)
@@ -132,6 +135,7 @@ class Relay:
         beat = asyncio.create_task(self._heartbeat(), name="picloud-relay-heartbeat")
         presence = asyncio.create_task(self._presence(), name="picloud-relay-presence")
         backstop = asyncio.create_task(self._backstop(), name="picloud-relay-backstop")
+        who = asyncio.create_task(self.presence.run(), name="picloud-relay-who")
         failures = 0
         try:
             while not stopping.is_set():
@@ -148,9 +152,9 @@ class Relay:
                     await pause(stopping, delay)
         finally:
             self.listening.clear()
-            for task in (pump, beat, presence, backstop):
+            for task in (pump, beat, presence, backstop, who):
                 task.cancel()
-            await asyncio.gather(pump, beat, presence, backstop, return_exceptions=True)
+            await asyncio.gather(pump, beat, presence, backstop, who, return_exceptions=True)
             if self._reader is not None:
                 await self._reader.close()
                 self._reader = None
@@ -171,6 +175,7 @@ class Relay:
             # Anything published while nobody listened is read back from the table.
             self.verify.update(self.hub.channels)
             self.wake.set()
+            self.presence.listening_again()
             self.listening.set()
             listen = asyncio.create_task(self._consume(conn))
             stop = asyncio.create_task(self.state.stopping.wait())
@@ -193,6 +198,8 @@ class Relay:
                     if channels:
                         self.sweep = True
                         self.wake.set()
+                elif note.channel == PRESENCE_CHANNEL:
+                    self.presence.notified(note.payload)
                 elif note.channel == CONTROL_CHANNEL:
                     verb, app_id, topic = note.payload.split(" ", 2)
                     if verb == "close":

@@ -19,7 +19,7 @@ import asyncio
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
@@ -66,7 +66,15 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         raise ApiError(401, "unauthorized", "not authorized to subscribe")
     with subscriber_slot(request, check["app_id"]):
         return await serve_stream(
-            request, check["app_id"], topic, check["epoch"], check["head"], check["oldest"], resume
+            request,
+            check["app_id"],
+            topic,
+            check["epoch"],
+            check["head"],
+            check["oldest"],
+            resume,
+            presence=check["presence"],
+            identity=check["identity"],
         )
 
 
@@ -99,7 +107,16 @@ async def subscribe_many(request: web.Request) -> web.StreamResponse:
     if any(r["verdict"] != "allow" for r in rows):
         raise ApiError(401, "unauthorized", "not authorized to subscribe")
     starts = [
-        Start(r["topic"], r["epoch"], r["head"], r["oldest"], resume.get(r["topic"])) for r in rows
+        Start(
+            r["topic"],
+            r["epoch"],
+            r["head"],
+            r["oldest"],
+            resume.get(r["topic"]),
+            r["presence"],
+            r["identity"],
+        )
+        for r in rows
     ]
     with subscriber_slot(request, rows[0]["app_id"]):
         return await serve_topics(request, rows[0]["app_id"], starts, multiplexed=True)
@@ -109,13 +126,16 @@ async def subscribe_many(request: web.Request) -> web.StreamResponse:
 class Start:
     """Where one topic of a stream starts, read after the caller authorised it: the topic's
     incarnation (``epoch``), last sequence number (``head``), oldest retained one
-    (``oldest``) and the client's position (``resume``)."""
+    (``oldest``) and the client's position (``resume``); whether the topic has presence,
+    and who the subscriber is there (``identity``: {"subject","info"}, None: not present)."""
 
     topic: str
     epoch: int
     head: int
     oldest: int | None
     resume: Cursor | None
+    presence: bool = False
+    identity: dict[str, Any] | None = None
 
 
 def _start_at(start: Start) -> tuple[int, Literal["reset", "truncated"] | None]:
@@ -140,10 +160,12 @@ async def serve_stream(
     resume: Cursor | None,
     *,
     operator: bool = False,
+    presence: bool = False,
+    identity: dict[str, Any] | None = None,
 ) -> web.StreamResponse:
     """Stream one topic: replay after ``resume`` from the log, then go live on the hub
     (also used by the dashboard's API-key stream route)."""
-    start = Start(topic, epoch, head, oldest, resume)
+    start = Start(topic, epoch, head, oldest, resume, presence, identity)
     return await serve_topics(request, app_uuid, [start], operator=operator, multiplexed=False)
 
 
@@ -218,6 +240,9 @@ async def serve_topics(
                 relay.channel_created(sub.key)
             replays.append(sub.cursor < max(s.head, channel.last_seq))
         await response.write(preamble)
+        for sub, s in subs:
+            if s.presence:  # after the preamble: the stream opens with ':ok'
+                relay.presence.attach(sub, s.identity)
         for (sub, s), replay in zip(subs, replays, strict=True):
             if replay and not _ended(subs):
                 await _replay(request, response, sub, app_uuid, s.topic, s.epoch)
@@ -234,6 +259,7 @@ async def serve_topics(
     finally:
         for sub, _ in subs:
             relay.hub.unsubscribe(sub)
+            relay.presence.detach(sub)
     return response
 
 

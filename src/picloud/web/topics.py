@@ -103,17 +103,24 @@ async def get_topic(request: web.Request) -> web.Response:
     "Change a topic's flags (streams end when access narrows)",
     "topics",
     capability="topics:manage",
-    request_body={"type": "object", "properties": TOPIC_FLAGS},
+    request_body={
+        "type": "object",
+        "properties": {
+            **TOPIC_FLAGS,
+            "presence": {"type": "boolean", "description": "who is here"},
+        },
+    },
 )
 async def update_topic(request: web.Request) -> web.Response:
     _, app = await require_app(request, "topics:manage")
     name = path_topic(request)
-    body = await read_patch(request, {"external_subscribable", "auth_mode"})
+    body = await read_patch(request, {"external_subscribable", "auth_mode", "presence"})
     params = {
         "app_id": app["id"],
         "name": name,
         "external_subscribable": get_bool(body, "external_subscribable"),
         "auth_mode": auth_mode(body),
+        "presence": get_bool(body, "presence"),
     }
     row = await fetch_one(request, "update_topic", params)
     if row is None:
@@ -325,12 +332,19 @@ async def mint_token(request: web.Request) -> web.Response:
             "topics": {"type": "array", "items": {"type": "string"}},
             "ttl_seconds": {"type": "integer"},
             "subject": {"type": "string", "description": "the app's user id"},
+            "info": {
+                "type": "object",
+                "description": "what presence shows of the subject (at most 1 KiB)",
+            },
         },
     },
 )
 async def mint_stream_token(request: web.Request) -> web.Response:
     _, app = await require_app(request, "tokens:mint")
-    body = await read_object(request, {"topics", "ttl_seconds", "subject"})
+    body = await read_object(request, {"topics", "ttl_seconds", "subject", "info"})
+    info = body.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise bad_request("'info' must be a JSON object")
     topics = [topic_name(t) for t in get_str_list(body, "topics")]
     if not topics:
         raise bad_request("'topics' must name at least one topic")
@@ -339,6 +353,7 @@ async def mint_stream_token(request: web.Request) -> web.Response:
         "topics": topics,
         "ttl_seconds": get_int(body, "ttl_seconds", minimum=1, maximum=TOKEN_TTL_MAX_SEC) or 3600,
         "subject": get_str(body, "subject", required=False),
+        "info": None if info is None else jsonnum.dumps(info),
     }
     row = await fetch_one(request, "mint_stream_token", params)
     assert row is not None
