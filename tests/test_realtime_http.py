@@ -27,6 +27,7 @@ async def test_topic_crud_and_name_rules(api: Api) -> None:
         "name",
         "external_subscribable",
         "auth_mode",
+        "presence",
         "created_at",
         "updated_at",
     }
