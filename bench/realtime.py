@@ -1,8 +1,10 @@
 """Realtime benchmark: publish throughput (single and batched), publish->receive and doc
-PUT->live-collection latency, burst fan-out and memory per idle SSE connection, each
-beside a reference measured in the same run.
+PUT->live-collection latency, burst fan-out and memory per idle SSE connection; and for
+multiplexed streams and presence: latency with 10 topics per stream, memory per idle
+multiplexed connection, and presence joins seen on another node — each beside a
+reference measured in the same run.
 
-    .venv/bin/python bench/realtime.py [--quick] [--connections 5000]
+    .venv/bin/python bench/realtime.py [--quick] [--connections 5000] [--only multiplex]
 
 Everything runs on this machine over loopback: an embedded PostgreSQL in a temporary
 directory, ``picloud serve`` as a separate process, a bare aiohttp SSE server (the
@@ -112,6 +114,10 @@ class SseClient(asyncio.Protocol):
     def __init__(self, host: str, path: str, latencies: list[float] | None) -> None:
         self.request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
         self.latencies = latencies
+        # A multiplexed stream's id is one opaque cursor for all its topics: there, the
+        # message's own per-topic counter "k" is what is checked for gaps and repeats.
+        self.multiplexed = path.startswith("/realtime?")
+        self.per_topic: dict[str, int] = {}
         self.buf = b""
         self.headers_done = False
         self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -151,6 +157,9 @@ class SseClient(asyncio.Protocol):
             self.buf = buf
             return
         block, self.buf = buf[:cut], buf[cut + 2 :]
+        if self.multiplexed:
+            self._multiplexed(block, now)
+            return
         for line in block.split(b"\n"):
             if line.startswith(b"id: "):
                 # The message number: the last part of a resume cursor (v1.<epoch>.<seq>),
@@ -168,6 +177,65 @@ class SseClient(asyncio.Protocol):
                 # carries it in the document's data.
                 stamp = message["t"] if "t" in message else message["data"]["t"]
                 self.latencies.append(now - stamp)
+
+    def _multiplexed(self, block: bytes, now: float) -> None:
+        for line in block.split(b"\n"):
+            if not line.startswith(b"data: "):
+                continue
+            frame = orjson.loads(line[6:])
+            message = frame.get("message")
+            if not isinstance(message, dict) or "k" not in message:
+                continue  # a cursor-only frame, or presence
+            topic, k = frame["topic"], message["k"]
+            last = self.per_topic.get(topic, 0)
+            if k <= last:
+                self.duplicated += 1
+                continue
+            self.lost += k - last - 1
+            self.per_topic[topic] = k
+            self.received += 1
+            if self.latencies is not None:
+                self.latencies.append(now - message["t"])
+
+    def missing(self, sent: int) -> int:
+        """Messages of the ``sent`` so far that never arrived (gaps and the tail)."""
+        if self.multiplexed:
+            return sent - self.received
+        return self.lost + (sent - self.last)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class PresenceWatcher(asyncio.Protocol):
+    """One SSE stream of a presence topic: when each subject's join arrived."""
+
+    def __init__(self, host: str, path: str) -> None:
+        self.request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        self.buf = b""
+        self.joined: dict[str, float] = {}
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.opened.done():
+            self.opened.set_result(None)
+        buf = self.buf + data
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self.buf = buf
+            return
+        block, self.buf = buf[:cut], buf[cut + 2 :]
+        for line in block.split(b"\n"):
+            if line.startswith(b'data: {"topic"') and b'"event":"joined"' in line:
+                self.joined.setdefault(orjson.loads(line[6:])["subject"], now)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -224,6 +292,7 @@ class Bench:
         self.port = 0
         self.server: subprocess.Popen[bytes] | None = None
         self.http_cpu: dict[str, float] = {}
+        self.serial = 0  # makes topic names unique within a run
 
     def setup(self) -> None:
         with psycopg.connect(self.pg_uri, autocommit=True) as conn:
@@ -244,23 +313,40 @@ class Bench:
                 " published_at timestamptz NOT NULL DEFAULT clock_timestamp())"
             )
 
+    def fresh(self, name: str) -> str:
+        """``name`` made unique in this run (a topic of its own for each measurement)."""
+        self.serial += 1
+        return f"{name}_{self.serial}"
+
     def topic(self, name: str) -> str:
         with psycopg.connect(self.pg_uri, autocommit=True) as conn:
             conn.execute("SELECT picloud.create_topic(%s, %s, true, 'public')", (self.app_id, name))
         return name
 
     @contextlib.contextmanager
-    def picloud(self, capacity: int) -> Iterator[int]:
-        self.port = free_port()
+    def picloud(self, capacity: int, **extra: str) -> Iterator[int]:
+        with self.node(capacity, **extra) as (pid, port):
+            self.port = port
+            yield pid
+
+    @contextlib.contextmanager
+    def node(self, capacity: int, **extra: str) -> Iterator[tuple[int, int]]:
+        """A ``picloud serve`` process (relay role) on the bench database: (pid, port)."""
+        port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("PICLOUD_")},
             "DATABASE_URL": self.pg_uri,
-            "PICLOUD_LISTEN": f"127.0.0.1:{self.port}",
+            "PICLOUD_LISTEN": f"127.0.0.1:{port}",
             "PICLOUD_ADMIN_KEY": ADMIN_KEY,
             "PICLOUD_DATA_DIR": str(self.work / "picloud"),
             "PICLOUD_MIGRATE": "false",
             "PICLOUD_ROLES": "relay",
             "PICLOUD_REALTIME_BROADCAST_CAPACITY": str(capacity),
+            # One load generator opens thousands of streams from one address, in bursts.
+            "PICLOUD_REALTIME_MAX_SUBSCRIBERS_PER_CLIENT": "100000",
+            "PICLOUD_REALTIME_MAX_SUBSCRIBERS_PER_APP": "100000",
+            "PICLOUD_DB_ACQUIRE_TIMEOUT_MS": "30000",
+            **extra,
         }
         log = (self.work / "serve.log").open("ab")
         proc = subprocess.Popen(
@@ -271,8 +357,8 @@ class Bench:
         )
         self.server = proc
         try:
-            wait_http(f"http://127.0.0.1:{self.port}/healthz", proc)
-            yield proc.pid
+            wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+            yield proc.pid, port
         finally:
             proc.terminate()
             try:
@@ -435,13 +521,28 @@ class Bench:
     # ----------------------------------------------------------------------- latency
 
     async def latency(
-        self, subscribers: int, rate: float = 50.0, workers: int = 2, collection: str = ""
+        self,
+        subscribers: int,
+        rate: float = 50.0,
+        workers: int = 2,
+        collection: str = "",
+        topics: int = 0,
     ) -> dict[str, Any]:
         """Subscribers live in ``workers`` load-generator processes (one Python process
         cannot parse 50,000 frames/s and also keep time); the publisher lives here. With a
         ``collection``, the publisher PUTs documents over HTTP instead and the subscribers
-        follow the collection's live topic (a topic handler of a docs trigger)."""
-        topic = self.live_collection(collection) if collection else self.topic(f"lat{subscribers}")
+        follow the collection's live topic (a topic handler of a docs trigger). With
+        ``topics``, each subscriber holds one multiplexed stream of that many topics and the
+        publishes go round the topics in turn."""
+        if topics:
+            names = [self.topic(self.fresh(f"mux{subscribers}")) for _ in range(topics)]
+            topic = names[0]
+            path = "/realtime?" + "&".join(f"topic={t}" for t in names)
+        else:
+            fresh = self.fresh(f"lat{subscribers}")
+            topic = self.live_collection(collection) if collection else self.topic(fresh)
+            names = [topic]
+            path = f"/realtime/topics/{topic}"
         host = f"bench.localhost:{self.port}"
         procs = []
         for i in range(workers):
@@ -453,7 +554,7 @@ class Bench:
                     "--latency-worker",
                     str(self.port),
                     host,
-                    f"/realtime/topics/{topic}",
+                    path,
                     str(count),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -474,9 +575,12 @@ class Bench:
             async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
 
                 async def sql_send(n: int) -> None:
-                    message = orjson.dumps({"t": time.time(), "n": n}).decode()
+                    # "k": the message's number in its topic (names[n % len]) from 1.
+                    k = n // len(names) + 1
+                    message = orjson.dumps({"t": time.time(), "n": n, "k": k}).decode()
                     await conn.execute(
-                        "SELECT picloud.publish(%s, %s, %s::jsonb)", (self.app_id, topic, message)
+                        "SELECT picloud.publish(%s, %s, %s::jsonb)",
+                        (self.app_id, names[n % len(names)], message),
                     )
 
                 async def nothing() -> None:
@@ -523,6 +627,7 @@ class Bench:
         )
         return {
             "subscribers": subscribers,
+            "topics_per_stream": topics or 1,
             "publisher": "doc PUT over HTTP -> topic handler" if collection else "SQL publish",
             "load_generator_processes": workers,
             "publishes": sent,
@@ -593,27 +698,119 @@ class Bench:
 
     # ----------------------------------------------------------------------- memory
 
-    async def memory(self, server_pid: int, connections: int) -> dict[str, Any]:
-        topic = self.topic("idle")
+    async def memory(self, server_pid: int, connections: int, topics: int = 0) -> dict[str, Any]:
+        """Server RSS growth per idle stream: of one topic, or (``topics``) a multiplexed
+        stream of that many topics."""
+        if topics:
+            names = [self.topic(self.fresh(f"idle{topics}")) for _ in range(topics)]
+            path = "/realtime?" + "&".join(f"topic={t}" for t in names)
+        else:
+            path = f"/realtime/topics/{self.topic(self.fresh('idle'))}"
         # Warm up (one subscription through every code path), then measure the growth.
-        await close_clients(
-            await open_clients(
-                self.port, f"bench.localhost:{self.port}", f"/realtime/topics/{topic}", 10
-            )
-        )
+        await close_clients(await open_clients(self.port, f"bench.localhost:{self.port}", path, 10))
         await asyncio.sleep(1)
         before = rss_kib(server_pid)
-        clients = await open_clients(
-            self.port, f"bench.localhost:{self.port}", f"/realtime/topics/{topic}", connections
-        )
+        clients = await open_clients(self.port, f"bench.localhost:{self.port}", path, connections)
         await asyncio.sleep(1)
         after = rss_kib(server_pid)
         await close_clients(clients)
         return {
             "connections": connections,
+            "topics_per_stream": topics or 1,
             "server_rss_before_kib": before,
             "server_rss_after_kib": after,
             "kib_per_connection": round((after - before) / connections, 2),
+        }
+
+    # ----------------------------------------------------------------------- presence
+
+    def presence_topic(self, name: str, tokens: int) -> list[str]:
+        """A public presence topic, and ``tokens`` subscriber tokens for it (subjects s0…)."""
+        with psycopg.connect(self.pg_uri, autocommit=True) as conn:
+            conn.execute("SELECT picloud.create_topic(%s, %s, true, 'public')", (self.app_id, name))
+            conn.execute(
+                "UPDATE picloud.topics SET presence = true WHERE app_id = %s AND name = %s",
+                (self.app_id, name),
+            )
+            rows = conn.execute(
+                "SELECT picloud.subscriber_token(%s, ARRAY[%s], '1 hour', 's' || i)"
+                " FROM generate_series(0, %s - 1) i ORDER BY i",
+                (self.app_id, name, tokens),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    async def presence_join(self, present: int, joins: int) -> dict[str, Any]:
+        """Two nodes; ``present`` subjects connected to a presence topic (half on each);
+        then ``joins`` more subjects join one at a time on node A while a stream on node B
+        times each one's join frame (from the moment its connection is opened). Beside it,
+        the same run's publish -> receive latency of a message to a stream on node B."""
+        loop = asyncio.get_running_loop()
+        tokens = self.presence_topic("pres", present + joins)
+        ref_topic = self.topic("xnode")
+        with self.node(64) as (_pid_a, port_a), self.node(64) as (pid_b, port_b):
+            ports = (port_a, port_b)
+            clients: list[SseClient] = []
+            for start in range(0, present, SSE_CLIENT_PACE):
+                batch = []
+                for i in range(start, min(present, start + SSE_CLIENT_PACE)):
+                    port = ports[i % 2]
+                    client = SseClient(
+                        f"bench.localhost:{port}", f"/realtime/topics/pres?token={tokens[i]}", None
+                    )
+                    batch.append(client)
+                    await loop.create_connection(lambda c=client: c, "127.0.0.1", port)  # type: ignore[misc]
+                async with asyncio.timeout(60):
+                    statuses = await asyncio.gather(*(c.opened for c in batch))
+                if any(s != 200 for s in statuses):
+                    raise RuntimeError(f"subscribe failed: {sorted(set(statuses))}")
+                clients += batch
+            watcher = PresenceWatcher(f"bench.localhost:{port_b}", "/realtime/topics/pres")
+            await loop.create_connection(lambda: watcher, "127.0.0.1", port_b)
+            if not await poll_until(lambda: len(watcher.joined) >= present, within=120):
+                raise RuntimeError(f"only {len(watcher.joined)} of {present} subjects seen")
+            assert self.server is not None
+            meter = CpuMeter(pid_b)
+            took: list[float] = []
+            for j in range(joins):
+                subject = f"s{present + j}"
+                client = SseClient(
+                    f"bench.localhost:{port_a}",
+                    f"/realtime/topics/pres?token={tokens[present + j]}",
+                    None,
+                )
+                started = time.time()
+                await loop.create_connection(lambda c=client: c, "127.0.0.1", port_a)  # type: ignore[misc]
+                clients.append(client)
+                if not await poll_until(lambda s=subject: s in watcher.joined, 10, step=0.0005):
+                    raise RuntimeError(f"{subject} was not seen joining on the other node")
+                took.append(watcher.joined[subject] - started)
+            cpu = meter.report()
+            # The reference: messages to a stream on node B, published in SQL.
+            latencies: list[float] = []
+            ref = await open_clients(
+                port_b, f"bench.localhost:{port_b}", f"/realtime/topics/{ref_topic}", 1, latencies
+            )
+            async with await psycopg.AsyncConnection.connect(self.pg_uri, autocommit=True) as conn:
+                for n in range(joins):
+                    message = orjson.dumps({"t": time.time(), "n": n}).decode()
+                    await conn.execute(
+                        "SELECT picloud.publish(%s, %s, %s::jsonb)",
+                        (self.app_id, ref_topic, message),
+                    )
+                    await asyncio.sleep(0.02)
+            await poll_until(lambda: len(latencies) >= joins, within=10)
+            watcher.close()
+            await close_clients(clients + ref)
+        return {
+            "present_subjects": present,
+            "joins_timed": joins,
+            "join_seen_on_other_node_p50_ms": round(percentile(took, 50) * 1000, 2),
+            "join_seen_on_other_node_p99_ms": round(percentile(took, 99) * 1000, 2),
+            "join_seen_on_other_node_max_ms": round(max(took) * 1000, 2),
+            "reference_message_to_other_node_p50_ms": round(percentile(latencies, 50) * 1000, 2),
+            "reference_message_to_other_node_p99_ms": round(percentile(latencies, 99) * 1000, 2),
+            "node_b_cpu_pct_during_joins": cpu["server_cpu_pct"],
+            "target_p99_ms": "<= 250",
         }
 
 
@@ -629,10 +826,12 @@ async def latency_worker(port: int, host: str, path: str, count: int) -> None:
     line = await asyncio.to_thread(sys.stdin.readline)
     cpu_s = time.process_time() - cpu_start
     sent = int(line.split()[1])
-    await poll_until(lambda: all(c.last >= sent for c in clients if not c.closed.done()), within=10)
+    await poll_until(
+        lambda: all(c.missing(sent) <= 0 for c in clients if not c.closed.done()), within=10
+    )
     result = {
         "latencies": latencies,
-        "lost": sum(c.lost + (sent - c.last) for c in clients),
+        "lost": sum(c.missing(sent) for c in clients),
         "duplicated": sum(c.duplicated for c in clients),
         "cpu_s": cpu_s,
     }
@@ -744,10 +943,39 @@ async def measure(bench: Bench, connections: int) -> dict[str, Any]:
     return out
 
 
+async def measure_multiplex(bench: Bench, connections: int) -> dict[str, Any]:
+    """Multiplexed streams and presence, each beside its single-topic figure of this run."""
+    out: dict[str, Any] = {}
+    with bench.picloud(capacity=64):
+        single = await bench.latency(1000)
+        ten = await bench.latency(1000, topics=10)
+    out["multiplexed_latency"] = {
+        "single_topic": single,
+        "ten_topics_per_stream": ten,
+        "targets": {"ten_topics_p99_ms": "<= 25", "lost": 0, "duplicated": 0},
+    }
+    with bench.picloud(capacity=64) as server_pid:
+        one = await bench.memory(server_pid, connections)
+    with bench.picloud(capacity=64) as server_pid:
+        ten_mem = await bench.memory(server_pid, connections, topics=10)
+    out["multiplexed_memory"] = {
+        "single_topic": one,
+        "ten_topics_per_stream": ten_mem,
+        "target_kib_per_connection_ten_topics": "<= 24",
+    }
+    out["presence"] = await bench.presence_join(1000, 100 if bench.quick else 200)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
     parser.add_argument("--connections", type=int, default=5000, help="idle SSE connections")
+    parser.add_argument(
+        "--only",
+        choices=["multiplex"],
+        help="only the multiplexed-stream and presence figures (with their references)",
+    )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--latency-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -770,7 +998,11 @@ def main() -> int:
             bench = Bench(work, uri, args.quick)
             bench.setup()
             started = time.monotonic()
-            results = asyncio.run(measure(bench, args.connections))
+            if args.only == "multiplex":
+                results = asyncio.run(measure_multiplex(bench, args.connections))
+            else:
+                results = asyncio.run(measure(bench, args.connections))
+                results |= asyncio.run(measure_multiplex(bench, args.connections))
     report = {
         "machine": {
             "cpus": os.cpu_count(),

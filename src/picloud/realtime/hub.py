@@ -81,7 +81,8 @@ class Subscriber:
         # Bytes handed to the transport since going live, and where each frame ends in
         # that count: frames whose end is past what the transport has flushed are pending.
         self.written = 0
-        self.ends: deque[int] = deque()
+        # (A topic of a multiplexed stream counts in its Mux's: no deque of its own.)
+        self.ends: deque[int] = deque() if mux is None else mux.ends
 
     def go_live(self) -> None:
         acct = self.mux or self

@@ -14,6 +14,11 @@ from picloud.realtime.cursor import format_stream_cursor
 from picloud.realtime.sse import Frame, chunk
 
 
+# Frame texts by (topic, positions after it): see Mux.encode. Bounded; cleared when full.
+_TEXTS: dict[tuple[str, tuple[tuple[str, tuple[int, int]], ...]], bytes] = {}
+_TEXTS_MAX = 4096
+
+
 class Mux:
     __slots__ = ("chunked", "ends", "positions", "written")
 
@@ -33,7 +38,16 @@ class Mux:
         out = []
         for f in frames:
             self.positions[topic] = (epoch, f.seq)
-            out.append(b"id: %b\n%b" % (self.cursor(), f.body))
+            # The positions after the frame (and which topic it is of) determine its whole
+            # text; live streams of the same topics share them, so it is built once per
+            # frame rather than once per stream.
+            key = (topic, tuple(self.positions.items()))
+            text = _TEXTS.get(key)
+            if text is None:
+                if len(_TEXTS) >= _TEXTS_MAX:
+                    _TEXTS.clear()
+                text = _TEXTS[key] = b"id: %b\n%b" % (self.cursor(), f.body)
+            out.append(text)
         return out
 
     def write(self, topic: str, frames: list[Frame]) -> bytes:

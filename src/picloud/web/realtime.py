@@ -118,8 +118,10 @@ async def subscribe_many(request: web.Request) -> web.StreamResponse:
         )
         for r in rows
     ]
-    with subscriber_slot(request, rows[0]["app_id"]):
-        return await serve_topics(request, rows[0]["app_id"], starts, multiplexed=True)
+    app_id = rows[0]["app_id"]
+    del rows  # not kept for the stream's lifetime (memory per idle stream)
+    with subscriber_slot(request, app_id):
+        return await serve_topics(request, app_id, starts, multiplexed=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,14 @@ from picloud_client.errors import (
     Unavailable,
     VersionConflict,
 )
-from picloud_client.events import Event, HistoryTruncated, Message, ProtocolError, Reset
+from picloud_client.events import (
+    Event,
+    HistoryTruncated,
+    Message,
+    Presence,
+    ProtocolError,
+    Reset,
+)
 from picloud_client.subscribe import Backoff, Subscription
 from picloud_client.sync import App, PiCloud, SyncSubscription
 
@@ -40,6 +47,7 @@ __all__ = [
     "PayloadTooLarge",
     "PiCloud",
     "PiCloudError",
+    "Presence",
     "ProtocolError",
     "RateLimited",
     "RealClock",

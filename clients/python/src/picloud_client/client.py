@@ -30,6 +30,7 @@ from picloud_client.types import (
     JsonObject,
     KvEntry,
     Page,
+    PresentSubject,
     Published,
     PublishedBatch,
     SubscriberToken,
@@ -237,10 +238,22 @@ class AsyncApp:
         return cast(Topic, await self._json("GET", f"/topics/{_seg(name)}"))
 
     async def update_topic(
-        self, name: str, *, external_subscribable: bool | None = None, auth_mode: str | None = None
+        self,
+        name: str,
+        *,
+        external_subscribable: bool | None = None,
+        auth_mode: str | None = None,
+        presence: bool | None = None,
     ) -> Topic:
-        body = _drop_none(external_subscribable=external_subscribable, auth_mode=auth_mode)
+        body = _drop_none(
+            external_subscribable=external_subscribable, auth_mode=auth_mode, presence=presence
+        )
         return cast(Topic, await self._json("PATCH", f"/topics/{_seg(name)}", json=body))
+
+    async def presence(self, name: str) -> list[PresentSubject]:
+        """Who is present on a presence topic, over every node (``topics:manage``)."""
+        body = await self._json("GET", f"/topics/{_seg(name)}/presence")
+        return cast(list[PresentSubject], body["subjects"])
 
     async def delete_topic(self, name: str) -> None:
         await self._json("DELETE", f"/topics/{_seg(name)}")
@@ -313,10 +326,15 @@ class AsyncApp:
         return cast(SubscriberToken, await self._json("POST", path, json=body))
 
     async def mint_stream_token(
-        self, topics: Sequence[str], ttl_seconds: int | None = None, subject: str | None = None
+        self,
+        topics: Sequence[str],
+        ttl_seconds: int | None = None,
+        subject: str | None = None,
+        info: JsonObject | None = None,
     ) -> SubscriberToken:
-        """A token for one stream of several topics (``tokens:mint``)."""
-        body = _drop_none(topics=list(topics), ttl_seconds=ttl_seconds, subject=subject)
+        """A token for one stream of several topics (``tokens:mint``); on presence topics
+        its ``subject`` is present while connected, shown with ``info`` (≤ 1 KiB)."""
+        body = _drop_none(topics=list(topics), ttl_seconds=ttl_seconds, subject=subject, info=info)
         return cast(SubscriberToken, await self._json("POST", "/tokens", json=body))
 
     def subscribe(

@@ -46,7 +46,19 @@ class Reset:
     oldest: int | None
 
 
-Event = Message[T] | HistoryTruncated | Reset
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """On a presence topic: ``subject`` ``joined`` (its first connection anywhere) or
+    ``left`` (after its last); ``info`` is what its token carries. A stream is first told
+    of everyone already present (as joins), again after each reconnect: keep a set."""
+
+    topic: str
+    event: str  # "joined" | "left"
+    subject: str
+    info: Any = None
+
+
+Event = Message[T] | HistoryTruncated | Reset | Presence
 
 
 class ProtocolError(ValueError):
@@ -82,6 +94,14 @@ def parse_reset(data: str) -> Reset:
     obj = _object(data)
     oldest = None if obj.get("oldest") is None else _int(obj, "oldest")
     return Reset(str(obj.get("topic", "")), _int(obj, "epoch"), oldest)
+
+
+def parse_presence(data: str) -> Presence:
+    obj = _object(data)
+    event, subject = obj.get("event"), obj.get("subject")
+    if event not in ("joined", "left") or not isinstance(subject, str):
+        raise ProtocolError(f"not a presence event: {data[:80]!r}")
+    return Presence(str(obj.get("topic", "")), event, subject, obj.get("info"))
 
 
 # A message's SSE id: ``v1.<epoch>.<seq>`` (or a bare ``<seq>`` from older servers).

@@ -28,6 +28,7 @@ from picloud_client.events import (
     Message,
     parse_history_truncated,
     parse_message_fields,
+    parse_presence,
     parse_reset,
 )
 
@@ -54,7 +55,8 @@ class Backoff:
 
 
 class Subscription(Generic[T]):
-    """An async iterator of ``Message``, ``HistoryTruncated`` and ``Reset`` events.
+    """An async iterator of ``Message``, ``HistoryTruncated``, ``Reset`` and (on presence
+    topics) ``Presence`` events.
 
     ``last_event_id`` is the id a reconnect sends; ``connects`` counts opened streams.
     """
@@ -182,6 +184,8 @@ class Subscription(Generic[T]):
             # iterator, and a new subscription from last_event_id continues after it.
             self.last_event_id = event_id
             return Message(seq, topic or self.topic, self._parse(payload), published_at, event_id)
+        if name == "presence":
+            return parse_presence(data)  # moves no cursor: presence is not replayed
         if name == "history_truncated":
             return parse_history_truncated(data)
         if name == "reset":

@@ -194,6 +194,7 @@ class App:
     list_topics = _sync(AsyncApp.list_topics)
     get_topic = _sync(AsyncApp.get_topic)
     update_topic = _sync(AsyncApp.update_topic)
+    presence = _sync(AsyncApp.presence)
     delete_topic = _sync(AsyncApp.delete_topic)
     publish = _sync(AsyncApp.publish)
     publish_batch = _sync(AsyncApp.publish_batch)

@@ -32,6 +32,17 @@ class Topic(TypedDict):
     name: str
     external_subscribable: bool
     auth_mode: str
+    presence: bool
+
+
+class PresentSubject(TypedDict):
+    """One subject present on a topic: the info of its earliest live connection, when that
+    began, and how many live connections it has (tabs, devices, nodes)."""
+
+    subject: str
+    info: JsonObject | None
+    connected_at: str
+    connections: int
 
 
 class Published(TypedDict):
