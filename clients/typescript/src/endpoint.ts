@@ -4,7 +4,7 @@
  */
 
 import type { ErrorEnvelope, FetchLike, Validator } from "./types";
-import { bearer } from "./auth";
+import { bearer } from "./bearer";
 
 /** A failed call: the HTTP status and the server's `{"error": {code, message}}`. */
 export class PiCloudError extends Error {

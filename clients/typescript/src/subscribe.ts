@@ -18,7 +18,7 @@ import type {
   TopicReset,
 } from "./types";
 import { PiCloudError, errorFromResponse } from "./endpoint";
-import { bearer } from "./auth";
+import { bearer } from "./bearer";
 
 // ---------------------------------------------------------------------------------------
 // The event-stream parser (WHATWG HTML, "Server-sent events", parsing an event stream)
