@@ -168,3 +168,12 @@ export function endpoint(ctx: EndpointContext, path: string): Endpoint {
     patch: (body, options) => call(ctx, "PATCH", url, body, options),
   };
 }
+
+/** `errorFromResponse`, or the bare status when the body cannot be read. */
+export async function errorFromResponseSafe(response: Response): Promise<PiCloudError> {
+  try {
+    return await errorFromResponse(response);
+  } catch {
+    return new PiCloudError(response.status, `http_${response.status}`, response.statusText);
+  }
+}
