@@ -13,7 +13,6 @@ from collections import deque
 from picloud.realtime.cursor import format_stream_cursor
 from picloud.realtime.sse import Frame, chunk
 
-
 # Frame texts by (topic, positions after it): see Mux.encode. Bounded; cleared when full.
 _TEXTS: dict[tuple[str, tuple[tuple[str, tuple[int, int]], ...]], bytes] = {}
 _TEXTS_MAX = 4096
