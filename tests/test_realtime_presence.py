@@ -242,3 +242,49 @@ async def test_http10_stream_gets_unchunked_presence_frames(rt: Realtime) -> Non
         assert (await stream.next()).comments[:1] == ["ok"]
         assert await presence_events(stream, 1) == [("joined", "carol", None)]
         stream.close()
+
+
+async def test_operator_stream_of_several_topics_with_an_api_key(rt: Realtime) -> None:
+    await rt.topic("internal", external_subscribable=False)
+    base = f"/api/v1/apps/{rt.app['id']}/stream"
+    session, url = rt.api.session, rt.server.url
+
+    async def status(query: list[tuple[str, str]], key: str | None = "admin") -> int:
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        if key == "admin":
+            headers = {"Authorization": f"Bearer {rt.api.key}"}
+        async with session.get(url + base, params=query, headers=headers) as resp:
+            return resp.status
+
+    assert await status([]) == 400
+    assert await status([("topic", "room"), ("topic", "room")]) == 400
+    assert await status([("topic", f"t{i}") for i in range(33)]) == 400
+    assert await status([("topic", "room"), ("topic", "missing")]) == 404
+    assert await status([("topic", "room")], key=None) == 401
+    assert await status([("topic", "room")], key="pck_nope") == 401
+    reader = await rt.api.create_key(rt.app["id"], "topics:publish")
+    assert await status([("topic", "room")], key=reader) == 403
+    other = await rt.api.create_app("elsewhere")
+    theirs = await rt.api.create_key(other["id"], "topics:manage")
+    assert await status([("topic", "room")], key=theirs) == 403
+    # An internal topic and a presence topic on one operator stream.
+    response = await session.get(
+        url + base,
+        params=[("topic", "internal"), ("topic", "room")],
+        headers={"Authorization": f"Bearer {rt.api.key}"},
+        timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+    )
+    assert response.status == 200
+    stream = SseStream(response)
+    assert (await stream.next()).comments[:1] == ["ok"]
+    ada = await rt.subscribe("room", token=await subject_token(rt, "ada"))
+    assert await presence_events(stream, 1) == [("joined", "ada", None)]
+    await rt.publish("internal", "quiet")
+    event = await stream.next_event()
+    while not event.data or event.event != "message":
+        event = await stream.next_event()
+    assert (event.json["topic"], event.json["message"]) == ("internal", "quiet")
+    assert event.id is not None and event.id.startswith("v1m.")
+    ada.close()
+    assert await presence_events(stream, 1) == [("left", "ada", None)]
+    stream.close()

@@ -3,6 +3,7 @@ publish, live tail over SSE, delete with confirmation; screenshots at two widths
 
 from __future__ import annotations
 
+import http.client
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -103,3 +104,59 @@ def test_api_errors_while_tailing_are_shown(page: Page, live_server: ThreadServe
     mode.select_option("public")
     expect(page.locator("#error")).to_contain_text("404")
     expect(mode).to_have_value("token")
+
+
+def test_tail_follows_several_topics_and_shows_presence(
+    page: Page, live_server: ThreadServer
+) -> None:
+    app = live_server.create_app("several")
+    base = f"/api/v1/apps/{app['id']}"
+    for name in ("orders", "room"):
+        live_server.call(
+            "POST",
+            f"{base}/topics",
+            {"name": name, "external_subscribable": True, "auth_mode": "public"},
+        )
+    open_topics(page, live_server, app)
+    # Presence is switched on from the table (saved at once).
+    room = page.locator('#topics-table tr[data-topic="room"]')
+    room.locator("input.presence").check()
+    expect(page.locator("#notice")).to_contain_text("presence true")
+    assert live_server.call("GET", f"{base}/topics/room")["presence"] is True
+
+    page.locator('#topics-table tr[data-topic="orders"]').get_by_role("button", name="Tail").click()
+    expect(page.locator("#tail-status")).to_have_attribute("data-state", "live")
+    room.get_by_role("button", name="Also follow room").click()
+    expect(page.locator("#tail-status")).to_have_text("live: orders, room")
+
+    # A subscriber with a subject joins the presence topic on the app's host.
+    token = live_server.call(
+        "POST", f"{base}/tokens", {"topics": ["room"], "subject": "ada", "info": {"name": "Ada"}}
+    )["token"]
+    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    conn.request(
+        "GET", f"/realtime/topics/room?token={token}", headers={"Host": f"{app['slug']}.localhost"}
+    )
+    assert conn.getresponse().status == 200
+    try:
+        joined = page.locator('#tail-list li.presence[data-subject="ada"][data-event="joined"]')
+        expect(joined).to_contain_text('ada joined room {"name":"Ada"}')
+        expect(page.locator("#tail-presence")).to_have_text("Present — room: ada")
+
+        # Messages of both topics arrive on the one stream, each with its topic and number.
+        live_server.call("POST", f"{base}/topics/orders/messages", {"message": {"n": 1}})
+        live_server.call("POST", f"{base}/topics/room/messages", {"message": {"n": 2}})
+        expect(page.locator('#tail-list li[data-topic="orders"][data-id="1"]')).to_contain_text(
+            '"n": 1'
+        )
+        expect(page.locator('#tail-list li[data-topic="room"][data-id="1"]')).to_contain_text(
+            '"n": 2'
+        )
+        screenshot(page, "tail-several-topics")
+    finally:
+        conn.close()
+    left = page.locator('#tail-list li.presence[data-subject="ada"][data-event="left"]')
+    expect(left).to_be_visible()
+    expect(page.locator("#tail-presence")).to_have_text("Present — room: nobody")
+    page.locator("#tail-stop").click()
+    expect(page.locator("#tail-status")).to_have_attribute("data-state", "closed")

@@ -26,8 +26,10 @@ export interface MintTokenOptions {
   ttlSeconds?: number;
   /** Let the token publish to its topic too (the API key needs `topics:publish` as well). */
   publish?: boolean;
-  /** Who holds the token: the frames it publishes carry it as `from`. */
+  /** Who holds the token: the frames it publishes carry it as `from`; on presence topics it is present. */
   subject?: string;
+  /** What presence shows of the subject (a JSON object of at most 1 KiB; `topics` only). */
+  info?: Record<string, unknown>;
   signal?: AbortSignal;
 }
 
@@ -61,6 +63,7 @@ export function mintSubscriberToken(
       topics: [...options.topics],
       ...(options.ttlSeconds === undefined ? {} : { ttl_seconds: options.ttlSeconds }),
       ...(options.subject === undefined ? {} : { subject: options.subject }),
+      ...(options.info === undefined ? {} : { info: options.info }),
     };
     return endpoint(ctx, `${app}/tokens`).post(body, {
       validate: subscriberTokenValidator,
@@ -68,6 +71,7 @@ export function mintSubscriberToken(
     });
   }
   if (options.topic === undefined) throw new TypeError("mintToken: topic or topics is required");
+  if (options.info !== undefined) throw new TypeError("mintToken: info goes with topics: [...]");
   const path = `${app}/topics/${encodeURIComponent(options.topic)}/tokens`;
   const body = {
     ...(options.ttlSeconds === undefined ? {} : { ttl_seconds: options.ttlSeconds }),

@@ -1,11 +1,13 @@
 /**
- * Frame dispatch: an event from the stream becomes a `TopicMessage` for `onMessage`, or a
- * `history_truncated` / `reset` notice; other event types are ignored.
+ * Frame dispatch: an event from the stream becomes a `TopicMessage` for `onMessage`, a
+ * `history_truncated` / `reset` notice, or a `presence` change; other event types are
+ * ignored.
  */
 
 import type { HistoryTruncated, SubscribeOptions, TopicMessage, TopicReset } from "./types";
 import type { SseEvent } from "./sse";
 import { safeCall } from "./callbacks";
+import { presenceFromEvent } from "./presence";
 
 /** The JSON of a `message` event, before it is checked. */
 interface MessageFrame {
@@ -75,6 +77,12 @@ export function frameDispatcher<T>(
         return;
       case "message":
         deliver(() => messageFromEvent(event, single, options.validate), onMessage);
+        return;
+      case "presence":
+        deliver(
+          () => presenceFromEvent(event),
+          (change) => options.onPresence?.(change),
+        );
         return;
       default:
         return;

@@ -8,7 +8,14 @@ export { DEFAULT_BACKOFF, backoffDelay } from "./reconnect";
 export { IdleTimeout } from "./stream";
 export { publishWithToken } from "./publish";
 export { streamUrl, topicUrl } from "./urls";
-export { initialSubscriptionState, withMessage, withStatus, withoutTopic } from "./state";
+export {
+  initialSubscriptionState,
+  withMessage,
+  withPresenceChange,
+  withStatus,
+  withoutTopic,
+} from "./state";
+export { presenceFromEvent, withPresence } from "./presence";
 export { bearer } from "./bearer";
 export { mintSubscriberToken, tokenCache } from "./auth";
 export type { MintTokenOptions, SubscriberToken, TokenCache, TokenCacheOptions } from "./auth";
@@ -18,6 +25,8 @@ export type {
   FetchLike,
   HistoryTruncated,
   JsonValue,
+  PresenceEvent,
+  PresenceMap,
   PublishOptions,
   Published,
   SubscribeOptions,

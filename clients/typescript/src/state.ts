@@ -3,7 +3,14 @@
  * pure functions from one state to the next.
  */
 
-import type { SubscriptionState, SubscriptionStatus, TopicMessage, TopicReset } from "./types";
+import type {
+  PresenceEvent,
+  SubscriptionState,
+  SubscriptionStatus,
+  TopicMessage,
+  TopicReset,
+} from "./types";
+import { presenceOnOpen, withPresence } from "./presence";
 
 /** A subscription state before anything happened. */
 export function initialSubscriptionState<T>(): SubscriptionState<T> {
@@ -14,7 +21,16 @@ export function initialSubscriptionState<T>(): SubscriptionState<T> {
     error: undefined,
     historyTruncated: undefined,
     reset: undefined,
+    presence: {},
   };
+}
+
+/** `state` after a join or leave on one of its presence topics. */
+export function withPresenceChange<T>(
+  state: SubscriptionState<T>,
+  change: PresenceEvent,
+): SubscriptionState<T> {
+  return { ...state, presence: withPresence(state.presence, change) };
 }
 
 /** `state` with `message` appended, keeping the latest `keep` messages. */
@@ -39,7 +55,8 @@ export function withStatus<T>(
   state: SubscriptionState<T>,
   status: SubscriptionStatus,
 ): SubscriptionState<T> {
-  return status.state === "closed"
-    ? { ...state, status, error: status.error }
-    : { ...state, status };
+  if (status.state === "closed") return { ...state, status, error: status.error };
+  // An opened stream is told who is present anew.
+  if (status.state === "open") return { ...state, status, presence: presenceOnOpen(state.presence) };
+  return { ...state, status };
 }

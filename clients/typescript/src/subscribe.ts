@@ -28,7 +28,13 @@ export { IdleTimeout } from "./stream";
 export { publishWithToken } from "./publish";
 export type { SubscribeContext } from "./publish";
 export { streamUrl, topicUrl } from "./urls";
-export { initialSubscriptionState, withMessage, withStatus, withoutTopic } from "./state";
+export {
+  initialSubscriptionState,
+  withMessage,
+  withPresenceChange,
+  withStatus,
+  withoutTopic,
+} from "./state";
 
 /**
  * Subscribe to `topic` on the app at `ctx.baseUrl`, or to a list of topics over one

@@ -92,6 +92,21 @@ export interface TopicReset {
 }
 
 /**
+ * On a topic with presence: `subject` joined (its first connection anywhere in the
+ * cluster) or left (after its last). `info` is what its token carries (null: none). A
+ * stream is first told of everyone already present, as joins, on every (re)connect.
+ */
+export interface PresenceEvent {
+  topic: string;
+  event: "joined" | "left";
+  subject: string;
+  info: JsonValue | null;
+}
+
+/** Who is present, per topic: subject -> info (null: none). */
+export type PresenceMap = Readonly<Record<string, Readonly<Record<string, JsonValue | null>>>>;
+
+/**
  * Where a subscription is in its life. `attempt` counts connection attempts since the
  * last successful open (1 for the first); `delayMs` is the wait before the next one.
  */
@@ -141,6 +156,8 @@ export interface SubscribeOptions<T = unknown> {
   onHistoryTruncated?: (info: HistoryTruncated) => void;
   /** Told when the topic started over (created again, or the position was beyond its end). */
   onReset?: (info: TopicReset) => void;
+  /** Told of each join and leave on a topic with presence (see `PresenceEvent`). */
+  onPresence?: (event: PresenceEvent) => void;
   /** Told about errors that do not end the subscription (bad payloads, failed attempts). */
   onError?: (error: unknown) => void;
   /** Aborting it ends the subscription, like calling the returned function. */
@@ -167,6 +184,8 @@ export interface SubscriptionState<T = unknown> {
   historyTruncated: HistoryTruncated | undefined;
   /** Set when the topic started over; `messages` then holds only the new incarnation's. */
   reset: TopicReset | undefined;
+  /** Who is present on the subscription's presence topics (empty for other topics). */
+  presence: PresenceMap;
 }
 
 /** Ends a subscription. Calling it again does nothing. */

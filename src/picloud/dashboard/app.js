@@ -13,7 +13,8 @@ const state = {
   tab: "apps",
   topics: [],
   stopTail: null,
-  tailTopic: null,
+  tailTopics: [], // the live tail's topics: one, or several on one stream
+  tailPresence: {}, // topic -> {subject: info} on the tail's presence topics
 };
 
 // ---------------------------------------------------------------- messages
@@ -312,17 +313,30 @@ function topicRow(app, topic) {
       external.checked = topic.external_subscribable;
     }),
   );
+  const presence = el("input", {
+    type: "checkbox",
+    class: "presence",
+    "aria-label": `${topic.name} tracks presence`,
+  });
+  presence.checked = Boolean(topic.presence);
+  presence.addEventListener("change", () =>
+    updateTopic(app, topic, { presence: presence.checked }, () => {
+      presence.checked = Boolean(topic.presence);
+    }),
+  );
   return el(
     "tr",
     { "data-topic": topic.name },
     el("td", { "data-label": "Name" }, el("code", { class: "topic-name" }, topic.name)),
     el("td", { "data-label": "Auth mode" }, mode),
     el("td", { "data-label": "External" }, el("label", { class: "check" }, external, "external")),
+    el("td", { "data-label": "Presence" }, el("label", { class: "check" }, presence, "presence")),
     el("td", { "data-label": "Updated" }, formatTime(topic.updated_at)),
     el(
       "td",
       { class: "row-actions" },
       button("Tail", () => startTail(topic.name)),
+      button("+ Tail", () => addToTail(topic.name), { label: `Also follow ${topic.name}` }),
       button("Delete", () => deleteTopic(app, topic), {
         cls: "ghost small danger-text",
         label: `Delete ${topic.name}`,
@@ -335,8 +349,8 @@ async function updateTopic(app, topic, change, revert) {
   const saved = await attempt(() => api.patch(appPath(app.id, "topics", topic.name), change));
   if (saved) {
     Object.assign(topic, saved);
-    const { auth_mode: mode, external_subscribable: external } = saved;
-    notice(`Saved ${topic.name}: auth ${mode}, external ${external}.`);
+    const { auth_mode: mode, external_subscribable: external, presence } = saved;
+    notice(`Saved ${topic.name}: auth ${mode}, external ${external}, presence ${presence}.`);
   } else {
     revert();
   }
@@ -349,7 +363,7 @@ async function deleteTopic(app, topic) {
   if (!(await confirmAction(question, "Delete topic"))) return;
   await attempt(async () => {
     await api.del(appPath(app.id, "topics", topic.name));
-    if (state.tailTopic === topic.name) stopTail();
+    if (state.tailTopics.includes(topic.name)) stopTail();
     notice(`Deleted ${topic.name}.`);
     await refreshTopics();
   });
@@ -418,7 +432,7 @@ function setTailState(name, detail) {
   const labels = {
     idle: "idle",
     connecting: "connecting…",
-    live: `live: ${state.tailTopic}`,
+    live: `live: ${state.tailTopics.join(", ")}`,
     retrying: "reconnecting…",
     closed: "stopped",
     failed: "failed",
@@ -435,6 +449,56 @@ function setTailState(name, detail) {
   } else if (name === "live") {
     errorLine.hidden = true;
   }
+  if (name === "live") {
+    // A (re)opened stream is told who is present anew.
+    state.tailPresence = {};
+    renderTailPresence();
+  }
+}
+
+// A multiplexed stream's cursor is 'v1m.' + base64url of '<epoch>.<seq>.<topic>' entries
+// joined by ','; a single topic's is 'v1.<epoch>.<seq>'. The message number of `topic`.
+function messageNumber(cursor, topic) {
+  if (!cursor.startsWith("v1m.")) return cursor.split(".").pop();
+  try {
+    const b64 = cursor.slice(4).replace(/-/g, "+").replace(/_/g, "/");
+    for (const entry of atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)).split(",")) {
+      const [, seq, ...name] = entry.split(".");
+      if (name.join(".") === topic) return seq;
+    }
+  } catch {
+    // not a cursor this page can read: show none
+  }
+  return "?";
+}
+
+function renderTailPresence() {
+  const line = $("#tail-presence");
+  const parts = Object.entries(state.tailPresence).map(
+    ([topic, subjects]) => `${topic}: ${Object.keys(subjects).sort().join(", ") || "nobody"}`,
+  );
+  line.textContent = parts.length ? `Present — ${parts.join("; ")}` : "";
+  line.hidden = parts.length === 0;
+}
+
+function tailPresenceEvent(ev) {
+  let change;
+  try {
+    change = JSON.parse(ev.data);
+  } catch {
+    return el("li", { class: "gap" }, `Unreadable presence event: ${ev.data}`);
+  }
+  const subjects = { ...(state.tailPresence[change.topic] ?? {}) };
+  if (change.event === "joined") subjects[change.subject] = change.info;
+  else delete subjects[change.subject];
+  state.tailPresence = { ...state.tailPresence, [change.topic]: subjects };
+  renderTailPresence();
+  const info = change.info === null || change.info === undefined ? "" : ` ${JSON.stringify(change.info)}`;
+  return el(
+    "li",
+    { class: "presence", "data-subject": change.subject, "data-event": change.event },
+    `${change.subject} ${change.event} ${change.topic}${info}`,
+  );
 }
 
 function tailEvent(ev) {
@@ -444,6 +508,10 @@ function tailEvent(ev) {
     item = el("li", { class: "gap" }, `Older messages were pruned: ${ev.data}`);
   } else if (ev.event === "reset") {
     item = el("li", { class: "gap" }, `The topic was created again; starting over: ${ev.data}`);
+  } else if (ev.event === "presence") {
+    item = tailPresenceEvent(ev);
+  } else if (ev.data === "") {
+    return; // a multiplexed stream's opening cursor: nothing to show
   } else {
     let frame;
     try {
@@ -451,15 +519,17 @@ function tailEvent(ev) {
     } catch {
       frame = { message: ev.data };
     }
-    // The event id is a resume cursor ("v1.<epoch>.<number>"): show the message number.
-    const number = (ev.id ?? "").split(".").pop();
+    // The event id is a resume cursor: show the message number (of its topic).
+    const number = messageNumber(ev.id ?? "", frame.topic ?? "");
+    const several = state.tailTopics.length > 1;
     item = el(
       "li",
-      { "data-id": number },
+      { "data-id": number, "data-topic": frame.topic ?? "" },
       el(
         "div",
         { class: "tail-meta" },
         el("strong", { class: "tail-id" }, `#${number}`),
+        several ? el("code", { class: "tail-topic" }, frame.topic ?? "") : null,
         el("time", { datetime: frame.published_at ?? "" }, formatTime(frame.published_at)),
       ),
       jsonBlock(frame.message),
@@ -470,16 +540,30 @@ function tailEvent(ev) {
 }
 
 function startTail(topic) {
+  if (!topic) return;
+  followTopics([topic]);
+}
+
+// Adds a topic to the running tail (one stream for all of them), or starts one.
+function addToTail(topic) {
+  if (!topic) return;
+  const running = state.stopTail !== null;
+  if (running && state.tailTopics.includes(topic)) return;
+  followTopics(running ? [...state.tailTopics, topic] : [topic]);
+}
+
+function followTopics(topics) {
   const app = currentApp();
-  if (!app || !topic) return;
+  if (!app) return;
   stopTail();
   $("#tail-list").replaceChildren();
-  for (const select of $$(".topic-choice")) select.value = topic;
-  state.tailTopic = topic;
-  state.stopTail = followStream(appPath(app.id, "topics", topic, "stream"), {
-    onEvent: tailEvent,
-    onState: setTailState,
-  });
+  for (const select of $$(".topic-choice")) select.value = topics.at(-1);
+  state.tailTopics = topics;
+  const path =
+    topics.length === 1
+      ? appPath(app.id, "topics", topics[0], "stream")
+      : `${appPath(app.id, "stream")}?${topics.map((t) => `topic=${encodeURIComponent(t)}`).join("&")}`;
+  state.stopTail = followStream(path, { onEvent: tailEvent, onState: setTailState });
   $("#tail-form").scrollIntoView({ block: "nearest" });
 }
 
@@ -488,6 +572,8 @@ function stopTail() {
     state.stopTail();
     state.stopTail = null;
   }
+  state.tailPresence = {};
+  renderTailPresence();
 }
 
 // ---------------------------------------------------------------- deliveries

@@ -27,6 +27,7 @@ from picloud.web import files as _files  # noqa: F401
 from picloud.web import handlers as _handlers  # noqa: F401
 from picloud.web import kv as _kv  # noqa: F401
 from picloud.web import meta as _meta  # noqa: F401
+from picloud.web import operator_stream as _operator_stream  # noqa: F401
 from picloud.web import presence as _presence  # noqa: F401
 from picloud.web import realtime as _realtime  # noqa: F401
 from picloud.web import request_id

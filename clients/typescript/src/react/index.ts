@@ -6,11 +6,19 @@
 
 import { createContext, createElement, useContext, useEffect, useRef, useState } from "react";
 import type { ReactNode } from "react";
-import { initialSubscriptionState, withMessage, withStatus, withoutTopic } from "@picloud/client";
+import {
+  initialSubscriptionState,
+  withMessage,
+  withPresenceChange,
+  withStatus,
+  withoutTopic,
+} from "@picloud/client";
 import type {
+  JsonValue,
   PiCloudClient,
   SubscribeOptions,
   SubscriptionState,
+  SubscriptionStatus,
   TopicMessage,
 } from "@picloud/client";
 
@@ -129,6 +137,10 @@ export function useSubscription<T = unknown>(
           if (active) setState((prev) => withoutTopic(prev, info));
           latest.current.onReset?.(info);
         },
+        onPresence: (change) => {
+          if (active) setState((prev) => withPresenceChange(prev, change));
+          latest.current.onPresence?.(change);
+        },
       },
     );
     return () => {
@@ -139,4 +151,29 @@ export function useSubscription<T = unknown>(
   }, [client, topicKey, enabled, token, keep]);
 
   return state;
+}
+
+/** Who is on a presence topic, and the stream's status. */
+export interface PresenceState {
+  /** Present subjects -> their token's info (null: none). */
+  present: Readonly<Record<string, JsonValue | null>>;
+  status: SubscriptionStatus;
+  error: unknown;
+}
+
+/**
+ * Who is present on `topic` (a topic with presence), kept up to date from its stream: a
+ * subject appears on its first connection anywhere and goes after its last. With a token
+ * that names a subject, this component's user is present too while it is mounted.
+ */
+export function usePresence(
+  topic: string | null | undefined,
+  options: UseSubscriptionOptions<unknown> = {},
+): PresenceState {
+  const state = useSubscription<unknown>(topic, { keep: 1, ...options });
+  return {
+    present: (topic ? state.presence[topic] : undefined) ?? {},
+    status: state.status,
+    error: state.error,
+  };
 }

@@ -5,10 +5,21 @@
  * after the last message the store delivered.
  */
 
-import { readable } from "svelte/store";
+import { derived, readable } from "svelte/store";
 import type { Readable } from "svelte/store";
-import { initialSubscriptionState, withMessage, withStatus, withoutTopic } from "@picloud/client";
-import type { PiCloudClient, SubscribeOptions, SubscriptionState } from "@picloud/client";
+import {
+  initialSubscriptionState,
+  withMessage,
+  withPresenceChange,
+  withStatus,
+  withoutTopic,
+} from "@picloud/client";
+import type {
+  JsonValue,
+  PiCloudClient,
+  SubscribeOptions,
+  SubscriptionState,
+} from "@picloud/client";
 
 export type { SubscriptionState } from "@picloud/client";
 
@@ -60,6 +71,10 @@ export function subscriptionStore<T = unknown>(
           update(withoutTopic(state, info));
           options.onReset?.(info);
         },
+        onPresence: (change) => {
+          update(withPresenceChange(state, change));
+          options.onPresence?.(change);
+        },
       },
     );
     return () => {
@@ -67,4 +82,20 @@ export function subscriptionStore<T = unknown>(
       unsubscribe();
     };
   });
+}
+
+/**
+ * A readable store of who is present on `topic` (a topic with presence): subject -> the
+ * info of its token (null: none). Subscribes like `subscriptionStore`; with a token that
+ * names a subject, this client's user is present while the store has subscribers.
+ */
+export function presenceStore(
+  client: PiCloudClient,
+  topic: string,
+  options: SubscriptionStoreOptions<unknown> = {},
+): Readable<Readonly<Record<string, JsonValue | null>>> {
+  return derived(
+    subscriptionStore<unknown>(client, topic, { keep: 1, ...options }),
+    (state) => state.presence[topic] ?? {},
+  );
 }
