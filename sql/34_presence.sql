@@ -237,16 +237,31 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_known boolean;
 BEGIN
+    -- Every subject this call leaves or joins is locked in one pass, in key order, before
+    -- any of it: locking the leaves' and then the joins' (each pass in order) could make
+    -- two nodes wait for each other.
+    PERFORM pg_advisory_xact_lock(k.key)
+       FROM (SELECT picloud.presence_lock_key(c.app_id, c.topic, c.subject) AS key
+               FROM picloud.presence_connections c
+              WHERE c.node_id = presence_sync.node_id
+                AND c.conn_id = ANY (presence_sync.leave_ids)
+             UNION
+             SELECT picloud.presence_lock_key(u.a, u.t, u.s)
+               FROM unnest(presence_sync.app_ids, presence_sync.topics, presence_sync.subjects)
+                    AS u(a, t, s)) k
+      WHERE k.key IS NOT NULL
+      ORDER BY k.key;
     v_known := picloud.presence_heartbeat(presence_sync.node_id, presence_sync.lease);
-    PERFORM picloud.presence_leave(presence_sync.node_id, presence_sync.leave_ids);
+    -- Joins before leaves: a tab closing as another opens is neither a leave nor a join.
     PERFORM picloud.presence_join(presence_sync.node_id, presence_sync.conn_ids,
                                   presence_sync.app_ids, presence_sync.topics,
                                   presence_sync.subjects, presence_sync.infos);
+    PERFORM picloud.presence_leave(presence_sync.node_id, presence_sync.leave_ids);
     RETURN v_known;
 END
 $$;
 COMMENT ON FUNCTION picloud.presence_sync(text, interval, bigint[], bigint[], uuid[], text[], text[], jsonb[]) IS
-    'A relay''s round trip: renew the lease (picloud.presence_heartbeat), then the leaves and the joins since its last call. Returns the heartbeat''s answer: false means the node had been forgotten and must join every connection it holds again.';
+    'A relay''s round trip: renew the lease (picloud.presence_heartbeat), then the joins and the leaves since its last call (joins first: a connection replaced by another of the same subject announces nothing), every subject involved locked up front in key order. Returns the heartbeat''s answer: false means the node had been forgotten and must join every connection it holds again.';
 
 CREATE OR REPLACE FUNCTION picloud.presence_identity(app_id uuid, topic text, token text)
 RETURNS jsonb

@@ -99,11 +99,16 @@ def test_topics_tokens_publish(picloud: Cli, db: Conn, tmp_path: Path) -> None:
         picloud, "topics", "update", "chat", "room", "--internal", "--auth-mode", "public"
     )
     assert (changed["external_subscribable"], changed["auth_mode"]) == (False, "public")
+    assert ok_json(picloud, "topics", "update", "chat", "room", "--presence")["presence"] is True
+    assert (
+        ok_json(picloud, "topics", "update", "chat", "room", "--no-presence")["presence"] is False
+    )
     code, out, _ = picloud("topics", "list", "chat")
-    assert code == 0 and out.split()[:5] == [
+    assert code == 0 and out.split()[:6] == [
         "NAME",
         "EXTERNAL_SUBSCRIBABLE",
         "AUTH_MODE",
+        "PRESENCE",
         "CREATED_AT",
         "UPDATED_AT",
     ]

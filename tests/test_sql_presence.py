@@ -291,3 +291,34 @@ def test_info_must_be_a_small_object_with_a_subject(db: psycopg.Connection[Row])
         with pytest.raises(errors.InvalidParameterValue):
             mint(db, app, subject, info)
     mint(db, app, "alice", {"x": "y" * 1000})
+
+
+def test_sync_renews_the_lease_then_leaves_then_joins_in_one_call(
+    db: psycopg.Connection[Row], listener: Listener
+) -> None:
+    app = make_app(db, "a")
+    presence_topic(db, app)
+
+    def sync(leaves: list[int], joins: list[tuple[int, str]]) -> bool:
+        row = db.execute(
+            "SELECT picloud.presence_sync('n1', '30 seconds', %s::bigint[], %s::bigint[],"
+            " %s::uuid[], %s::text[], %s::text[], %s::jsonb[]) AS k",
+            (
+                leaves,
+                [j[0] for j in joins],
+                [app] * len(joins),
+                ["room"] * len(joins),
+                [j[1] for j in joins],
+                [None] * len(joins),
+            ),
+        ).fetchone()
+        assert row is not None
+        known: bool = row["k"]
+        return known
+
+    assert sync([], [(1, "alice")]) is False  # a new node, registered and joined at once
+    assert sync([1], [(2, "alice")]) is True  # a tab replaced by another: no leave, no join
+    assert listener.events() == [("room", "joined", "alice", None)]
+    assert view(db, app) == [("room", "alice", "n1")]
+    assert sync([2], []) is True
+    assert listener.events() == [("room", "left", "alice", None)]

@@ -20,7 +20,14 @@ from picloud.cli.common import (
 )
 from picloud.queries import q
 
-TOPIC_COLUMNS = ("name", "external_subscribable", "auth_mode", "created_at", "updated_at")
+TOPIC_COLUMNS = (
+    "name",
+    "external_subscribable",
+    "auth_mode",
+    "presence",
+    "created_at",
+    "updated_at",
+)
 
 
 def _tokens_mint(args: argparse.Namespace) -> int:
@@ -71,8 +78,8 @@ def _topics_list(args: argparse.Namespace) -> int:
 
 
 def _topics_update(args: argparse.Namespace) -> int:
-    if args.external is None and args.auth_mode is None:
-        raise CommandError("give --external, --internal and/or --auth-mode")
+    if args.external is None and args.auth_mode is None and args.presence is None:
+        raise CommandError("give --external, --internal, --auth-mode and/or --[no-]presence")
     with connect() as conn:
         app_id = resolve_app_id(conn, args.app)
         params = {
@@ -80,6 +87,7 @@ def _topics_update(args: argparse.Namespace) -> int:
             "name": args.name,
             "external_subscribable": args.external,
             "auth_mode": args.auth_mode,
+            "presence": args.presence,
         }
         row = conn.execute(q("update_topic"), params).fetchone()
     if row is None:
@@ -162,13 +170,16 @@ def register(sub: Sub) -> None:
     lst = leaf(topics, "list", "list an app's topics")
     lst.add_argument("app", help="app id or slug")
     lst.set_defaults(func=_topics_list)
-    update = leaf(topics, "update", "change a topic's external flag and/or auth mode")
+    update = leaf(topics, "update", "change a topic's external flag, auth mode and/or presence")
     update.add_argument("app", help="app id or slug")
     update.add_argument("name", help="topic name")
     flag = update.add_mutually_exclusive_group()
     flag.add_argument("--external", dest="external", action="store_true", default=None)
     flag.add_argument("--internal", dest="external", action="store_false")
     update.add_argument("--auth-mode", choices=("public", "token"))
+    who = update.add_mutually_exclusive_group()
+    who.add_argument("--presence", dest="presence", action="store_true", default=None)
+    who.add_argument("--no-presence", dest="presence", action="store_false")
     update.set_defaults(func=_topics_update)
     delete = leaf(topics, "delete", "delete a topic and its messages (ends its streams)")
     delete.add_argument("app", help="app id or slug")

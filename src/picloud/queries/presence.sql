@@ -1,5 +1,5 @@
 -- name: presence_sync
--- A relay renews its lease and writes the leaves and joins of its streams since its last
+-- A relay renews its lease and writes the joins and leaves of its streams since its last
 -- call; known false: the node had been forgotten and must join every stream again.
 SELECT picloud.presence_sync(%(node_id)s, make_interval(secs => %(lease_sec)s),
                              %(leave_ids)s::bigint[], %(conn_ids)s::bigint[],
