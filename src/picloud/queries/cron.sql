@@ -1,10 +1,9 @@
 -- name: cron_create
--- Create a cron job with its first due time.
-INSERT INTO picloud.cron_jobs (app_id, name, expression, timezone, payload, enabled, next_run_at)
-VALUES (%(app_id)s, %(name)s, %(expression)s, %(timezone)s, %(payload)s, %(enabled)s,
-        %(next_run_at)s)
-RETURNING name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
-          created_at, updated_at;
+-- Create a cron job with its first due time (the CLI).
+SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
+       created_at, updated_at
+  FROM picloud.create_cron_job(%(app_id)s, %(name)s, %(expression)s, %(timezone)s,
+                               %(payload)s, %(enabled)s, %(next_run_at)s);
 
 -- name: cron_list
 -- An app's cron jobs by name.

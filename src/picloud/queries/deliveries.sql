@@ -1,10 +1,8 @@
 -- name: create_handler
--- Register a webhook, SQL or topic handler (a webhook's secret is generated when not given).
-INSERT INTO picloud.handlers (app_id, name, kind, url, secret, function, topic, timeout_ms)
-VALUES (%(app_id)s, %(name)s, %(kind)s, %(url)s, %(secret)s, %(function)s, %(topic)s,
-        coalesce(%(timeout_ms)s, 10000))
-RETURNING id, app_id, name, kind, url, secret, function, topic, timeout_ms, created_at,
-          updated_at;
+-- Register a webhook, SQL or topic handler as the database's own caller (the CLI).
+SELECT id, app_id, name, kind, url, secret, function, topic, timeout_ms, created_at, updated_at
+  FROM picloud.create_handler(%(app_id)s, %(name)s, %(kind)s, %(url)s, %(secret)s,
+                              %(function)s, %(topic)s, %(timeout_ms)s);
 
 -- name: list_handlers
 -- An app's handlers (webhook secrets are shown only at creation).
@@ -25,12 +23,11 @@ RETURNING id, app_id, name, kind, url, function, topic, timeout_ms, created_at, 
 DELETE FROM picloud.handlers WHERE app_id = %(app_id)s AND id = %(id)s RETURNING id;
 
 -- name: create_trigger
--- Create a trigger on a source of an app.
-INSERT INTO picloud.triggers (app_id, name, source, filter, handler_id, max_attempts, enabled)
-VALUES (%(app_id)s, %(name)s, %(source)s, coalesce(%(filter)s, '{}'::jsonb), %(handler_id)s,
-        coalesce(%(max_attempts)s, 5), coalesce(%(enabled)s, true))
-RETURNING id, app_id, name, source, filter, handler_id, max_attempts, enabled, created_at,
-          updated_at;
+-- Create a trigger on a source of an app, as the database's own caller (the CLI).
+SELECT id, app_id, name, source, filter, handler_id, max_attempts, enabled, created_at,
+       updated_at
+  FROM picloud.create_trigger(%(app_id)s, %(name)s, %(source)s, %(handler_id)s, %(filter)s,
+                              %(max_attempts)s, %(enabled)s);
 
 -- name: list_triggers
 -- An app's triggers.
