@@ -50,19 +50,11 @@ SELECT a.app AS app_id, f.path, f.size, f.sha256, f.content_type, f.blob, f.crea
        LATERAL picloud.file_get(a.app, %(path)s) f;
 
 -- name: api_upload_path
--- The gate of an upload, before its body is read: the key, the app and the path.
+-- The gate of an upload, before its body is read: the key, the app and the path (the row
+-- is committed by file_put once the blob is durable).
 SELECT a.app AS app_id, p.path
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.file_upload_path(a.app, %(path)s) AS p(path);
-
--- name: api_put_file
--- Commit an upload whose blob is durable: authorised again (a key revoked meanwhile
--- commits nothing), then the row; old_blob is to be unlinked.
-SELECT (p.file).path, (p.file).size, (p.file).sha256, (p.file).content_type, (p.file).blob,
-       (p.file).created_at, (p.file).updated_at, p.old_blob
-  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
-       LATERAL picloud.file_put(a.app, %(path)s, %(size)s, %(sha256)s, %(content_type)s,
-                                %(blob)s) p;
 
 -- name: api_delete_file
 -- Delete a file's row (no row: none); returns the blob to unlink after commit.
