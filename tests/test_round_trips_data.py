@@ -202,9 +202,7 @@ async def test_cron_runs_one_statement(api: Api, round_trips: RoundTrips) -> Non
     await rt.refused("POST", base, 400, json={**body, "name": "y", "expression": "nope"})
 
 
-async def test_handlers_and_triggers_run_one_statement(
-    api: Api, round_trips: RoundTrips, db: psycopg.Connection[Row]
-) -> None:
+async def test_handlers_and_triggers_run_one_statement(api: Api, round_trips: RoundTrips) -> None:
     rt = round_trips
     app = await api.create_app("rt-hooks")
     hbase = f"/api/v1/apps/{app['id']}/handlers"
