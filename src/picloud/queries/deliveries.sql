@@ -50,16 +50,11 @@ RETURNING id, app_id, name, source, filter, handler_id, max_attempts, enabled, c
 DELETE FROM picloud.triggers WHERE app_id = %(app_id)s AND id = %(id)s RETURNING id;
 
 -- name: list_deliveries
--- An app's deliveries, newest first, optionally by status and source.
+-- An app's deliveries, newest first, optionally by status and source (22023: unknown).
 SELECT id, app_id, trigger_id, handler_id, source, subject, event, status, attempts,
        max_attempts, run_at, lease_owner, lease_expires_at, last_error, retry_of, created_at,
        updated_at, finished_at
-  FROM picloud.deliveries
- WHERE app_id = %(app_id)s
-   AND (%(status)s::text IS NULL OR status = %(status)s)
-   AND (%(source)s::text IS NULL OR source = %(source)s)
- ORDER BY id DESC
- LIMIT %(limit)s;
+  FROM picloud.list_deliveries(%(app_id)s, %(status)s, %(source)s, %(limit)s);
 
 -- name: get_delivery
 -- One delivery of an app.
@@ -75,13 +70,10 @@ SELECT attempt, worker, started_at, finished_at, outcome, error
  WHERE app_id = %(app_id)s AND delivery_id = %(id)s ORDER BY attempt;
 
 -- name: list_dead_letters
--- An app's dead letters, newest first, optionally by source.
+-- An app's dead letters, newest first, optionally by source (22023: unknown).
 SELECT id, app_id, delivery_id, trigger_id, handler_id, source, subject, event, attempts,
        last_error, created_at, retried_at, retry_delivery_id
-  FROM picloud.dead_letters
- WHERE app_id = %(app_id)s AND (%(source)s::text IS NULL OR source = %(source)s)
- ORDER BY id DESC
- LIMIT %(limit)s;
+  FROM picloud.list_dead_letters(%(app_id)s, %(source)s, %(limit)s);
 
 -- name: get_dead_letter
 -- One dead letter of an app.
