@@ -22,12 +22,8 @@ SELECT d.key
 -- name: kv_list
 -- A page of an app's entries in key order, after a cursor key, under an optional prefix.
 SELECT e.key, e.value, e.created_at, e.updated_at
-  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a
-  JOIN picloud.kv e ON e.app_id = a.app
- WHERE e.key >= %(prefix)s AND starts_with(e.key, %(prefix)s)
-   AND (%(cursor)s::text IS NULL OR e.key > %(cursor)s::text)
- ORDER BY e.key
- LIMIT %(limit)s;
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.kv_list(a.app, %(prefix)s, %(cursor)s, %(limit)s) e;
 
 -- The CLI's statements: the database's own caller, no API key (the same kv functions).
 
@@ -46,8 +42,5 @@ SELECT d.key FROM picloud.kv_delete(%(app_id)s, %(key)s) AS d(key);
 
 -- name: cli_kv_list
 -- A page of an app's entries in key order, after a cursor key, under an optional prefix.
-SELECT e.key, e.value, e.created_at, e.updated_at FROM picloud.kv e
- WHERE e.app_id = %(app_id)s AND e.key >= %(prefix)s AND starts_with(e.key, %(prefix)s)
-   AND (%(cursor)s::text IS NULL OR e.key > %(cursor)s::text)
- ORDER BY e.key
- LIMIT %(limit)s;
+SELECT e.key, e.value, e.created_at, e.updated_at
+  FROM picloud.kv_list(%(app_id)s, %(prefix)s, %(cursor)s, %(limit)s) e;
