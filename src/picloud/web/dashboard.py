@@ -126,5 +126,13 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
     if row is None:
         raise not_found("no such topic")
     return await serve_stream(
-        request, app["id"], topic, row["epoch"], row["head"], row["oldest"], resume, operator=True
+        request,
+        app["id"],
+        topic,
+        row["epoch"],
+        row["head"],
+        row["oldest"],
+        resume,
+        blockers=row["blockers"],
+        operator=True,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
@@ -58,7 +59,14 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         raise ApiError(401, "unauthorized", "not authorized to subscribe")
     with subscriber_slot(request, check["app_id"]):
         return await serve_stream(
-            request, check["app_id"], topic, check["epoch"], check["head"], check["oldest"], resume
+            request,
+            check["app_id"],
+            topic,
+            check["epoch"],
+            check["head"],
+            check["oldest"],
+            resume,
+            blockers=check["blockers"],
         )
 
 
@@ -91,7 +99,15 @@ async def subscribe_many(request: web.Request) -> web.StreamResponse:
     if any(r["verdict"] != "allow" for r in rows):
         raise ApiError(401, "unauthorized", "not authorized to subscribe")
     starts = [
-        Start(r["topic"], r["epoch"], r["head"], r["oldest"], resume.get(r["topic"])) for r in rows
+        Start(
+            r["topic"],
+            r["epoch"],
+            r["head"],
+            r["oldest"],
+            resume.get(r["topic"]),
+            tuple(r["blockers"]),
+        )
+        for r in rows
     ]
     with subscriber_slot(request, rows[0]["app_id"]):
         return await serve_topics(request, rows[0]["app_id"], starts, multiplexed=True)
@@ -106,11 +122,13 @@ async def serve_stream(
     oldest: int | None,
     resume: Cursor | None,
     *,
+    blockers: Sequence[int] = (),
     operator: bool = False,
 ) -> web.StreamResponse:
     """Stream one topic: replay after ``resume`` from the log, then go live on the hub
-    (also used by the dashboard's API-key stream route)."""
-    start = Start(topic, epoch, head, oldest, resume)
+    (also used by the dashboard's API-key stream route). ``blockers``: the publishing
+    transactions that may still commit up to ``head`` (picloud.topic_position)."""
+    start = Start(topic, epoch, head, oldest, resume, tuple(blockers))
     return await serve_topics(request, app_uuid, [start], operator=operator, multiplexed=False)
 
 
