@@ -62,10 +62,10 @@ BEGIN
     -- shared guard against the topic's deletion, then, before drawing, the mark readers
     -- test to know this transaction may still commit positions of the topic (keyed by
     -- its transaction id, assigned here if it has none yet).
-    PERFORM pg_advisory_xact_lock_shared(picloud.topic_guard_class(), v_key);
-    PERFORM pg_advisory_xact_lock_shared(
-        picloud.position_lock_class(),
-        v_key # picloud.xid_lock_bits(pg_current_xact_id()::text::bigint));
+    PERFORM pg_advisory_xact_lock_shared(picloud.topic_guard_class(), v_key),
+            pg_advisory_xact_lock_shared(
+                picloud.position_lock_class(),
+                v_key # picloud.xid_lock_bits(pg_current_xact_id()::text::bigint));
     SELECT t.positions INTO v_positions
       FROM picloud.topics t
      WHERE t.app_id = append_messages.app_id AND t.name = append_messages.topic;
