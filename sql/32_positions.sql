@@ -75,9 +75,10 @@ BEGIN
     THEN
         RAISE EXCEPTION 'app_ids, topics and xids must have one length' USING ERRCODE = '22023';
     END IF;
-    -- A snapshot lists only the in-flight xids below its xmax (the oldest not yet
-    -- completed + 1); newer ones still running are in their backends' entries. Low 32
+    -- A snapshot lists only the in-flight xids below its xmax (the newest completed
+    -- + 1); newer ones still running are in their backends' entries. Low 32
     -- bits (what the lock keys use): prepared transactions come from the snapshot.
+    PERFORM pg_stat_clear_snapshot();  -- the backends as they are now, not as first read
     SELECT array_agg(DISTINCT c.x) INTO v_xip
       FROM (SELECT s::text::bigint % 4294967296 AS x
               FROM pg_snapshot_xip(pg_current_snapshot()) s

@@ -89,6 +89,20 @@ def test_an_open_publisher_blocks_only_its_own_topic(database: str, db: Conn) ->
     assert [r["seq"] for r in rows.fetchall()] == [2]
 
 
+def test_blockers_asked_twice_in_one_transaction_see_a_new_publisher(
+    database: str, db: Conn
+) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    with psycopg.connect(database, row_factory=dict_row) as reader:
+        assert blockers(reader, app, "t") == []
+        with psycopg.connect(database) as late:
+            publish(late, app, "t", '"late"')  # the newest transaction, still open
+            assert len(blockers(reader, app, "t")) == 1, "not the backends as first read"
+            late.rollback()
+        reader.rollback()
+
+
 def test_topic_blockers_refuses_bad_input(database: str, db: Conn) -> None:
     app = make_app(db)
     with pytest.raises(errors.InvalidParameterValue, match="one length"):
