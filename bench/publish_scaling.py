@@ -9,19 +9,28 @@ Targets: ``durable`` is a throwaway PostgreSQL 15 cluster with default durable s
 ``embedded`` is the embedded PostgreSQL ``picloud serve`` uses (its data directory also
 under /var/tmp). Each target gets a fresh database migrated to this checkout's schema.
 
-``--baseline REV`` adds a second database per target whose SQL functions are those of
-git revision REV (``git show REV:sql/*.sql`` applied over the migrated schema, and the
-wake-up trigger of this checkout dropped), measured in alternation with this checkout's:
-before/after figures from one run on one machine.
+``--baseline REV`` adds a second database per target migrated by git revision REV's own
+``migrations/`` and ``sql/`` (``git archive REV``), measured in alternation with this
+checkout's: before/after figures from one run on one machine.
 
 Every point is ``--duration`` seconds of closed-loop autocommit statements on N
 connections (one thread each), repeated ``--repeats`` times; each figure is reported as
-[min, max] transactions per second. Prints one JSON document.
+[min, max] transactions per second. Beside them: ``publish_to_raw_ratio`` (publish to
+many topics / raw INSERT) and ``one_to_many_topics_ratio`` (publish to one topic / to
+many), each [low, high] from the spread.
+
+``--latency N`` (default 100; 0 skips) also measures publish -> receive on the durable
+target: ``picloud serve`` of this checkout (and, with ``--baseline``, of REV: its ``src/``
+first on PYTHONPATH) on a database of its own, N SSE subscribers of one topic in two
+load-generator processes, SQL publishes at 50/s (bench/realtime.py's latency method),
+alternating head and baseline ``--repeats`` times; p50/p99 per run, and the ratio of the
+p99s (head / baseline, [best, worst]). Prints one JSON document.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -80,9 +89,10 @@ def statement_loop(sql: str, params: Callable[[int, int], tuple[Any, ...]]) -> W
 
 
 class Database:
-    """One migrated database with an app, topics and the raw reference table."""
+    """One database migrated by a source tree (``tree``: this checkout when None), with an
+    app, topics and the raw reference table unless ``bare``."""
 
-    def __init__(self, conninfo: str, name: str, baseline: str | None) -> None:
+    def __init__(self, conninfo: str, name: str, tree: Path | None, *, bare: bool = False) -> None:
         self.name = name
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -90,10 +100,10 @@ class Database:
         self.conninfo = psycopg.conninfo.make_conninfo(conninfo, dbname=name)
         from picloud.migrate import migrate
 
-        migrate(self.conninfo)
+        migrate(self.conninfo, tree)
+        if bare:
+            return
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            if baseline:
-                apply_baseline(conn, baseline)
             row = conn.execute(
                 "INSERT INTO picloud.apps (slug, name) VALUES ('bench', 'bench') RETURNING id"
             ).fetchone()
@@ -131,23 +141,15 @@ class Database:
         }
 
 
-def apply_baseline(conn: psycopg.Connection[Any], rev: str) -> None:
-    """Replace this checkout's SQL functions by those of git revision ``rev``."""
-    listing = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-tree", "--name-only", rev, "sql/"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    conn.execute("DROP TRIGGER IF EXISTS messages_wake_relays ON picloud.messages")
-    for path in sorted(listing):
-        text = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{rev}:{path}"],
-            check=True,
-            capture_output=True,
-            text=True,
+@contextlib.contextmanager
+def source_tree(rev: str, base: Path) -> Iterator[Path]:
+    """Git revision ``rev`` of this repository, unpacked in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="picloud-bench-rev-", dir=base) as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
         ).stdout
-        conn.execute(text.encode())
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
 
 
 @contextlib.contextmanager
@@ -171,10 +173,10 @@ def embedded_cluster(base: Path) -> Iterator[str]:
         yield uri
 
 
-def measure_target(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure_target(conninfo: str, args: argparse.Namespace, tree: Path | None) -> dict[str, Any]:
     variants = {"head": Database(conninfo, "bench_head", None)}
-    if args.baseline:
-        variants["baseline"] = Database(conninfo, "bench_baseline", args.baseline)
+    if tree is not None:
+        variants["baseline"] = Database(conninfo, "bench_baseline", tree)
     figures: dict[str, dict[str, dict[str, list[float]]]] = {v: {} for v in variants}
     names = list(variants["head"].workloads())
     for workload in names:
@@ -198,7 +200,59 @@ def measure_target(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
             ]
             for c in raw
         }
+        many = figures[variant]["publish_many_topics"]
+        one = figures[variant]["publish_one_topic"]
+        figures[variant]["one_to_many_topics_ratio"] = {
+            c: [round(one[c][0] / max(1, many[c][1]), 3), round(one[c][1] / max(1, many[c][0]), 3)]
+            for c in many
+        }
     return figures
+
+
+def measure_latency(
+    conninfo: str, args: argparse.Namespace, tree: Path | None, base: Path
+) -> dict[str, Any]:
+    """Publish -> receive with ``args.latency`` subscribers, head and baseline alternating."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import realtime as realtime_bench  # bench/realtime.py
+
+    trees: dict[str, Path | None] = {"head": None}
+    if tree is not None:
+        trees["baseline"] = tree
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in trees}
+    for _ in range(args.repeats):
+        for variant, src in trees.items():
+            db = Database(conninfo, f"bench_latency_{variant}", src, bare=True)
+            with tempfile.TemporaryDirectory(prefix="picloud-bench-lat-", dir=base) as work:
+                bench = realtime_bench.Bench(Path(work), db.conninfo, quick=False)
+                bench.setup()
+                saved = os.environ.get("PYTHONPATH")
+                if src is not None:  # the server process runs that revision's code
+                    os.environ["PYTHONPATH"] = str(src / "src")
+                try:
+                    with bench.picloud(capacity=64):
+                        result = asyncio.run(bench.latency(args.latency))
+                finally:
+                    if saved is None:
+                        os.environ.pop("PYTHONPATH", None)
+                    else:
+                        os.environ["PYTHONPATH"] = saved
+            runs[variant].append(
+                {k: result[k] for k in ("p50_ms", "p99_ms", "max_ms", "deliveries", "lost")}
+                | {"duplicated": result["duplicated"], "loadavg_1m": round(os.getloadavg()[0], 2)}
+            )
+    out: dict[str, Any] = {"subscribers": args.latency, "publish_rate_per_s": 50, "runs": runs}
+    if "baseline" in runs:
+        head = [r["p99_ms"] for r in runs["head"]]
+        old = [r["p99_ms"] for r in runs["baseline"]]
+        out["p99_head_to_baseline_ratio"] = [
+            round(min(head) / max(old), 3),
+            round(max(head) / min(old), 3),
+        ]
+        out["p99_head_to_baseline_ratio_of_medians"] = round(
+            sorted(head)[len(head) // 2] / sorted(old)[len(old) // 2], 3
+        )
+    return out
 
 
 def main() -> int:
@@ -212,7 +266,10 @@ def main() -> int:
         help="comma-separated connection counts",
     )
     parser.add_argument("--targets", default="durable,embedded", help="durable,embedded")
-    parser.add_argument("--baseline", help="git revision whose SQL functions to compare")
+    parser.add_argument("--baseline", help="git revision to compare with (schema and code)")
+    parser.add_argument(
+        "--latency", type=int, default=100, help="subscribers of the latency runs (0: none)"
+    )
     args = parser.parse_args()
     base = Path("/var/tmp")
     started = time.monotonic()
@@ -223,10 +280,21 @@ def main() -> int:
         "repeats": args.repeats,
         "unit": "transactions per second, [min, max] over repeats",
     }
+    if args.baseline:
+        report["baseline"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     clusters = {"durable": durable_cluster, "embedded": embedded_cluster}
-    for target in args.targets.split(","):
-        with clusters[target](base) as conninfo:
-            report[target] = measure_target(conninfo, args)
+    with contextlib.ExitStack() as stack:
+        tree = stack.enter_context(source_tree(args.baseline, base)) if args.baseline else None
+        for target in args.targets.split(","):
+            with clusters[target](base) as conninfo:
+                report[target] = measure_target(conninfo, args, tree)
+                if target == "durable" and args.latency:
+                    report[target]["latency"] = measure_latency(conninfo, args, tree, base)
     report["machine"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     json.dump(report, sys.stdout, indent=2)

@@ -17,18 +17,21 @@ COMMENT ON FUNCTION picloud.max_batch_messages() IS
 CREATE OR REPLACE FUNCTION picloud.append_messages(
     app_id uuid, topic text, messages jsonb, from_subject text DEFAULT NULL,
     fan_out boolean DEFAULT true, single boolean DEFAULT false,
-    OUT first_id bigint, OUT published_at timestamptz)
+    OUT first_id bigint, OUT published_at timestamptz, OUT ids bigint[])
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_count integer;
-    v_limit integer := picloud.max_message_bytes();
-    v_index integer;  -- of the first message of a batch over the limit
-    v_size  integer;
+    v_count     integer;
+    v_limit     integer := picloud.max_message_bytes();
+    v_index     integer;  -- of the first message of a batch over the limit
+    v_size      integer;
+    v_key       integer := picloud.topic_lock_key(append_messages.app_id, append_messages.topic);
+    v_positions regclass;
 BEGIN
     -- The one publish path: publish, publish_batch, token publishes and topic handlers.
     -- single: `messages` is one message, not an array of them. (Not a set-returning
     -- function, and a single message is not wrapped in an array: both cost a measurable
-    -- part of a single publish. The ids are first_id + 1 .. first_id + n.)
+    -- part of a single publish.) ids: the positions, in message order; first_id is the
+    -- one before the first (ids[1] - 1).
     IF append_messages.single THEN
         IF append_messages.messages IS NULL THEN
             RAISE EXCEPTION 'message must not be NULL (JSON null is ''null''::jsonb)'
@@ -55,35 +58,48 @@ BEGIN
         RAISE EXCEPTION 'message %is % bytes, more than the limit of % bytes',
             coalesce(v_index || ' ', ''), v_size, v_limit USING ERRCODE = '54000';
     END IF;
-    -- The counter row lock serialises publishers of one topic until they commit, so
-    -- sequence numbers are handed out, and become visible, in commit order without gaps
-    -- (a batch takes consecutive ones). It also keeps the topic from being deleted under
-    -- this publish (no orphan rows).
-    UPDATE picloud.topics t SET last_seq = t.last_seq + v_count
-     WHERE t.app_id = append_messages.app_id AND t.name = append_messages.topic
-    RETURNING t.last_seq - v_count INTO first_id;
+    -- No lock that another publisher of this topic waits for (sql/32_positions.sql): a
+    -- shared guard against the topic's deletion, then, before drawing, the mark readers
+    -- test to know this transaction may still commit positions of the topic (keyed by
+    -- its transaction id, assigned here if it has none yet).
+    PERFORM pg_advisory_xact_lock_shared(picloud.topic_guard_class(), v_key),
+            pg_advisory_xact_lock_shared(
+                picloud.position_lock_class(),
+                v_key # picloud.xid_lock_bits(pg_current_xact_id()::text::bigint));
+    SELECT t.positions INTO v_positions
+      FROM picloud.topics t
+     WHERE t.app_id = append_messages.app_id AND t.name = append_messages.topic;
     IF NOT FOUND THEN
         PERFORM picloud.check_topic_name(append_messages.topic);  -- (only when not found)
         RAISE EXCEPTION 'no such topic' USING ERRCODE = 'P0002';
     END IF;
-    -- Taken under the lock, so published_at also grows with seq within a topic.
+    -- Positions grow in the order they are drawn; a concurrent publisher of the topic may
+    -- draw between the messages of a batch, so its ids increase but need not be
+    -- consecutive.
+    IF append_messages.single THEN
+        ids := ARRAY[nextval(v_positions)];
+    ELSE
+        SELECT array_agg(nextval(v_positions) ORDER BY g) INTO ids
+          FROM generate_series(1, v_count) g;
+    END IF;
+    first_id := ids[1] - 1;
     published_at := clock_timestamp();
     -- The wake-up is decided at commit (picloud.wake_on_commit, a deferred trigger), so one
     -- transaction arms it once however many appends it makes; it names the last of them.
     -- Armed before the INSERT: the trigger's WHEN reads wake_first.
     IF coalesce(current_setting('picloud.wake_payload_realtime', true), '') = '' THEN
-        PERFORM set_config('picloud.wake_first', (first_id + 1)::text, true);
+        PERFORM set_config('picloud.wake_first', ids[1]::text, true);
     END IF;
     PERFORM set_config('picloud.wake_payload_realtime',
-                       append_messages.app_id || ' ' || (first_id + v_count) || ' '
+                       append_messages.app_id || ' ' || ids[v_count] || ' '
                        || append_messages.topic, true);
     IF append_messages.single THEN
         INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
-        VALUES (append_messages.app_id, append_messages.topic, first_id + 1,
+        VALUES (append_messages.app_id, append_messages.topic, ids[1],
                 append_messages.messages, published_at, append_messages.from_subject);
     ELSE
         INSERT INTO picloud.messages (app_id, topic, seq, message, published_at, from_subject)
-        SELECT append_messages.app_id, append_messages.topic, first_id + e.i, e.m,
+        SELECT append_messages.app_id, append_messages.topic, ids[e.i], e.m,
                append_messages.published_at, append_messages.from_subject
           FROM jsonb_array_elements(append_messages.messages) WITH ORDINALITY e(m, i);
     END IF;
@@ -95,7 +111,7 @@ BEGIN
                     WHERE t.app_id = append_messages.app_id AND t.source = 'pubsub' AND t.enabled)
     THEN
         PERFORM picloud.fan_out_message(append_messages.app_id, append_messages.topic,
-                                        first_id + e.i, e.m, append_messages.published_at)
+                                        ids[e.i], e.m, append_messages.published_at)
            FROM jsonb_array_elements(CASE WHEN append_messages.single
                                           THEN jsonb_build_array(append_messages.messages)
                                           ELSE append_messages.messages END)
@@ -105,7 +121,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.append_messages(uuid, text, jsonb, text, boolean, boolean) IS
-    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (or, single, one message) (each at most max_message_bytes()), appends them with consecutive sequence numbers first_id + 1 .. first_id + n and one published_at, arms the commit-time wake-up (picloud.wake_on_commit: at most one notification per transaction, and none while another committing transaction carries one), and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
+    'The publish path behind picloud.publish, publish_batch, token publishes and topic handlers: validates a JSON array of 1 to max_batch_messages() messages (or, single, one message) (each at most max_message_bytes()), appends them at positions drawn from the topic''s sequence (ids, increasing in message order; a concurrent publisher of the topic may draw between them; first_id = ids[1] - 1) with one published_at, without waiting for any other publisher''s commit; arms the commit-time wake-up (picloud.wake_on_commit: at most one notification per transaction, and none while another committing transaction carries one), and (fan_out) fans each out to pubsub triggers; all in the caller''s transaction, all or nothing. from_subject is the publishing token''s subject. 22023: not an array, empty or too many; 54000: a message too large (named by its index in a batch); P0002: no such topic.';
 
 -- Queued once per transaction (the first row of its first append: picloud.wake_first),
 -- fired at commit: sql/29_wakeups.sql.
@@ -133,13 +149,14 @@ COMMENT ON FUNCTION picloud.publish_message(uuid, text, jsonb) IS
 CREATE OR REPLACE FUNCTION picloud.publish_batch(app_id uuid, topic text, messages jsonb)
 RETURNS TABLE (id bigint, published_at timestamptz)
 LANGUAGE sql VOLATILE AS $$
-    SELECT a.first_id + g, a.published_at
+    SELECT u.id, a.published_at
       FROM picloud.append_messages(publish_batch.app_id, publish_batch.topic,
                                    publish_batch.messages) a
-     CROSS JOIN LATERAL generate_series(1, jsonb_array_length(publish_batch.messages)) g
+     CROSS JOIN LATERAL unnest(a.ids) WITH ORDINALITY u(id, n)
+     ORDER BY u.n
 $$;
 COMMENT ON FUNCTION picloud.publish_batch(uuid, text, jsonb) IS
-    'Publish a JSON array of messages (1 to picloud.max_batch_messages(), each at most picloud.max_message_bytes()) in one statement, all or nothing: consecutive sequence numbers, one published_at, one notification, one pubsub fan-out per message. Returns each message''s sequence number and the time. 22023: not an array, empty or too many; 54000: a message too large (named by its index); P0002: no such topic.';
+    'Publish a JSON array of messages (1 to picloud.max_batch_messages(), each at most picloud.max_message_bytes()) in one statement, all or nothing: increasing positions in message order (consecutive unless a concurrent publisher of the topic drew between them), one published_at, one notification, one pubsub fan-out per message. Returns each message''s sequence number and the time. 22023: not an array, empty or too many; 54000: a message too large (named by its index); P0002: no such topic.';
 
 CREATE OR REPLACE FUNCTION picloud.publish_with_token(
     app_id uuid, topic text, token text, message jsonb)
@@ -193,8 +210,15 @@ BEGIN
     IF prune_messages.retention IS NULL OR prune_messages.retention < interval '0' THEN
         RAISE EXCEPTION 'retention must be zero or more' USING ERRCODE = '22023';
     END IF;
-    -- published_at grows with seq in a topic, so this removes a prefix of each topic's log.
-    DELETE FROM picloud.messages m WHERE m.published_at < now() - prune_messages.retention;
+    -- A prefix of each topic's log: everything up to its last position published before
+    -- the cut (published_at follows the order positions are drawn in only roughly, as
+    -- publishers no longer take turns), so no hole opens inside what is kept.
+    DELETE FROM picloud.messages m
+     USING (SELECT x.app_id, x.topic, max(x.seq) AS upto
+              FROM picloud.messages x
+             WHERE x.published_at < now() - prune_messages.retention
+             GROUP BY x.app_id, x.topic) p
+     WHERE m.app_id = p.app_id AND m.topic = p.topic AND m.seq <= p.upto;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     RETURN v_deleted;
 END

@@ -25,7 +25,8 @@ COMMENT ON FUNCTION picloud.report_presence(text, uuid[], text[], integer[]) IS
     'A relay reports its live subscriber counts per topic (replacing its previous report); returns how many topics it reported.';
 
 CREATE OR REPLACE VIEW picloud.topic_subscribers AS
-SELECT t.app_id, t.name AS topic, t.external_subscribable, t.auth_mode, t.last_seq,
+SELECT t.app_id, t.name AS topic, t.external_subscribable, t.auth_mode,
+       picloud.topic_head(t.app_id, t.name) AS last_seq,
        coalesce(sum(p.subscribers), 0)::integer AS subscribers,
        count(p.node_id)::integer AS nodes,
        max(p.reported_at) AS reported_at
@@ -35,4 +36,4 @@ SELECT t.app_id, t.name AS topic, t.external_subscribable, t.auth_mode, t.last_s
    AND p.reported_at > now() - interval '1 minute'
  GROUP BY t.app_id, t.name;
 COMMENT ON VIEW picloud.topic_subscribers IS
-    'Every topic with its live SSE subscribers summed over the nodes that reported in the last minute (relays report every few seconds), and its last sequence number.';
+    'Every topic with its live SSE subscribers summed over the nodes that reported in the last minute (relays report every few seconds), and its last drawn position (picloud.topic_head).';

@@ -228,36 +228,57 @@ async def test_concurrent_publishers_of_one_topic_with_random_commit_delays(
     rt: Realtime,  # noqa: F811
     database: str,
 ) -> None:
-    """Publishers of one topic, each slow at a random point of its commit (after its
-    wake-up decision): a live reader and a reader that keeps resuming both get every
-    message once, in order, without a gap."""
-    publishers, each = 4, 15
-    total = publishers * each
+    """Publishers of one topic that never wait for each other: each draws its position,
+    then waits a random while inside its transaction, is slow at a random point of its
+    commit (after its wake-up decision), and sometimes rolls back, so positions commit
+    out of order and leave gaps. A live reader, a reader that keeps resuming and a reader
+    that joins midway all get every committed message once, in position order, and
+    nothing rolled back."""
+    publishers, each = 6, 15
     await rt.topic("t")
     with psycopg.connect(database, autocommit=True) as admin:
         _slow_commit_trigger(admin)
     live = await rt.subscribe("t")
     app = rt.app["id"]
+    committed: list[tuple[int, list[int]]] = []
+    lock = threading.Lock()
+    plans = {
+        w: [(random.Random(w * 100 + n).random(), n) for n in range(each)]
+        for w in range(publishers)
+    }
+    expected = sum(1 for plan in plans.values() for r, _ in plan if r >= 0.2)
+    halfway = threading.Event()
 
     def publish(worker: int) -> None:
         rng = random.Random(worker)
         with psycopg.connect(database) as conn:
-            for n in range(each):
-                conn.execute("SELECT picloud.publish(%s, 't', %s)", (app, Jsonb([worker, n])))
+            for r, n in plans[worker]:
+                row = conn.execute(
+                    "SELECT picloud.publish(%s, 't', %s)", (app, Jsonb([worker, n]))
+                ).fetchone()
+                assert row is not None
+                time.sleep(rng.random() / 100)  # inside the transaction, holding the position
+                if r < 0.2:
+                    conn.rollback()
+                    continue
                 conn.execute(
                     "SELECT set_config('test.slow_commit', %s, true)", (f"{rng.random() / 50}",)
                 )
                 conn.commit()
+                with lock:
+                    committed.append((row[0], [worker, n]))
+                    if len(committed) == expected // 2:
+                        halfway.set()
 
     async def resuming(stream: SseStream) -> list[tuple[int, Any]]:
         got: list[tuple[int, Any]] = []
         cursor: str | None = None
-        while len(got) < total:
+        while len(got) < expected:
             if cursor is not None:
                 stream = await rt.subscribe("t", headers={"Last-Event-ID": cursor})
             try:
                 for _ in range(7):  # a few messages, then a reconnect
-                    if len(got) == total:
+                    if len(got) == expected:
                         break
                     event = await stream.next_event(10)
                     assert event.event == "message", event
@@ -267,16 +288,34 @@ async def test_concurrent_publishers_of_one_topic_with_random_commit_delays(
                 stream.close()
         return got
 
+    async def joining() -> list[tuple[int, Any]]:
+        await asyncio.to_thread(halfway.wait, 30)
+        stream = await rt.subscribe("t")
+        got: list[tuple[int, Any]] = []
+        try:
+            while True:
+                try:
+                    event = await stream.next_event(3)
+                except TimeoutError:
+                    return got
+                got.append((event.seq, event.json["message"]))
+        finally:
+            stream.close()
+
     reader = asyncio.create_task(resuming(await rt.subscribe("t")))
+    midway = asyncio.create_task(joining())
     await asyncio.gather(*(asyncio.to_thread(publish, w) for w in range(publishers)))
-    seen_live = await live.messages(total, within=20)
+    assert len(committed) == expected
+    everything = sorted((seq, m) for seq, m in committed)
+    seen_live = await live.messages(expected, within=20)
     seen_resumed = await asyncio.wait_for(reader, 30)
+    seen_midway = await asyncio.wait_for(midway, 30)
     live.close()
     for seen in (seen_live, seen_resumed):
-        assert [seq for seq, _ in seen] == list(range(1, total + 1))
-        assert sorted(tuple(m) for _, m in seen) == [
-            (w, n) for w in range(publishers) for n in range(each)
-        ]
+        assert seen == everything, "every committed message once, in position order"
         for w in range(publishers):  # each publisher's own messages in its order
-            assert [m[1] for _, m in seen if m[0] == w] == list(range(each))
-    assert seen_live == seen_resumed
+            mine = [m[1] for _, m in seen if m[0] == w]
+            assert mine == sorted(mine)
+    assert seen_midway, "the reader that joined midway got the later messages"
+    start = everything.index(seen_midway[0])
+    assert seen_midway == everything[start:], "from where it joined: no gap, no reordering"

@@ -122,25 +122,32 @@ def test_rolled_back_publish_is_never_delivered(database: str, db: psycopg.Conne
     with psycopg.connect(database) as pub:
         publish(pub, app, "t", '"doomed"')
         pub.rollback()
-        assert publish(pub, app, "t", '"kept"') == 1, "the rolled-back number is reused"
+        # Positions come from the topic's sequence, which does not roll back: the
+        # rolled-back one stays a gap (readers settle it, picloud.topic_blockers).
+        assert publish(pub, app, "t", '"kept"') == 2, "the rolled-back position is not reused"
         pub.commit()
     got = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
     got += _drain(listener, 0.3)
     listener.close()
-    assert got == [f"{app} 1 t"]
+    assert got == [f"{app} 2 t"]
     rows = db.execute("SELECT seq, message FROM picloud.messages").fetchall()
-    assert rows == [{"seq": 1, "message": "kept"}]
+    assert rows == [{"seq": 2, "message": "kept"}]
+    settled = db.execute(
+        "SELECT seq FROM picloud.settled_messages(%s, 't', 0, 10)", (app,)
+    ).fetchall()
+    assert settled == [{"seq": 2}], "nothing in flight: the gap is settled"
 
 
-def test_publishers_of_one_topic_commit_in_sequence_order(
+def test_publishers_of_one_topic_do_not_wait_for_each_others_commit(
     database: str, db: psycopg.Connection[Row]
 ) -> None:
-    """A later publisher waits for an earlier uncommitted one: seq order == commit order."""
+    """A later publisher of a topic does not wait for an earlier uncommitted one, and a
+    reader does not pass the earlier one's position while it may still commit."""
     app = make_app(db)
     make_topic(db, app, "t")
     make_topic(db, app, "other")
     first = psycopg.connect(database)
-    assert publish(first, app, "t", '"first"') == 1  # open transaction holds the counter
+    assert publish(first, app, "t", '"first"') == 1  # an open transaction holds position 1
     result: list[int] = []
     second_done = threading.Event()
 
@@ -151,28 +158,42 @@ def test_publishers_of_one_topic_commit_in_sequence_order(
 
     thread = threading.Thread(target=second)
     thread.start()
-    # Another topic is not blocked.
     assert publish(db, app, "other", '"free"') == 1
-    assert not second_done.wait(0.3), "the second publisher must wait for the first to commit"
-    first.commit()
-    first.close()
+    assert second_done.wait(10), "the second publisher does not wait for the first to commit"
     thread.join(10)
     assert result == [2]
 
+    def settled() -> list[int]:
+        rows = db.execute("SELECT seq FROM picloud.settled_messages(%s, 't', 0, 10)", (app,))
+        return [r["seq"] for r in rows.fetchall()]
 
-def test_sequences_gap_free_under_concurrent_out_of_order_commits(
+    blockers = db.execute(
+        "SELECT xid FROM picloud.topic_blockers(ARRAY[%s]::uuid[], ARRAY['t'],"
+        " ARRAY[NULL::bigint])",
+        (app,),
+    ).fetchall()
+    assert len(blockers) == 1, "the open publisher of t is in flight"
+    assert settled() == [], "2 is visible, but 1 may still commit before it"
+    first.commit()
+    first.close()
+    assert settled() == [1, 2]
+
+
+def test_readers_never_skip_under_concurrent_out_of_order_commits(
     database: str, db: psycopg.Connection[Row]
 ) -> None:
     """Many publishers, random think time inside their transactions, some rolling back:
-    the committed log is 1..N without gaps and notifications arrive in sequence order,
-    so a reader that only ever asks for ``seq > last seen`` never skips a message."""
+    positions commit out of order, yet a reader that follows the topic with
+    picloud.settled_messages (after the last position it saw) receives every committed
+    message once, in position order, and nothing rolled back."""
     app = make_app(db)
     make_topic(db, app, "t")
-    listener = _listen(database)
     committed: list[int] = []
     lock = threading.Lock()
     rng = random.Random(7)
     plans = [[(rng.random() * 0.01, rng.random() < 0.2) for _ in range(15)] for _ in range(6)]
+    seen: list[int] = []
+    done = threading.Event()
 
     def worker(plan: list[tuple[float, bool]]) -> None:
         with psycopg.connect(database) as conn:
@@ -186,15 +207,27 @@ def test_sequences_gap_free_under_concurrent_out_of_order_commits(
                     with lock:
                         committed.append(seq)
 
+    def reader() -> None:
+        with psycopg.connect(database, autocommit=True) as conn:
+            while True:
+                finished = done.is_set()  # read once more after the last commit
+                after = seen[-1] if seen else 0
+                rows = conn.execute(
+                    "SELECT seq FROM picloud.settled_messages(%s, 't', %s, 1000)", (app, after)
+                ).fetchall()
+                seen.extend(r[0] for r in rows)
+                if finished and not rows:
+                    return
+                time.sleep(0.001)
+
+    tail = threading.Thread(target=reader)
+    tail.start()
     run_threads(worker, plans)
+    done.set()
+    tail.join(30)
     expected = sum(1 for p in plans for _, rb in p if not rb)
-    seqs = [int(n.payload.split()[1]) for n in listener.notifies(timeout=10, stop_after=expected)]
-    seqs += [int(p.split()[1]) for p in _drain(listener, 0.3)]
-    listener.close()
-    assert sorted(committed) == list(range(1, expected + 1))
-    assert seqs == list(range(1, expected + 1)), "notifications in commit (= sequence) order"
-    rows = db.execute("SELECT seq FROM picloud.messages ORDER BY seq").fetchall()
-    assert [r["seq"] for r in rows] == list(range(1, expected + 1))
+    assert len(committed) == expected
+    assert seen == sorted(committed), "every committed message once, in position order"
 
 
 def test_notify_payload_is_small_and_topic_delete_notifies_control(
@@ -283,7 +316,8 @@ def test_a_recreated_topic_has_a_new_epoch(db: psycopg.Connection[Row]) -> None:
     for _ in range(3):
         publish(db, app_id, "t", "1")
         row = db.execute(
-            "SELECT epoch, last_seq FROM picloud.topics WHERE app_id = %s AND name = 't'",
+            "SELECT epoch, picloud.topic_head(app_id, name) AS last_seq FROM picloud.topics"
+            " WHERE app_id = %s AND name = 't'",
             (app_id,),
         ).fetchone()
         assert row is not None and row["last_seq"] == 1, "sequence numbers restart"

@@ -139,7 +139,7 @@ def _publish(args: argparse.Namespace) -> int:
         if args.message is not None:
             params = {"app_id": app_id, "topic": args.topic, "message": messages[0]}
             rows: Sequence[object] = [conn.execute(q("publish_message"), params).fetchone()]
-        else:  # one statement: consecutive ids, one notification, all or nothing
+        else:  # one statement: increasing ids, one notification, all or nothing
             params = {"app_id": app_id, "topic": args.topic, "messages": f"[{','.join(messages)}]"}
             rows = conn.execute(q("publish_batch"), params).fetchall()
     emit(args, rows[0] if args.message is not None else rows, key="messages")

@@ -1,27 +1,31 @@
 -- name: subscribe_check
 -- For an SSE subscription: the app behind the Host header, the authorisation verdict,
--- the topic's epoch, its last sequence number and the oldest retained one, whether it has
--- presence and who the token says the subscriber is there ({"subject","info"} or NULL).
+-- the topic's epoch, its head and the publishes that may still commit up to it
+-- (picloud.topic_position), the oldest retained position, whether it has presence and who
+-- the token says the subscriber is there ({"subject","info"} or NULL).
 SELECT r.app_id,
        CASE WHEN r.app_id IS NOT NULL
             THEN picloud.authorize_subscribe(r.app_id, %(topic)s, %(token)s) END AS verdict,
-       t.epoch, t.last_seq AS head,
+       t.epoch, (p.pos).head, (p.pos).blockers,
        (SELECT min(m.seq) FROM picloud.messages m
          WHERE m.app_id = r.app_id AND m.topic = %(topic)s) AS oldest,
        coalesce(t.presence, false) AS presence,
        CASE WHEN t.presence THEN picloud.presence_identity(r.app_id, %(topic)s, %(token)s) END
            AS identity
   FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
-  LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = %(topic)s;
+  LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = %(topic)s
+  LEFT JOIN LATERAL (SELECT picloud.topic_position(t.app_id, t.name) AS pos
+                      WHERE t.app_id IS NOT NULL OFFSET 0) p ON true;
 
 -- name: subscribe_check_many
 -- For a multiplexed SSE stream: per requested topic (in request order), the app behind the
--- Host header, the authorisation verdict, the topic's epoch, head and oldest retained seq,
--- whether it has presence and who the token says the subscriber is there.
+-- Host header, the authorisation verdict, the topic's epoch, head and its blockers
+-- (picloud.topic_position), the oldest retained position, whether it has presence and who
+-- the token says the subscriber is there.
 SELECT r.app_id, c.topic,
        CASE WHEN r.app_id IS NOT NULL
             THEN picloud.authorize_subscribe(r.app_id, c.topic, %(token)s) END AS verdict,
-       t.epoch, t.last_seq AS head,
+       t.epoch, (p.pos).head, (p.pos).blockers,
        (SELECT min(m.seq) FROM picloud.messages m
          WHERE m.app_id = r.app_id AND m.topic = c.topic) AS oldest,
        coalesce(t.presence, false) AS presence,
@@ -30,6 +34,8 @@ SELECT r.app_id, c.topic,
   FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
  CROSS JOIN unnest(%(topics)s::text[]) WITH ORDINALITY AS c(topic, ord)
   LEFT JOIN picloud.topics t ON t.app_id = r.app_id AND t.name = c.topic
+  LEFT JOIN LATERAL (SELECT picloud.topic_position(t.app_id, t.name) AS pos
+                      WHERE t.app_id IS NOT NULL OFFSET 0) p ON true
  ORDER BY c.ord;
 
 -- name: relay_listen
@@ -37,37 +43,37 @@ SELECT r.app_id, c.topic,
 LISTEN picloud_realtime; LISTEN picloud_realtime_control; LISTEN picloud_presence;
 
 -- name: replay_messages
--- SSE frames (sequence number and data text) of one topic incarnation (epoch) after a
--- sequence number; nothing once the topic has another epoch. "from" is the publishing
--- token's subject, when it had one.
-SELECT m.seq,
-       (jsonb_build_object('topic', m.topic, 'message', m.message,
-                           'published_at', m.published_at)
-        || CASE WHEN m.from_subject IS NOT NULL
-                THEN jsonb_build_object('from', m.from_subject) ELSE '{}' END)::text AS data
+-- SSE frames (position and data text) of one topic incarnation (epoch) after a position
+-- and up to a settled one (picloud.realtime.subscribe: what the stream's channel had
+-- passed when it joined); nothing once the topic has another epoch.
+SELECT m.seq, picloud.sse_frame_data(m) AS data
   FROM picloud.topics t
   JOIN picloud.messages m ON m.app_id = t.app_id AND m.topic = t.name
  WHERE t.app_id = %(app_id)s AND t.name = %(topic)s AND t.epoch = %(epoch)s
-   AND m.seq > %(after)s
+   AND m.seq > %(after)s AND m.seq <= %(upto)s
  ORDER BY m.seq LIMIT %(limit)s;
 
 -- name: relay_fetch
--- SSE frames for several channels at once, each after its own last delivered number, of
--- the channel's topic incarnation only (a recreated topic's messages are not its).
+-- SSE frames for several channels at once, each after its own last delivered position, of
+-- the channel's topic incarnation only (a recreated topic's messages are not its). The
+-- relay delivers only the settled part (picloud.realtime.relay).
 SELECT c.app_id::text AS app_id, c.topic, m.seq, m.data
   FROM unnest(%(app_ids)s::uuid[], %(topics)s::text[], %(epochs)s::bigint[],
               %(afters)s::bigint[]) AS c(app_id, topic, epoch, after)
   JOIN picloud.topics t ON t.app_id = c.app_id AND t.name = c.topic AND t.epoch = c.epoch
  CROSS JOIN LATERAL (
-        SELECT x.seq,
-               (jsonb_build_object('topic', x.topic, 'message', x.message,
-                                   'published_at', x.published_at)
-                || CASE WHEN x.from_subject IS NOT NULL
-                        THEN jsonb_build_object('from', x.from_subject) ELSE '{}' END)::text AS data
+        SELECT x.seq, picloud.sse_frame_data(x) AS data
           FROM picloud.messages x
          WHERE x.app_id = c.app_id AND x.topic = c.topic AND x.seq > c.after
          ORDER BY x.seq LIMIT %(limit)s) m
  ORDER BY 1, 2, 3;
+
+-- name: relay_blockers
+-- Of these (channel, transaction) pairs (xid NULL: every transaction in flight now), the
+-- ones still publishing to the channel's topic: a gap below what the relay read is
+-- settled once none of the pairs asked about for it remain.
+SELECT b.app_id::text AS app_id, b.topic, b.xid
+  FROM picloud.topic_blockers(%(app_ids)s::uuid[], %(topics)s::text[], %(xids)s::bigint[]) b;
 
 -- name: relay_committing
 -- Whether some publish is still committing (it may have committed without a NOTIFY).

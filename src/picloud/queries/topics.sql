@@ -55,18 +55,17 @@ SELECT id, published_at FROM picloud.publish_batch(%(app_id)s, %(topic)s, %(mess
 -- name: message_history
 -- Messages of a topic after a cursor position (%(epoch)s NULL: a plain message id, taken
 -- as a position in the current incarnation). A position of another incarnation, or beyond
--- the head, resets to the start of the current one (reset true). One row with id NULL
+-- the head, resets to the start of the current one (reset true). Only settled messages
+-- (picloud.settled_messages): none that a later commit could precede. One row with id NULL
 -- when there are no messages, no row when the topic does not exist.
 SELECT t.epoch, c.reset, m.seq AS id, t.name AS topic, m.message, m.published_at
   FROM picloud.topics t
  CROSS JOIN LATERAL (
         SELECT coalesce(%(epoch)s::bigint <> t.epoch, false)
-               OR %(after)s::bigint > t.last_seq AS reset) c
-  LEFT JOIN LATERAL (
-        SELECT seq, message, published_at FROM picloud.messages
-         WHERE app_id = t.app_id AND topic = t.name
-           AND seq > CASE WHEN c.reset THEN 0 ELSE %(after)s::bigint END
-         ORDER BY seq LIMIT %(limit)s) m ON true
+               OR %(after)s::bigint > picloud.topic_head(t.app_id, t.name) AS reset) c
+  LEFT JOIN LATERAL picloud.settled_messages(
+        t.app_id, t.name, CASE WHEN c.reset THEN 0 ELSE %(after)s::bigint END,
+        %(limit)s) m ON true
  WHERE t.app_id = %(app_id)s AND t.name = %(topic)s
  ORDER BY m.seq;
 

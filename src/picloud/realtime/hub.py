@@ -137,7 +137,10 @@ class Subscriber:
 class Channel:
     key: ChannelKey
     epoch: int  # the topic incarnation whose messages this channel carries
-    last_seq: int  # the highest sequence number fanned out on this channel
+    last_seq: int  # the highest position fanned out on this channel
+    # Positions up to here are settled: no later commit can bring one of them (the relay
+    # moves past a gap in the positions only below this).
+    settled: int = 0
     subscribers: set[Subscriber] = field(default_factory=set)
 
 
@@ -156,7 +159,7 @@ class Hub:
 
     def subscribe(self, sub: Subscriber, head: int, epoch: int) -> tuple[Channel, bool]:
         """Add ``sub`` to its channel (created at ``head`` of topic incarnation ``epoch``
-        when new); True when created."""
+        when new: a settled position); True when created."""
         channel = self.channels.get(sub.key)
         if channel is not None and channel.epoch != epoch:
             # The topic was deleted and created again while this channel lived: its streams
@@ -165,7 +168,7 @@ class Hub:
             channel = None
         created = channel is None
         if channel is None:
-            channel = self.channels[sub.key] = Channel(sub.key, epoch, head)
+            channel = self.channels[sub.key] = Channel(sub.key, epoch, head, head)
         channel.subscribers.add(sub)
         return channel, created
 

@@ -4,8 +4,13 @@ One dedicated autocommit connection per process LISTENs on ``picloud_realtime`` 
 ``<app_id> <seq> <topic>``: ids, never bodies) and ``picloud_realtime_control``
 (``close <app_id> <topic>``). A notification only marks its channel dirty; the pump then
 reads every dirty channel's new rows (``seq >`` what the channel last fanned out) from
-``picloud.messages`` in one query and hands the frames to the hub. Because sequence
-numbers are gap-free in commit order, reading by ``seq >`` never skips a message.
+``picloud.messages`` in one query and hands the settled ones to the hub, in position
+order. Positions are drawn without a lock held through commit (sql/32_positions.sql), so
+a reader can see position n + 2 before n + 1 commits (or n + 1 was rolled back): the relay
+moves past a gap only once it is settled, that is when every transaction that was
+publishing to the topic just after the read that showed the gap has ended
+(picloud.topic_blockers, asked again every ``RESWEEP_SEC`` while some gap waits). No
+message can then appear behind a position a subscriber has passed.
 
 At most one committing publish carries a NOTIFY (sql/29_wakeups.sql, picloud.wake_on_commit);
 the others commit without one, so a notification is a wake-up for every channel, not just
@@ -36,7 +41,7 @@ from psycopg_pool import PoolTimeout
 
 from picloud.db import CONNECT_TIMEOUT_SEC, Row, application_name, connect_options
 from picloud.queries import q
-from picloud.realtime.hub import ChannelKey, Hub
+from picloud.realtime.hub import Channel, ChannelKey, Hub
 from picloud.realtime.presence import PRESENCE_CHANNEL, Presence
 from picloud.realtime.sse import Frame
 from picloud.roles import pause, role
@@ -69,6 +74,10 @@ class Relay:
         self.presence = Presence(state, state.settings.realtime_max_pending_bytes)
         self.dirty: dict[ChannelKey, int] = {}  # channel -> highest notified seq
         self.verify: set[ChannelKey] = set()  # channels to check and catch up from the table
+        # Channels stopped at a gap: the position that settles once the publishing
+        # transactions named (still in flight when asked) have ended.
+        self.gaps: dict[ChannelKey, tuple[Channel, int, frozenset[int]]] = {}
+        self.seen: dict[ChannelKey, int] = {}  # what the last read of a stopped channel saw
         self.sweep = False  # read every live channel (a wake-up, not one channel's news)
         self.wake = asyncio.Event()
         self.listening = asyncio.Event()
@@ -226,8 +235,10 @@ class Relay:
                     # Asked before the read: see the module docstring.
                     committing = bool((await self._read("relay_committing", {}))[0]["busy"])
                     dirty.update(dict.fromkeys(self.hub.channels, EVERYTHING))
-                await self._fetch(dirty)
-                if committing:
+                found = await self._fetch(dirty)
+                if found or self.gaps:
+                    await self._settle(found)
+                if committing or self.gaps:
                     await asyncio.sleep(RESWEEP_SEC)
                     self.sweep = True
                     self.wake.set()
@@ -263,11 +274,13 @@ class Relay:
             elif not row["external"]:
                 self.hub.close_channel(key, operators_too=False)
 
-    async def _fetch(self, dirty: dict[ChannelKey, int]) -> None:
+    async def _fetch(self, dirty: dict[ChannelKey, int]) -> dict[ChannelKey, Channel]:
+        """Read the dirty channels and deliver what is settled; returns the channels that
+        stopped at a gap (each with the position its read saw in ``self.seen``)."""
         channels = self.hub.channels
         keys = [k for k, seq in dirty.items() if k in channels and seq > channels[k].last_seq]
         if not keys:
-            return
+            return {}
         epochs = {k: channels[k].epoch for k in keys}
         params = {
             "app_ids": [k[0] for k in keys],
@@ -281,14 +294,63 @@ class Relay:
         for row in rows:
             key = (row["app_id"], row["topic"])
             frames[key].append(Frame.message(epochs[key], row["seq"], row["data"]))
+        stopped: dict[ChannelKey, Channel] = {}
         for key, batch in frames.items():
             channel = channels.get(key)
             if channel is None or channel.epoch != epochs[key]:
                 continue  # replaced by a new incarnation of the topic during the read
-            self.hub.deliver(key, batch)
-            if len(batch) == self.page:  # more to read
+            ready = settled_prefix(channel, batch)
+            if ready:
+                self.hub.deliver(key, ready)
+            if len(ready) < len(batch):
+                stopped[key] = channel
+                self.seen[key] = batch[-1].seq
+            elif len(batch) == self.page:  # more to read
                 self.dirty[key] = max(dirty[key], self.dirty.get(key, 0))
                 self.wake.set()
+        return stopped
+
+    async def _settle(self, stopped: dict[ChannelKey, Channel]) -> None:
+        """Ask which publishers may still fill the gaps channels stopped at (new ones: every
+        publisher of the topic in flight now; waiting ones: those named before); a gap
+        whose publishers have all ended is settled up to what its read saw, and the
+        channel is read again."""
+        channels = self.hub.channels
+        waiting = {k: g for k, g in self.gaps.items() if channels.get(k) is g[0]}
+        fresh = {k: c for k, c in stopped.items() if k not in waiting}
+        pairs: list[tuple[ChannelKey, int | None]] = [(k, None) for k in fresh]
+        pairs += [(k, x) for k, (_, _, xids) in waiting.items() for x in xids]
+        if not pairs:
+            self.gaps = {}
+            return
+        params = {
+            "app_ids": [k[0] for k, _ in pairs],
+            "topics": [k[1] for k, _ in pairs],
+            "xids": [x for _, x in pairs],
+        }
+        held: dict[ChannelKey, set[int]] = defaultdict(set)
+        for row in await self._read("relay_blockers", params):
+            held[(row["app_id"], row["topic"])].add(row["xid"])
+        gaps: dict[ChannelKey, tuple[Channel, int, frozenset[int]]] = {}
+        settled: list[tuple[Channel, int]] = []
+        for key, channel in fresh.items():
+            upto = self.seen.pop(key)
+            if held[key]:
+                gaps[key] = (channel, upto, frozenset(held[key]))
+            else:
+                settled.append((channel, upto))
+        for key, (channel, upto, xids) in waiting.items():
+            self.seen.pop(key, None)
+            remaining = xids & held[key]
+            if remaining:
+                gaps[key] = (channel, upto, frozenset(remaining))
+            else:
+                settled.append((channel, upto))
+        self.gaps = gaps
+        for channel, upto in settled:
+            channel.settled = max(channel.settled, upto)
+            self.dirty[channel.key] = EVERYTHING
+            self.wake.set()
 
     async def _backstop(self) -> None:
         while True:
@@ -327,6 +389,19 @@ class Relay:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self.report_presence(leaving=True)), 2)
+
+
+def settled_prefix(channel: Channel, frames: list[Frame]) -> list[Frame]:
+    """The frames (ascending positions after ``channel.last_seq``) the channel may deliver
+    now: each must follow the one before without a gap, or be settled."""
+    last = channel.last_seq
+    n = 0
+    for f in frames:
+        if f.seq != last + 1 and f.seq > channel.settled:
+            break
+        last = f.seq
+        n += 1
+    return frames[:n]
 
 
 @role("relay")

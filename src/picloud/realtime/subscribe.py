@@ -5,10 +5,14 @@ each topic it works out where the client stands (``Start``): nothing to tell, an
 ``event: history_truncated`` (its position is older than the retained log) or an
 ``event: reset`` (its cursor is not a position in the topic's current incarnation: another
 epoch, or beyond the head; the stream then starts over from the incarnation's first
-retained message). Each topic's subscriber joins its hub channel before anything is
-written, so every frame fanned out from then on is kept in its backlog while the topic's
-missed messages are replayed from ``picloud.messages``; the backlogs follow (without what
-the replays sent) and then all topics go live at once. The caller (the web layer) parses,
+retained message). A topic's head is settled first: the stream waits until the
+publishers that were in flight when the head was read have ended (usually none; it then
+waits for nothing), so a message committed later never lands behind the stream's start.
+Each topic's subscriber then joins its hub channel before anything is written, so every
+frame fanned out from then on is kept in its backlog while the topic's missed messages
+are replayed from ``picloud.messages``, up to the settled position the channel had
+reached; the backlogs follow (without what the replays sent) and then all topics go live
+at once. The caller (the web layer) parses,
 authorises, and hands over the response's transport and write function.
 """
 
@@ -28,14 +32,17 @@ from picloud.realtime.relay import FETCH_PAGE, Relay
 from picloud.realtime.sse import OPENED, Frame, history_truncated, reset
 
 Write = Callable[[bytes], Awaitable[None]]
+SETTLE_POLL_SEC = 0.001
 
 
 @dataclass(frozen=True, slots=True)
 class Start:
     """Where one topic of a stream starts, read after the caller authorised it: the topic's
-    incarnation (``epoch``), last sequence number (``head``), oldest retained one
-    (``oldest``) and the client's position (``resume``); whether the topic has presence,
-    and who the subscriber is there (``identity``: {"subject","info"}; None: not present)."""
+    incarnation (``epoch``), last drawn position (``head``), oldest retained one
+    (``oldest``), the client's position (``resume``) and the transactions that may still
+    commit a position up to the head (``blockers``, picloud.topic_position); whether the
+    topic has presence, and who the subscriber is there (``identity``: {"subject","info"};
+    None: not present)."""
 
     topic: str
     epoch: int
@@ -44,6 +51,7 @@ class Start:
     resume: Cursor | None
     presence: bool = False
     identity: dict[str, Any] | None = None
+    blockers: tuple[int, ...] = ()
 
 
 def start_at(start: Start) -> tuple[int, Literal["reset", "truncated"] | None]:
@@ -106,8 +114,9 @@ async def follow(
     """Run the stream until it ends (client gone, overflow, topic closed, stopping):
     subscribe every topic, write the preamble, replay, drain the backlogs, go live."""
     app_id = str(app_uuid)
+    await _settle_heads(relay, app_uuid, starts, transport)
     subs: list[tuple[Subscriber, Start]] = []
-    replays: list[bool] = []
+    uptos: list[int] = []
     try:
         for s, cursor in zip(starts, opened.cursors, strict=True):
             sub = Subscriber(
@@ -122,14 +131,15 @@ async def follow(
             subs.append((sub, s))
             if created:
                 relay.channel_created(sub.key)
-            replays.append(sub.cursor < max(s.head, channel.last_seq))
+            # Settled up to here; what the channel fans out after it goes to the backlog.
+            uptos.append(max(s.head, channel.last_seq))
         await write(opened.preamble)
         for sub, s in subs:
             if s.presence:  # after the preamble: the stream opens with ':ok'
                 relay.presence.attach(sub, s.identity)
-        for (sub, s), replay in zip(subs, replays, strict=True):
-            if replay and not _ended(subs):
-                await _replay(relay, write, sub, app_uuid, s.topic, s.epoch)
+        for (sub, s), upto in zip(subs, uptos, strict=True):
+            if sub.cursor < upto and not _ended(subs):
+                await _replay(relay, write, sub, app_uuid, s, upto)
         # Frames the hub kept while we replayed, without what the replays already sent;
         # then all topics go live together (no await in between).
         while not _ended(subs) and any(sub.backlog for sub, _ in subs):
@@ -161,21 +171,45 @@ async def _write(write: Write, sub: Subscriber, frames: list[Frame]) -> None:
         await write(b"".join(sub.mux.encode(sub.key[1], frames)))
 
 
+async def _settle_heads(
+    relay: Relay, app_id: uuid.UUID, starts: list[Start], transport: asyncio.Transport
+) -> None:
+    """Wait until no transaction that may commit a position up to a topic's head is still
+    in flight (asked every ``SETTLE_POLL_SEC``)."""
+    pending = [(s.topic, x) for s in starts for x in s.blockers]
+    while pending:
+        params = {
+            "app_ids": [app_id] * len(pending),
+            "topics": [t for t, _ in pending],
+            "xids": [x for _, x in pending],
+        }
+        async with relay.state.db.connection() as conn:
+            rows = await (await conn.execute(q("relay_blockers"), params)).fetchall()
+        held = {(r["topic"], r["xid"]) for r in rows}
+        pending = [p for p in pending if p in held]
+        if pending:
+            if transport.is_closing():
+                raise ConnectionResetError("client went away")
+            await asyncio.sleep(SETTLE_POLL_SEC)
+
+
 async def _replay(
-    relay: Relay, write: Write, sub: Subscriber, app_id: uuid.UUID, topic: str, epoch: int
+    relay: Relay, write: Write, sub: Subscriber, app_id: uuid.UUID, start: Start, upto: int
 ) -> None:
     while not sub.done.done():
         params = {
             "app_id": app_id,
-            "topic": topic,
-            "epoch": epoch,
+            "topic": start.topic,
+            "epoch": start.epoch,
             "after": sub.cursor,
+            "upto": upto,
             "limit": FETCH_PAGE,
         }
         async with relay.state.db.connection() as conn:
             rows = await (await conn.execute(q("replay_messages"), params)).fetchall()
         if not rows:
             return
+        epoch = start.epoch
         await _write(write, sub, [Frame.message(epoch, r["seq"], r["data"]) for r in rows])
         if len(rows) < FETCH_PAGE:
             return

@@ -133,6 +133,7 @@ async def stream_topic(request: web.Request) -> web.StreamResponse:
         row["head"],
         row["oldest"],
         resume,
+        blockers=row["blockers"],
         operator=True,
         presence=row["presence"],
     )

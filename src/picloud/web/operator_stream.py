@@ -8,9 +8,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from picloud.realtime.subscribe import Start
-from picloud.web.auth import Principal, bearer_token
-from picloud.web.errors import bad_request, forbidden, not_found, unauthorized
-from picloud.web.params import path_uuid, stream_last_event_id
+from picloud.web.auth import credentials
+from picloud.web.errors import bad_request, not_found
+from picloud.web.params import stream_last_event_id
 from picloud.web.realtime import serve_topics
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all
@@ -27,10 +27,6 @@ from picloud.web.state import state_of
     response_content="text/event-stream",
 )
 async def operator_stream(request: web.Request) -> web.StreamResponse:
-    key = bearer_token(request)
-    if key is None:
-        raise unauthorized()
-    app_id = path_uuid(request, "app_id")
     topics = request.query.getall("topic", [])
     limit = state_of(request).settings.realtime_max_topics_per_stream
     if not topics:
@@ -40,22 +36,21 @@ async def operator_stream(request: web.Request) -> web.StreamResponse:
     if len(set(topics)) != len(topics):
         raise bad_request("a topic is named twice")
     resume = stream_last_event_id(request)
-    params = {"key": key, "app_id": app_id, "topics": topics}
-    rows = await fetch_all(request, "operator_stream_check", params)
-    if not rows:
-        raise unauthorized()
-    if rows[0]["app_id"] is None:
-        raise not_found("no such app")
-    principal = Principal(
-        rows[0]["key_id"], rows[0]["key_app_id"], frozenset(rows[0]["capabilities"])
-    )
-    if not principal.allows("topics:manage", app_id):
-        raise forbidden()
+    auth = credentials(request)
+    rows = await fetch_all(request, "operator_stream_check", {**auth, "topics": topics})
     if any(r["epoch"] is None for r in rows):
         raise not_found("no such topic")
     starts = [
-        Start(r["topic"], r["epoch"], r["head"], r["oldest"], resume.get(r["topic"]), r["presence"])
+        Start(
+            r["topic"],
+            r["epoch"],
+            r["head"],
+            r["oldest"],
+            resume.get(r["topic"]),
+            presence=r["presence"],
+            blockers=tuple(r["blockers"]),
+        )
         for r in rows
     ]
     del rows
-    return await serve_topics(request, app_id, starts, operator=True, multiplexed=True)
+    return await serve_topics(request, auth["app_id"], starts, operator=True, multiplexed=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -68,6 +69,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             resume,
             presence=check["presence"],
             identity=check["identity"],
+            blockers=check["blockers"],
         )
 
 
@@ -106,8 +108,9 @@ async def subscribe_many(request: web.Request) -> web.StreamResponse:
             r["head"],
             r["oldest"],
             resume.get(r["topic"]),
-            r["presence"],
-            r["identity"],
+            presence=r["presence"],
+            identity=r["identity"],
+            blockers=tuple(r["blockers"]),
         )
         for r in rows
     ]
@@ -126,13 +129,15 @@ async def serve_stream(
     oldest: int | None,
     resume: Cursor | None,
     *,
+    blockers: Sequence[int] = (),
     operator: bool = False,
     presence: bool = False,
     identity: dict[str, Any] | None = None,
 ) -> web.StreamResponse:
     """Stream one topic: replay after ``resume`` from the log, then go live on the hub
-    (also used by the dashboard's API-key stream route)."""
-    start = Start(topic, epoch, head, oldest, resume, presence, identity)
+    (also used by the dashboard's API-key stream route). ``blockers``: the publishing
+    transactions that may still commit up to ``head`` (picloud.topic_position)."""
+    start = Start(topic, epoch, head, oldest, resume, presence, identity, tuple(blockers))
     return await serve_topics(request, app_uuid, [start], operator=operator, multiplexed=False)
 
 

@@ -199,8 +199,7 @@ async def publish(request: web.Request) -> web.Response:
     first, at = published["first_id"], published["published_at"]
     if batch is None:
         return json_response({"id": first + 1, "published_at": at}, status=201)
-    ids = list(range(first + 1, first + 1 + len(batch)))
-    return json_response({"ids": ids, "published_at": at}, status=201)
+    return json_response({"ids": published["ids"], "published_at": at}, status=201)
 
 
 async def _publish_body(

@@ -264,7 +264,7 @@ class AsyncApp:
         return cast(Published, await self._json("POST", path, json={"message": message}))
 
     async def publish_batch(self, topic: str, messages: Sequence[Any]) -> PublishedBatch:
-        """Publish several messages in one request, all or nothing: consecutive ids, one
+        """Publish several messages in one request, all or nothing: increasing ids, one
         notification (a bad element is a BadRequest/PayloadTooLarge naming its index)."""
         path = f"/topics/{_seg(topic)}/messages"
         body = {"messages": list(messages)}
