@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,19 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def asyncpg_url(conninfo: str) -> str:
+    """A libpq conninfo (keywords or URL) as the URL asyncpg takes (a socket directory
+    as host goes in the query string)."""
+    from urllib.parse import quote, urlencode
+
+    parts = psycopg.conninfo.conninfo_to_dict(conninfo)
+    auth = quote(str(parts.get("user", "")))
+    if parts.get("password"):
+        auth += ":" + quote(str(parts["password"]))
+    query = {k: str(parts[k]) for k in ("host", "port") if parts.get(k)}
+    return f"postgresql://{auth}@/{quote(str(parts.get('dbname', '')))}?{urlencode(query)}"
+
+
 def peer_server(port: int, conninfo: str) -> None:
     """Starlette + broadcaster (its PostgreSQL backend: NOTIFY), publish only: what a
     typical Python peer does, writing nothing durable."""
@@ -188,8 +201,7 @@ def peer_server(port: int, conninfo: str) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    url = "postgres://" + conninfo.partition("://")[2] if "://" in conninfo else conninfo
-    broadcast = Broadcast(url)
+    broadcast = Broadcast(asyncpg_url(conninfo))
 
     async def publish(request: Request) -> JSONResponse:
         body = await request.json()
@@ -199,13 +211,20 @@ def peer_server(port: int, conninfo: str) -> None:
     async def ready(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await broadcast.connect()
+        try:
+            yield
+        finally:
+            await broadcast.disconnect()
+
     app = Starlette(
         routes=[
             Route("/api/v1/apps/{app}/topics/{topic}/messages", publish, methods=["POST"]),
             Route("/ready", ready),
         ],
-        on_startup=[broadcast.connect],
-        on_shutdown=[broadcast.disconnect],
+        lifespan=lifespan,
     )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
