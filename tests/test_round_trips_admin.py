@@ -225,7 +225,7 @@ async def test_bad_input_is_reported_by_sql_in_one_statement(
     for name in ("bad*name", "x" * 129, "with space", "é"):
         await one("POST", f"{base}/topics", 400, json={"name": name})
         for method in ("GET", "PATCH", "DELETE"):
-            patch = {} if method == "PATCH" else None
+            patch: dict[str, Any] | None = {} if method == "PATCH" else None
             await one(method, f"{base}/topics/{name}", 400, **body(patch))
         await one("GET", f"{base}/topics/{name}/messages", 400)
         await one("POST", f"{base}/topics/{name}/tokens", 400, json={})
