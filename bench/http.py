@@ -511,12 +511,26 @@ def measure_peer(
     return result
 
 
+# This file's name is the standard library's ``http``. A script run from bench/ has bench/
+# first on sys.path, so ``import http`` (urllib and aiohttp do it) finds this file: run as a
+# script, it drops that entry before importing them; imported as ``http`` by a sibling
+# script, it hands the name over to the standard library's package (end of the file).
+
+
 def unshadow_http() -> None:
-    """Run as a script, this file's directory comes first on sys.path, and its name would
-    shadow the standard library's http package (urllib and aiohttp import it): drop it
-    before anything imports them."""
+    """Drop this file's directory from sys.path."""
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+
+
+def hand_over_http() -> None:
+    """Imported as ``http``: become the standard library's package (the import statement
+    returns whatever sys.modules holds once this module has run)."""
+    import importlib
+
+    unshadow_http()
+    del sys.modules["http"]
+    sys.modules["http"] = importlib.import_module("http")
 
 
 def main() -> int:
@@ -573,5 +587,7 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "http":
+    hand_over_http()
+elif __name__ == "__main__":
     raise SystemExit(main())
