@@ -28,3 +28,28 @@ SELECT e.key, e.value, e.created_at, e.updated_at
    AND (%(cursor)s::text IS NULL OR e.key > %(cursor)s::text)
  ORDER BY e.key
  LIMIT %(limit)s;
+
+-- The command line's forms (the operator, on the database itself: no API key), through
+-- the same functions.
+
+-- name: kv_get_operator
+-- One kv entry of an app (a malformed key is 22023).
+SELECT key, value, created_at, updated_at FROM picloud.kv_get(%(app_id)s, %(key)s);
+
+-- name: kv_set_operator
+-- Create or replace a kv entry (validated in SQL); created tells which.
+SELECT (s.entry).key, (s.entry).value, (s.entry).created_at, (s.entry).updated_at, s.created
+  FROM picloud.kv_set(%(app_id)s, %(key)s, %(value)s) s;
+
+-- name: kv_delete_operator
+-- Delete a kv entry (a malformed key is 22023); no row when it did not exist.
+SELECT d.key FROM picloud.kv_delete(%(app_id)s, %(key)s) AS d(key);
+
+-- name: kv_list_operator
+-- A page of an app's entries in key order, after a cursor key, under an optional prefix.
+SELECT key, value, created_at, updated_at FROM picloud.kv
+ WHERE app_id = %(app_id)s
+   AND key >= %(prefix)s AND starts_with(key, %(prefix)s)
+   AND (%(cursor)s::text IS NULL OR key > %(cursor)s::text)
+ ORDER BY key
+ LIMIT %(limit)s;
