@@ -107,3 +107,51 @@ COMMENT ON FUNCTION picloud.apps_slug_host_free() IS
 CREATE OR REPLACE TRIGGER apps_slug_host_free
     BEFORE INSERT OR UPDATE OF slug ON picloud.apps
     FOR EACH ROW EXECUTE FUNCTION picloud.apps_slug_host_free();
+
+CREATE OR REPLACE FUNCTION picloud.create_app(slug text, name text)
+RETURNS SETOF picloud.apps
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    INSERT INTO picloud.apps AS a (slug, name) VALUES (create_app.slug, create_app.name)
+    RETURNING a.*;
+END
+$$;
+COMMENT ON FUNCTION picloud.create_app(text, text) IS
+    'Create an app; the table''s constraints check the slug and name (23514), 23505 when the slug is taken (or is another app''s host).';
+
+CREATE OR REPLACE FUNCTION picloud.update_app(app_id uuid, slug text, name text)
+RETURNS SETOF picloud.apps
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE picloud.apps AS a
+       SET name = coalesce(update_app.name, a.name), slug = coalesce(update_app.slug, a.slug),
+           updated_at = now()
+     WHERE a.id = update_app.app_id
+    RETURNING a.*;
+END
+$$;
+COMMENT ON FUNCTION picloud.update_app(uuid, text, text) IS
+    'Change an app''s slug and/or name (NULL keeps a field), under the table''s constraints; no row for an unknown app.';
+
+CREATE OR REPLACE FUNCTION picloud.delete_app(app_id uuid) RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY DELETE FROM picloud.apps a WHERE a.id = delete_app.app_id RETURNING a.id;
+END
+$$;
+COMMENT ON FUNCTION picloud.delete_app(uuid) IS
+    'Delete an app and, by cascade, everything it owns: its id, or no row for an unknown app.';
+
+CREATE OR REPLACE FUNCTION picloud.remove_domain(app_id uuid, host text) RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    DELETE FROM picloud.app_domains d
+     WHERE d.app_id = remove_domain.app_id AND d.host = picloud.normalize_host(remove_domain.host)
+    RETURNING d.host;
+END
+$$;
+COMMENT ON FUNCTION picloud.remove_domain(uuid, text) IS
+    'Detach a host name (normalised as by add_domain) from an app: the host, or no row when the app did not have it.';

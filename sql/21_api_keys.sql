@@ -73,6 +73,30 @@ $$;
 COMMENT ON FUNCTION picloud.ensure_admin_key(text, text) IS
     'Make the given key a live instance:admin key (idempotent). Used for PICLOUD_ADMIN_KEY.';
 
+CREATE OR REPLACE FUNCTION picloud.capabilities_allow(
+    capabilities text[], key_app_id uuid, app_id uuid, capability text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce('instance:admin' = ANY (capabilities_allow.capabilities)
+                    OR (capabilities_allow.capability <> 'instance:admin'
+                        AND capabilities_allow.key_app_id = capabilities_allow.app_id
+                        AND ('app:admin' = ANY (capabilities_allow.capabilities)
+                             OR capabilities_allow.capability = ANY (capabilities_allow.capabilities))),
+                    false)
+$$;
+COMMENT ON FUNCTION picloud.capabilities_allow(text[], uuid, uuid, text) IS
+    'The capability rule: may a key (its capabilities and app) do capability on app_id? instance:admin may do all, app:admin all of its own app, any other capability only on its own app.';
+
+CREATE OR REPLACE FUNCTION picloud.key_allows(key_id uuid, app_id uuid, capability text)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT picloud.capabilities_allow(k.capabilities, k.app_id, key_allows.app_id,
+                                                       key_allows.capability)
+                       FROM picloud.api_keys k WHERE k.id = key_allows.key_id), false)
+$$;
+COMMENT ON FUNCTION picloud.key_allows(uuid, uuid, text) IS
+    'picloud.capabilities_allow for a key by id (false for an unknown one): a second capability an action needs beside the one picloud.authorize checked.';
+
 CREATE OR REPLACE FUNCTION picloud.authorize(key text, app_id uuid, capability text)
 RETURNS TABLE (app uuid, slug text, key_id uuid, instance_admin boolean)
 LANGUAGE plpgsql STABLE AS $$
@@ -96,11 +120,8 @@ BEGIN
             RAISE EXCEPTION 'no such app' USING ERRCODE = 'P0002';
         END IF;
     END IF;
-    IF NOT coalesce('instance:admin' = ANY (v_key.capabilities)
-                    OR (authorize.capability <> 'instance:admin'
-                        AND v_key.app_id = authorize.app_id
-                        AND ('app:admin' = ANY (v_key.capabilities)
-                             OR authorize.capability = ANY (v_key.capabilities))), false) THEN
+    IF NOT picloud.capabilities_allow(v_key.capabilities, v_key.app_id, authorize.app_id,
+                                      authorize.capability) THEN
         RAISE EXCEPTION 'this key lacks the capability for this action' USING ERRCODE = '42501';
     END IF;
     RETURN QUERY SELECT authorize.app_id, v_slug, v_key.id,
@@ -109,3 +130,17 @@ END
 $$;
 COMMENT ON FUNCTION picloud.authorize(text, uuid, text) IS
     'The API-key check of one request: the key is live (else 28000), the app exists (else P0002) and the key holds the capability on it (else 42501; instance:admin holds all, app:admin all of its app). One row: app id and slug, key id, whether the key is an instance admin.';
+
+CREATE OR REPLACE FUNCTION picloud.revoke_api_key(app_id uuid, key_id uuid)
+RETURNS TABLE (id uuid, name text, key_prefix text, capabilities text[], created_at timestamptz,
+               expires_at timestamptz, revoked_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE picloud.api_keys k SET revoked_at = coalesce(k.revoked_at, now())
+     WHERE k.app_id = revoke_api_key.app_id AND k.id = revoke_api_key.key_id
+    RETURNING k.id, k.name, k.key_prefix, k.capabilities, k.created_at, k.expires_at, k.revoked_at;
+END
+$$;
+COMMENT ON FUNCTION picloud.revoke_api_key(uuid, uuid) IS
+    'Revoke a key of an app (idempotent: the first revocation time is kept): the key without its secret, or no row when the app has no such key.';

@@ -1,12 +1,8 @@
 -- Topics: name rules, and the control notifications that end live SSE streams when a
 -- topic goes away or is closed to subscribers (on every node, whatever deleted it).
 
-CREATE OR REPLACE FUNCTION picloud.topic_name_valid(name text) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT topic_name_valid.name IS NOT NULL AND topic_name_valid.name ~ '^[A-Za-z0-9_.:-]{1,128}$'
-$$;
-COMMENT ON FUNCTION picloud.topic_name_valid(text) IS
-    'Topic names are 1-128 characters of A-Z a-z 0-9 _ . : - (''*'' is reserved for patterns).';
+-- picloud.topic_name_valid(name), the rule itself, is defined by migration V0015 (the
+-- tables' CHECKs depend on it).
 
 CREATE OR REPLACE FUNCTION picloud.check_topic_name(name text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
@@ -68,6 +64,17 @@ CREATE OR REPLACE TRIGGER topics_close_streams_on_restrict
           OR (OLD.auth_mode = 'public' AND NEW.auth_mode <> 'public'))
     EXECUTE FUNCTION picloud.topics_notify_close();
 
+CREATE OR REPLACE FUNCTION picloud.check_auth_mode(auth_mode text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF check_auth_mode.auth_mode IS NULL OR check_auth_mode.auth_mode NOT IN ('public', 'token') THEN
+        RAISE EXCEPTION 'auth_mode must be ''public'' or ''token''' USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.check_auth_mode(text) IS
+    '22023 unless auth_mode is ''public'' (anyone may subscribe) or ''token'' (a subscriber token).';
+
 DROP FUNCTION IF EXISTS picloud.create_topic(uuid, text, boolean, text);
 CREATE OR REPLACE FUNCTION picloud.create_topic(
     app_id uuid, name text, external_subscribable boolean DEFAULT false,
@@ -76,9 +83,7 @@ RETURNS SETOF picloud.topics
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM picloud.check_topic_name(create_topic.name);
-    IF create_topic.auth_mode IS NULL OR create_topic.auth_mode NOT IN ('public', 'token') THEN
-        RAISE EXCEPTION 'auth_mode must be ''public'' or ''token''' USING ERRCODE = '22023';
-    END IF;
+    PERFORM picloud.check_auth_mode(create_topic.auth_mode);
     RETURN QUERY
     INSERT INTO picloud.topics AS t (app_id, name, external_subscribable, auth_mode)
     VALUES (create_topic.app_id, create_topic.name,
@@ -88,3 +93,52 @@ END
 $$;
 COMMENT ON FUNCTION picloud.create_topic(uuid, text, boolean, text) IS
     'Create a topic; 22023 for a bad name or auth_mode, 23505 when it exists.';
+
+CREATE OR REPLACE FUNCTION picloud.topic(app_id uuid, name text) RETURNS SETOF picloud.topics
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- PL/pgSQL, not an inlined SQL function: the name is checked when the function runs,
+    -- after the picloud.authorize beside it in the statement, never at plan time.
+    PERFORM picloud.check_topic_name(topic.name);
+    RETURN QUERY SELECT t.* FROM picloud.topics t
+                  WHERE t.app_id = topic.app_id AND t.name = topic.name;
+END
+$$;
+COMMENT ON FUNCTION picloud.topic(uuid, text) IS
+    'One topic of an app (22023 for a malformed name), or no row.';
+
+CREATE OR REPLACE FUNCTION picloud.update_topic(
+    app_id uuid, name text, external_subscribable boolean, auth_mode text,
+    presence boolean DEFAULT NULL)
+RETURNS SETOF picloud.topics
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM picloud.check_topic_name(update_topic.name);
+    IF update_topic.auth_mode IS NOT NULL THEN
+        PERFORM picloud.check_auth_mode(update_topic.auth_mode);
+    END IF;
+    RETURN QUERY
+    UPDATE picloud.topics t
+       SET external_subscribable = coalesce(update_topic.external_subscribable,
+                                            t.external_subscribable),
+           auth_mode = coalesce(update_topic.auth_mode, t.auth_mode),
+           presence = coalesce(update_topic.presence, t.presence),
+           updated_at = now()
+     WHERE t.app_id = update_topic.app_id AND t.name = update_topic.name
+    RETURNING t.*;
+END
+$$;
+COMMENT ON FUNCTION picloud.update_topic(uuid, text, boolean, text, boolean) IS
+    'Change a topic''s flags (NULL keeps a flag; presence: who is here, picloud.presence); 22023 for a malformed name or auth_mode, no row for an unknown topic. Narrowing access, or turning presence on or off, ends its live streams (triggers on picloud.topics).';
+
+CREATE OR REPLACE FUNCTION picloud.delete_topic(app_id uuid, name text) RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM picloud.check_topic_name(delete_topic.name);
+    RETURN QUERY DELETE FROM picloud.topics t
+                  WHERE t.app_id = delete_topic.app_id AND t.name = delete_topic.name
+                 RETURNING t.name;
+END
+$$;
+COMMENT ON FUNCTION picloud.delete_topic(uuid, text) IS
+    'Delete a topic (22023 for a malformed name): its name, or no row for an unknown topic. Triggers take its messages and end its live streams on every node.';

@@ -271,3 +271,70 @@ END
 $$;
 COMMENT ON FUNCTION picloud.rotate_app_secret(uuid, interval) IS
     'Replace the app''s token signing key; tokens signed by the previous key stay valid for grace. Returns the new key version.';
+
+CREATE OR REPLACE FUNCTION picloud.mint_topic_token(
+    key_id uuid, app_id uuid, topic text, ttl_seconds double precision, can_publish boolean,
+    subject text)
+RETURNS TABLE (token text, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+-- POST …/topics/{name}/tokens after picloud.authorize(…, 'tokens:mint'): a token that may
+-- publish also needs topics:publish, which the minting key must hold itself.
+DECLARE
+    v_token text;
+BEGIN
+    PERFORM picloud.check_topic_name(mint_topic_token.topic);
+    IF coalesce(mint_topic_token.can_publish, false)
+       AND NOT picloud.key_allows(mint_topic_token.key_id, mint_topic_token.app_id,
+                                  'topics:publish') THEN
+        RAISE EXCEPTION 'a token that may publish needs tokens:mint and topics:publish'
+            USING ERRCODE = '42501';
+    END IF;
+    v_token := picloud.subscriber_token(
+        mint_topic_token.app_id, mint_topic_token.topic,
+        make_interval(secs => coalesce(mint_topic_token.ttl_seconds, 3600)),
+        coalesce(mint_topic_token.can_publish, false), mint_topic_token.subject);
+    RETURN QUERY SELECT v_token, c.expires_at FROM picloud.subscriber_token_claims(v_token) c;
+END
+$$;
+COMMENT ON FUNCTION picloud.mint_topic_token(uuid, uuid, text, double precision, boolean, text) IS
+    'Mint a subscriber token for one topic on behalf of an API key (ttl_seconds NULL: one hour): the token and its expiry. 22023 for a malformed name or bad ttl or subject, P0002 for an unknown topic, 42501 when it may publish but the key lacks topics:publish.';
+
+CREATE OR REPLACE FUNCTION picloud.mint_stream_token(
+    app_id uuid, topics text[], ttl_seconds double precision, subject text,
+    info jsonb DEFAULT NULL)
+RETURNS TABLE (token text, expires_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_topic text;
+    v_token text;
+BEGIN
+    FOREACH v_topic IN ARRAY coalesce(mint_stream_token.topics, '{}') LOOP
+        PERFORM picloud.check_topic_name(v_topic);
+    END LOOP;
+    v_token := picloud.subscriber_token(
+        mint_stream_token.app_id, mint_stream_token.topics,
+        make_interval(secs => coalesce(mint_stream_token.ttl_seconds, 3600)),
+        mint_stream_token.subject, mint_stream_token.info);
+    RETURN QUERY SELECT v_token, c.expires_at FROM picloud.subscriber_token_claims(v_token) c;
+END
+$$;
+COMMENT ON FUNCTION picloud.mint_stream_token(uuid, text[], double precision, text, jsonb) IS
+    'Mint a subscriber token for several topics (one multiplexed stream; ttl_seconds NULL: one hour), with an optional subject and info (what presence shows of the subject): the token and its expiry. 22023 for a malformed or repeated name, an empty list, a bad ttl, subject or info; P0002 for an unknown topic.';
+
+CREATE OR REPLACE FUNCTION picloud.rotate_signing_key(app_id uuid, grace_seconds double precision)
+RETURNS TABLE (key_version integer, rotated_at timestamptz, previous_valid_until timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+-- Beyond the longest token life (30 days) a grace means nothing, so it is refused.
+DECLARE
+    v_grace interval := make_interval(secs => coalesce(rotate_signing_key.grace_seconds, 3600));
+BEGIN
+    IF v_grace > interval '30 days' THEN
+        RAISE EXCEPTION 'grace must be at most 30 days (the longest token life)'
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY SELECT picloud.rotate_app_secret(rotate_signing_key.app_id, v_grace), now(),
+                        now() + v_grace;
+END
+$$;
+COMMENT ON FUNCTION picloud.rotate_signing_key(uuid, double precision) IS
+    'Rotate an app''s token signing key with a grace of grace_seconds (NULL: one hour; 0 to 30 days, else 22023) for the previous key: the new version, the rotation time and the previous key''s grace end.';

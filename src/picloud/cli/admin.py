@@ -60,7 +60,7 @@ def _domains_remove(args: argparse.Namespace) -> int:
     with connect() as conn:
         app_id = resolve_app_id(conn, args.app)
         params = {"app_id": app_id, "host": args.host.lower()}
-        if conn.execute(q("delete_domain"), params).fetchone() is None:
+        if conn.execute(q("remove_domain"), params).fetchone() is None:
             raise CommandError(f"{args.host!r} is not a host name of {args.app!r}")
     emit(args, {"removed": args.host.lower()})
     return 0

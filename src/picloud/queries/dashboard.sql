@@ -1,13 +1,14 @@
 -- name: topic_stream_position
--- For an operator's stream of a topic: its epoch, head and the publishes that may still
--- commit up to it (picloud.topic_position), the oldest retained position, and whether it
--- has presence.
-SELECT t.epoch, p.head, p.blockers,
+-- For an operator's stream of a topic, for a key with topics:manage: its epoch, head and
+-- the publishes that may still commit up to it (picloud.topic_position), the oldest
+-- retained position, and whether it has presence. No row: no such topic.
+SELECT t.app_id, t.epoch, (p.pos).head, (p.pos).blockers, t.presence,
        (SELECT min(m.seq) FROM picloud.messages m
-         WHERE m.app_id = t.app_id AND m.topic = t.name) AS oldest, t.presence
-  FROM picloud.topics t
- CROSS JOIN LATERAL picloud.topic_position(t.app_id, t.name) p
- WHERE t.app_id = %(app_id)s AND t.name = %(topic)s;
+         WHERE m.app_id = t.app_id AND m.topic = t.name) AS oldest
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL (SELECT * FROM picloud.topics
+                 WHERE app_id = a.app AND name = %(topic)s OFFSET 0) t,
+       LATERAL (SELECT picloud.topic_position(t.app_id, t.name) AS pos OFFSET 0) p;
 
 -- name: operator_stream_check
 -- For an operator's stream of several topics, in one statement: picloud.authorize, then per

@@ -3,29 +3,57 @@
 SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
   FROM picloud.create_topic(%(app_id)s, %(name)s, %(external_subscribable)s, %(auth_mode)s);
 
+-- name: create_topic_as
+-- Create a topic for a key with topics:manage (name and auth_mode checked in SQL).
+SELECT t.app_id, t.name, t.external_subscribable, t.auth_mode, t.presence, t.created_at,
+       t.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.create_topic(a.app, %(name)s, %(external_subscribable)s,
+                                    coalesce(%(auth_mode)s, 'token')) t;
+
 -- name: list_topics
 -- An app's topics by name.
 SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
   FROM picloud.topics WHERE app_id = %(app_id)s ORDER BY name;
 
+-- name: list_topics_as
+-- An app's topics by name, for a key with topics:manage.
+SELECT t.app_id, t.name, t.external_subscribable, t.auth_mode, t.presence, t.created_at,
+       t.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL (SELECT * FROM picloud.topics WHERE app_id = a.app OFFSET 0) t
+ ORDER BY t.name;
+
 -- name: get_topic
--- One topic of an app.
-SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
-  FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s;
+-- One topic of an app (a malformed name is 22023), for a key with topics:manage.
+SELECT t.app_id, t.name, t.external_subscribable, t.auth_mode, t.presence, t.created_at,
+       t.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.topic(a.app, %(name)s) t;
 
 -- name: update_topic
--- Change a topic's flags; NULL leaves a flag as it is.
-UPDATE picloud.topics
-   SET external_subscribable = coalesce(%(external_subscribable)s, external_subscribable),
-       auth_mode = coalesce(%(auth_mode)s, auth_mode),
-       presence = coalesce(%(presence)s, presence),
-       updated_at = now()
- WHERE app_id = %(app_id)s AND name = %(name)s
-RETURNING app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at;
+-- Change a topic's flags; NULL leaves a flag as it is. No row: no such topic.
+SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
+  FROM picloud.update_topic(%(app_id)s, %(name)s, %(external_subscribable)s, %(auth_mode)s,
+                            %(presence)s);
+
+-- name: update_topic_as
+-- Change a topic's flags for a key with topics:manage. No row: no such topic.
+SELECT t.app_id, t.name, t.external_subscribable, t.auth_mode, t.presence, t.created_at,
+       t.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.update_topic(a.app, %(name)s, %(external_subscribable)s,
+                                    %(auth_mode)s, %(presence)s) t;
 
 -- name: delete_topic
--- Delete a topic and its messages; a trigger tells every relay to end its streams.
-DELETE FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s RETURNING name;
+-- Delete a topic and its messages; triggers tell every relay to end its streams.
+SELECT d.name FROM picloud.delete_topic(%(app_id)s, %(name)s) AS d(name);
+
+-- name: delete_topic_as
+-- Delete a topic and its messages, for a key with topics:manage.
+SELECT d.name
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.delete_topic(a.app, %(name)s) AS d(name);
 
 -- name: publish_with_key
 -- The HTTP publish path in one round trip: the caller's live key, whether the app exists,
@@ -54,19 +82,20 @@ SELECT id, published_at FROM picloud.publish_batch(%(app_id)s, %(topic)s, %(mess
 
 -- name: message_history
 -- Messages of a topic after a cursor position (%(epoch)s NULL: a plain message id, taken
--- as a position in the current incarnation). A position of another incarnation, or beyond
--- the head, resets to the start of the current one (reset true). Only settled messages
--- (picloud.settled_messages): none that a later commit could precede. One row with id NULL
--- when there are no messages, no row when the topic does not exist.
+-- as a position in the current incarnation), for a key with topics:publish. A position of
+-- another incarnation, or beyond the head, resets to the start of the current one (reset
+-- true). Only settled messages (picloud.settled_messages): none that a later commit could
+-- precede. One row with id NULL when there are no messages, no row when the topic does not
+-- exist; a malformed name is 22023 (picloud.topic).
 SELECT t.epoch, c.reset, m.seq AS id, t.name AS topic, m.message, m.published_at
-  FROM picloud.topics t
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a
+ CROSS JOIN LATERAL picloud.topic(a.app, %(topic)s) t
  CROSS JOIN LATERAL (
         SELECT coalesce(%(epoch)s::bigint <> t.epoch, false)
                OR %(after)s::bigint > picloud.topic_head(t.app_id, t.name) AS reset) c
   LEFT JOIN LATERAL picloud.settled_messages(
         t.app_id, t.name, CASE WHEN c.reset THEN 0 ELSE %(after)s::bigint END,
         %(limit)s) m ON true
- WHERE t.app_id = %(app_id)s AND t.name = %(topic)s
  ORDER BY m.seq;
 
 -- name: mint_subscriber_token
@@ -91,30 +120,29 @@ SELECT p.verdict, p.id, to_jsonb(p.published_at) #>> '{}' AS published_at
 
 -- name: mint_stream_token
 -- A subscriber token for several topics (one multiplexed stream), with an optional
--- subject and info (what presence shows of it), and its expiry.
-SELECT s.token, c.expires_at
-  FROM (SELECT picloud.subscriber_token(%(app_id)s, %(topics)s::text[],
-                                        make_interval(secs => %(ttl_seconds)s),
-                                        %(subject)s::text, %(info)s::jsonb) AS token) s
-  CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;
+-- subject and info (what presence shows of it), and its expiry, for a key with tokens:mint.
+SELECT s.token, s.expires_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.mint_stream_token(a.app, %(topics)s::text[], %(ttl_seconds)s,
+                                         %(subject)s::text, %(info)s::jsonb) s;
 
 -- name: mint_token
--- A subscriber token for a topic (optionally granting publish, with a subject) and its
--- expiry.
-SELECT s.token, c.expires_at
-  FROM (SELECT picloud.subscriber_token(%(app_id)s, %(topic)s,
-                                        make_interval(secs => %(ttl_seconds)s),
-                                        %(can_publish)s, %(subject)s) AS token) s
-  CROSS JOIN LATERAL picloud.subscriber_token_claims(s.token) c;
-
+-- A subscriber token for a topic (optionally granting publish, which the key must hold
+-- too, with a subject) and its expiry, for a key with tokens:mint.
+SELECT s.token, s.expires_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.mint_topic_token(a.key_id, a.app, %(topic)s, %(ttl_seconds)s,
+                                        %(can_publish)s, %(subject)s) s;
 -- name: signing_key_status
--- An app's token signing key version and times (never the key).
-SELECT key_version, created_at, rotated_at, previous_valid_until
-  FROM picloud.app_secrets WHERE app_id = %(app_id)s;
+-- An app's token signing key version and times (never the key), for a key with app:admin;
+-- every field NULL while the app has no key yet.
+SELECT s.key_version, s.created_at, s.rotated_at, s.previous_valid_until
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a
+  LEFT JOIN LATERAL (SELECT * FROM picloud.app_secrets WHERE app_id = a.app OFFSET 0) s ON true;
 
 -- name: rotate_signing_key
--- Rotate an app's signing key; the new version and times (the function sets rotated_at
--- to now() and the previous key's grace end to now() + grace, this transaction's now()).
-SELECT picloud.rotate_app_secret(%(app_id)s, make_interval(secs => %(grace_seconds)s))
-           AS key_version,
-       now() AS rotated_at, now() + make_interval(secs => %(grace_seconds)s) AS previous_valid_until;
+-- Rotate an app's signing key for a key with app:admin: the new version, the rotation time
+-- and the previous key's grace end.
+SELECT r.key_version, r.rotated_at, r.previous_valid_until
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.rotate_signing_key(a.app, %(grace_seconds)s) r;

@@ -23,7 +23,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from picloud.web.auth import require_app
+from picloud.web.auth import credentials
 from picloud.web.errors import not_found
 from picloud.web.params import last_event_id
 from picloud.web.realtime import serve_stream
@@ -118,16 +118,15 @@ async def dashboard_asset(request: web.Request) -> web.Response:
     response_content="text/event-stream",
 )
 async def stream_topic(request: web.Request) -> web.StreamResponse:
-    _, app = await require_app(request, "topics:manage")
     topic = request.match_info["name"]
     resume = last_event_id(request)
-    params = {"app_id": app["id"], "topic": topic}
+    params = {**credentials(request), "topic": topic}
     row = await fetch_one(request, "topic_stream_position", params)
     if row is None:
         raise not_found("no such topic")
     return await serve_stream(
         request,
-        app["id"],
+        row["app_id"],
         topic,
         row["epoch"],
         row["head"],

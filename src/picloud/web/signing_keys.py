@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from picloud.web.auth import APP_ADMIN, require_app
+from picloud.web.auth import APP_ADMIN, credentials
 from picloud.web.bodies import read_body
 from picloud.web.jsonio import get_int, json_response, read_object
 from picloud.web.routing import routes
@@ -26,10 +26,9 @@ STATUS_FIELDS = ("key_version", "created_at", "rotated_at", "previous_valid_unti
     BASE, "The token signing key's version and rotation times", "apps", capability=APP_ADMIN
 )
 async def signing_key_status(request: web.Request) -> web.Response:
-    _, app = await require_app(request, APP_ADMIN)
-    row = await fetch_one(request, "signing_key_status", {"app_id": app["id"]})
-    # No key yet (no token minted): every field is null.
-    return json_response({f: None if row is None else row[f] for f in STATUS_FIELDS})
+    row = await fetch_one(request, "signing_key_status", credentials(request))
+    assert row is not None  # picloud.authorize's row; every field null before the first mint
+    return json_response({f: row[f] for f in STATUS_FIELDS})
 
 
 @routes.post(
@@ -45,12 +44,10 @@ async def signing_key_status(request: web.Request) -> web.Response:
     },
 )
 async def rotate_signing_key(request: web.Request) -> web.Response:
-    _, app = await require_app(request, APP_ADMIN)
     raw = await read_body(request)
     body = await read_object(request, {"grace_seconds"}) if raw.strip() else {}
-    # Beyond the longest token life a grace means nothing.
-    grace = get_int(body, "grace_seconds", minimum=0, maximum=TOKEN_TTL_MAX_SEC)
-    params = {"app_id": app["id"], "grace_seconds": 3600 if grace is None else grace}
+    # The bounds (0 to the longest token life) and the default are picloud.rotate_signing_key's.
+    params = {**credentials(request), "grace_seconds": get_int(body, "grace_seconds")}
     row = await fetch_one(request, "rotate_signing_key", params)
     assert row is not None
     return json_response({f: row[f] for f in STATUS_FIELDS[:1] + STATUS_FIELDS[2:]})
