@@ -174,3 +174,24 @@ async def test_requests_are_recorded_for_the_session_check(
     reply = await api.get("/api/v1/apps/nope")
     assert STATUSES[reply.headers["X-Request-Id"]] == 404
     assert no_traceback_for_a_4xx in logging.getLogger().handlers
+
+
+async def test_integers_beyond_a_columns_range_are_400(api: Api) -> None:
+    # An integer that is a valid JSON int64 but too large for an integer column is the SQL
+    # function's 22003, not a failed function lookup.
+    app = await api.create_app("strict-ints")
+    base = f"/api/v1/apps/{app['id']}"
+    handler = {"name": "h", "kind": "webhook", "url": "http://127.0.0.1:9/h"}
+    for timeout_ms in (2**31, 2**40, 2**63 - 1):
+        reply = await api.post(f"{base}/handlers", json={**handler, "timeout_ms": timeout_ms})
+        assert reply.status == 400, (timeout_ms, reply.raw)
+    created = await api.post(f"{base}/handlers", json=handler)
+    assert created.status == 201, created.raw
+    hid = created.json["id"]
+    reply = await api.patch(f"{base}/handlers/{hid}", json={"timeout_ms": 2**40})
+    assert reply.status == 400, reply.raw
+    trigger = {"source": "kv", "handler_id": hid, "max_attempts": 2**40}
+    reply = await api.post(f"{base}/triggers", json=trigger)
+    assert reply.status == 400, reply.raw
+    listed = await api.get(f"{base}/handlers")
+    assert [h["name"] for h in listed.json["handlers"]] == ["h"]

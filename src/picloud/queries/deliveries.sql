@@ -2,7 +2,7 @@
 -- Register a webhook, SQL or topic handler as the database's own caller (the CLI).
 SELECT id, app_id, name, kind, url, secret, function, topic, timeout_ms, created_at, updated_at
   FROM picloud.create_handler(%(app_id)s, %(name)s, %(kind)s, %(url)s, %(secret)s,
-                              %(function)s, %(topic)s, %(timeout_ms)s);
+                              %(function)s, %(topic)s, %(timeout_ms)s::integer);
 
 -- name: list_handlers
 -- An app's handlers (webhook secrets are shown only at creation).
@@ -14,7 +14,7 @@ SELECT id, app_id, name, kind, url, function, topic, timeout_ms, created_at, upd
 UPDATE picloud.handlers
    SET name = coalesce(%(name)s, name), url = coalesce(%(url)s, url),
        secret = coalesce(%(secret)s, secret), function = coalesce(%(function)s, function),
-       topic = coalesce(%(topic)s, topic), timeout_ms = coalesce(%(timeout_ms)s, timeout_ms)
+       topic = coalesce(%(topic)s, topic), timeout_ms = coalesce(%(timeout_ms)s::integer, timeout_ms)
  WHERE app_id = %(app_id)s AND id = %(id)s
 RETURNING id, app_id, name, kind, url, function, topic, timeout_ms, created_at, updated_at;
 
@@ -27,7 +27,7 @@ DELETE FROM picloud.handlers WHERE app_id = %(app_id)s AND id = %(id)s RETURNING
 SELECT id, app_id, name, source, filter, handler_id, max_attempts, enabled, created_at,
        updated_at
   FROM picloud.create_trigger(%(app_id)s, %(name)s, %(source)s, %(handler_id)s, %(filter)s,
-                              %(max_attempts)s, %(enabled)s);
+                              %(max_attempts)s::integer, %(enabled)s);
 
 -- name: list_triggers
 -- An app's triggers.
@@ -39,7 +39,7 @@ SELECT id, app_id, name, source, filter, handler_id, max_attempts, enabled, crea
 UPDATE picloud.triggers
    SET name = coalesce(%(name)s, name), filter = coalesce(%(filter)s, filter),
        handler_id = coalesce(%(handler_id)s, handler_id),
-       max_attempts = coalesce(%(max_attempts)s, max_attempts),
+       max_attempts = coalesce(%(max_attempts)s::integer, max_attempts),
        enabled = coalesce(%(enabled)s, enabled)
  WHERE app_id = %(app_id)s AND id = %(id)s
 RETURNING id, app_id, name, source, filter, handler_id, max_attempts, enabled, created_at,
@@ -121,7 +121,7 @@ SELECT h.id, h.app_id, h.name, h.kind, h.url, h.secret, h.function, h.topic, h.t
        h.created_at, h.updated_at
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.create_handler(a.app, %(name)s, %(kind)s, %(url)s, %(secret)s,
-                                      %(function)s, %(topic)s, %(timeout_ms)s,
+                                      %(function)s, %(topic)s, %(timeout_ms)s::integer,
                                       %(api_key)s) h;
 
 -- name: api_list_handlers
@@ -147,7 +147,7 @@ SELECT h.id, h.app_id, h.name, h.kind, h.url, h.function, h.topic, h.timeout_ms,
        h.updated_at
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.update_handler(a.app, %(id)s, %(name)s, %(url)s, %(secret)s,
-                                      %(function)s, %(topic)s, %(timeout_ms)s, %(kind)s,
+                                      %(function)s, %(topic)s, %(timeout_ms)s::integer, %(kind)s,
                                       %(api_key)s) h;
 
 -- name: api_delete_handler
@@ -162,7 +162,7 @@ SELECT t.id, t.app_id, t.name, t.source, t.filter, t.handler_id, t.max_attempts,
        t.created_at, t.updated_at
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.create_trigger(a.app, %(name)s, %(source)s, %(handler_id)s, %(filter)s,
-                                      %(max_attempts)s, %(enabled)s, %(api_key)s) t;
+                                      %(max_attempts)s::integer, %(enabled)s, %(api_key)s) t;
 
 -- name: api_list_triggers
 -- An app's triggers.
@@ -187,7 +187,7 @@ SELECT t.id, t.app_id, t.name, t.source, t.filter, t.handler_id, t.max_attempts,
        t.created_at, t.updated_at
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.update_trigger(a.app, %(id)s, %(name)s, %(handler_id)s, %(filter)s,
-                                      %(max_attempts)s, %(enabled)s, %(source)s,
+                                      %(max_attempts)s::integer, %(enabled)s, %(source)s,
                                       %(api_key)s) t;
 
 -- name: api_delete_trigger
