@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import psycopg
 from aiohttp import web
 
 from picloud import jsonnum
 from picloud.realtime.cursor import format_cursor, parse_cursor
-from picloud.web.auth import Principal, bearer_token, require_app
+from picloud.web.auth import bearer_token, require_app
 from picloud.web.bodies import read_body
 from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
 from picloud.web.jsonio import (
@@ -23,6 +22,7 @@ from picloud.web.jsonio import (
     read_patch,
 )
 from picloud.web.params import path_uuid, query_int
+from picloud.web.publish_group import Publish, publish_groups
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
@@ -152,88 +152,49 @@ async def delete_topic(request: web.Request) -> web.Response:
     },
 )
 async def publish(request: web.Request) -> web.Response:
-    # The hot path: with a well-formed request, one query authenticates the key, loads the
-    # app, checks the capability and publishes (see the query publish_with_key).
+    # The hot path: the request joins the node's next publish group, whose one statement
+    # authenticates the key, checks the app and the capability, validates the messages
+    # and publishes, each request by itself (picloud.publish_group).
     key = bearer_token(request)
     if key is None:
         raise unauthorized()
     app_id = path_uuid(request, "app_id")
-    body = await _publish_body(request)
-    if body is None:  # bad name or body: authorise first, then say what is wrong
-        await require_app(request, "topics:publish")
-        path_topic(request)
-        await _publish_body(request, strict=True)
-        raise AssertionError("unreachable: the request was found invalid")
-    messages, batch = body
-    params = {
-        "key": key,
-        "app_id": app_id,
-        "topic": request.match_info["name"],
-        "messages": messages,
-        "single": batch is None,
-    }
     try:
-        row = await fetch_one(request, "publish_with_key", params)
-    except psycopg.DataError as exc:
-        if batch is not None and exc.sqlstate != "22023":
-            bad = first_unstorable(batch)
-            if bad is not None:
-                raise bad_request(f"message {bad}: {exc.diag.message_primary}") from exc
+        messages, batch = await _publish_body(request)
+    except ApiError:
+        await require_app(request, "topics:publish")  # a bad body: say so only to the allowed
         raise
-    if row is None:
-        raise unauthorized()
-    if row["app_id"] is None:
-        raise not_found("no such app")
-    principal = Principal(row["key_id"], row["key_app_id"], frozenset(row["capabilities"]))
-    published = row["published"]
-    if published is None or not principal.allows("topics:publish", app_id):
-        raise forbidden()
+    outcome = await publish_groups(request).publish(
+        Publish(
+            topic=request.match_info["name"],
+            messages=messages,
+            single=batch is None,
+            count=1 if batch is None else len(batch),
+            key=key,
+            app_id=app_id,
+        )
+    )
+    if outcome.error_state is not None or outcome.first_id is None:
+        raise outcome.refusal()
     # published_at is the database's JSON text of the time, as in the SSE frames.
-    first, at = published["first_id"], published["published_at"]
+    first, at = outcome.first_id, outcome.published_at
     if batch is None:
         return json_response({"id": first + 1, "published_at": at}, status=201)
     ids = list(range(first + 1, first + 1 + len(batch)))
     return json_response({"ids": ids, "published_at": at}, status=201)
 
 
-async def _publish_body(
-    request: web.Request, *, strict: bool = False
-) -> tuple[str, list[Any] | None] | None:
+async def _publish_body(request: web.Request) -> tuple[str, list[Any] | None]:
     """A publish body as the JSON text of its message (or of its list of messages), and
-    the batch (None for a single ``message``); None (or 400 when strict) if invalid."""
-    try:
-        if not TOPIC_NAME.fullmatch(request.match_info["name"]):
-            raise bad_request(f"invalid topic name: {NAME_RULE}")
-        body = await read_object(request, {"message", "messages"})
-        if ("message" in body) == ("messages" in body):
-            raise bad_request(
-                "give either 'message' (any JSON value) or 'messages' (a list of them)"
-            )
-        if "messages" in body and not isinstance(body["messages"], list):
-            raise bad_request("'messages' must be a list of messages")
-    except ApiError:
-        if strict:
-            raise
-        return None
+    the batch (None for a single ``message``); 400 when it is neither."""
+    body = await read_object(request, {"message", "messages"})
+    if ("message" in body) == ("messages" in body):
+        raise bad_request("give either 'message' (any JSON value) or 'messages' (a list of them)")
+    if "messages" in body and not isinstance(body["messages"], list):
+        raise bad_request("'messages' must be a list of messages")
     if "message" in body:
         return jsonnum.dumps(body["message"]), None
     return jsonnum.dumps(body["messages"]), body["messages"]
-
-
-def first_unstorable(messages: list[Any]) -> int | None:
-    """The index of the first message PostgreSQL's jsonb cannot hold (a NUL character in a
-    string or key: the one JSON text jsonb refuses), for the error's wording."""
-
-    def has_nul(value: Any) -> bool:
-        if isinstance(value, str):
-            return "\x00" in value
-        if isinstance(value, list):
-            return any(has_nul(v) for v in value)
-        if isinstance(value, dict):
-            return any("\x00" in k or has_nul(v) for k, v in value.items())
-        return False
-
-    return next((i for i, m in enumerate(messages) if has_nul(m)), None)
 
 
 @routes.get(

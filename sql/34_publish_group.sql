@@ -1,0 +1,126 @@
+-- Group commit: many publish requests (API key or subscriber token) in one statement.
+
+CREATE OR REPLACE FUNCTION picloud.publish_group(
+    keys text[], app_ids uuid[], hosts text[], tokens text[], topics text[],
+    messages text[], singles boolean[])
+RETURNS TABLE (i integer, error_state text, error_message text, first_id bigint,
+               published_at text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_n     integer := coalesce(cardinality(publish_group.topics), 0);
+    v_req   record;
+    v_key   record;
+    v_msgs  jsonb;
+    v_at    timestamptz;
+    v_state text;
+    v_text  text;
+BEGIN
+    -- One request per array index: an API-key publish (keys[i], app_ids[i]; messages[i]
+    -- is one message when singles[i], else a JSON array of them) or, where hosts[i] is
+    -- set, a subscriber-token publish of one message (tokens[i] on the app of that Host).
+    -- Each runs in its own subtransaction: a request refused for its input or its
+    -- credentials is rolled back alone and answered by its SQLSTATE and message, and the
+    -- others commit together, with one wake-up NOTIFY for the whole transaction.
+    IF coalesce(cardinality(publish_group.keys), 0) <> v_n
+       OR coalesce(cardinality(publish_group.app_ids), 0) <> v_n
+       OR coalesce(cardinality(publish_group.hosts), 0) <> v_n
+       OR coalesce(cardinality(publish_group.tokens), 0) <> v_n
+       OR coalesce(cardinality(publish_group.messages), 0) <> v_n
+       OR coalesce(cardinality(publish_group.singles), 0) <> v_n THEN
+        RAISE EXCEPTION 'publish_group takes arrays of one length' USING ERRCODE = '22023';
+    END IF;
+    -- In (app, topic) order, so that groups (of this node and of others) lock the topics
+    -- they share in one order and cannot deadlock; arrival order within a topic.
+    FOR v_req IN
+        SELECT g.i, coalesce(publish_group.app_ids[g.i],
+                             picloud.resolve_app(publish_group.hosts[g.i])) AS app_id
+          FROM generate_series(1, v_n) g(i)
+         ORDER BY 2, publish_group.topics[g.i], g.i
+    LOOP
+        i := v_req.i;
+        error_state := NULL;
+        error_message := NULL;
+        first_id := NULL;
+        published_at := NULL;
+        BEGIN
+            IF publish_group.hosts[i] IS NULL THEN
+                -- The key must be live and hold topics:publish on this app (instance
+                -- admins everywhere, app admins on their app).
+                SELECT k.app_id, k.capabilities INTO v_key
+                  FROM picloud.authenticate_key(publish_group.keys[i]) k;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'missing or invalid API key' USING ERRCODE = '28000';
+                END IF;
+                IF v_req.app_id IS NULL
+                   OR NOT EXISTS (SELECT FROM picloud.apps a WHERE a.id = v_req.app_id) THEN
+                    RAISE EXCEPTION 'no such app' USING ERRCODE = 'P0002';
+                END IF;
+                IF NOT ('instance:admin' = ANY (v_key.capabilities)
+                        OR (v_key.app_id = v_req.app_id
+                            AND v_key.capabilities && ARRAY['app:admin', 'topics:publish'])) THEN
+                    RAISE EXCEPTION 'this key lacks the capability for this action'
+                        USING ERRCODE = '42501';
+                END IF;
+                v_msgs := picloud.publish_group_messages(publish_group.messages[i],
+                                                         publish_group.singles[i]);
+                SELECT a.first_id, a.published_at INTO first_id, v_at
+                  FROM picloud.append_messages(v_req.app_id, publish_group.topics[i], v_msgs,
+                                               single => publish_group.singles[i]) a;
+            ELSE
+                v_msgs := picloud.publish_group_messages(publish_group.messages[i], true);
+                SELECT p.verdict, p.id - 1, p.published_at INTO v_text, first_id, v_at
+                  FROM picloud.publish_with_token(v_req.app_id, publish_group.topics[i],
+                                                  publish_group.tokens[i], v_msgs) p;
+                IF v_text = 'not_found' THEN
+                    RAISE EXCEPTION 'not found' USING ERRCODE = 'P0002';
+                ELSIF v_text <> 'published' THEN
+                    RAISE EXCEPTION 'not authorized to publish' USING ERRCODE = '28000';
+                END IF;
+            END IF;
+            published_at := to_jsonb(v_at) #>> '{}';  -- the JSON text of the SSE frames
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_text = MESSAGE_TEXT;
+            -- A refusal of this request's input or credentials is its answer; anything
+            -- else (a deadlock, a bug) fails the whole statement.
+            IF left(v_state, 2) NOT IN ('22', '28', '54') AND v_state NOT IN ('42501', 'P0002')
+            THEN
+                RAISE;
+            END IF;
+            error_state := v_state;
+            error_message := v_text;
+            first_id := NULL;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION picloud.publish_group(text[], uuid[], text[], text[], text[], text[], boolean[]) IS
+    'A node''s group commit: publish the requests given as parallel arrays (index i: an API-key publish of messages[i], one message when singles[i], else a JSON array, with keys[i] to app app_ids[i]; or, where hosts[i] is set, a subscriber-token publish of one message with tokens[i] on the app of that Host) in the caller''s transaction, each authorised and validated by itself and rolled back alone when refused. One row per request: error_state NULL and first_id (its ids are first_id + 1 .. first_id + n), published_at as JSON text; or the refusal''s error_state (SQLSTATE) and error_message (28000 bad credentials, P0002 no such app or topic, 42501 key lacks topics:publish, class 22 bad input, 54000 too large). 22023 for the whole call: arrays of different lengths.';
+
+CREATE OR REPLACE FUNCTION picloud.publish_group_messages(messages text, single boolean)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_i integer := -1;
+    v_m json;
+BEGIN
+    RETURN publish_group_messages.messages::jsonb;
+EXCEPTION WHEN data_exception THEN
+    -- jsonb refuses what json keeps (a \u0000 in a string or key): name the message.
+    IF publish_group_messages.single
+       OR json_typeof(publish_group_messages.messages::json) <> 'array' THEN
+        RAISE;
+    END IF;
+    FOR v_m IN SELECT e FROM json_array_elements(publish_group_messages.messages::json) e LOOP
+        v_i := v_i + 1;
+        BEGIN
+            PERFORM v_m::jsonb;
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'message %: %', v_i, SQLERRM USING ERRCODE = SQLSTATE;
+        END;
+    END LOOP;
+    RAISE;
+END
+$$;
+COMMENT ON FUNCTION picloud.publish_group_messages(text, boolean) IS
+    'The JSON text of a publish request as jsonb (one message when single, else an array of them); class 22 when jsonb cannot hold it, naming the index of the first such message of an array ("message 2: ...").';
