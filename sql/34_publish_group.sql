@@ -42,6 +42,7 @@ BEGIN
         error_message := NULL;
         first_id := NULL;
         published_at := NULL;
+        v_msgs := NULL;
         BEGIN
             IF publish_group.hosts[i] IS NULL THEN
                 -- The key must be live and hold topics:publish on this app (instance
@@ -61,13 +62,12 @@ BEGIN
                     RAISE EXCEPTION 'this key lacks the capability for this action'
                         USING ERRCODE = '42501';
                 END IF;
-                v_msgs := picloud.publish_group_messages(publish_group.messages[i],
-                                                         publish_group.singles[i]);
+                v_msgs := publish_group.messages[i]::jsonb;
                 SELECT a.first_id, a.published_at INTO first_id, v_at
                   FROM picloud.append_messages(v_req.app_id, publish_group.topics[i], v_msgs,
                                                single => publish_group.singles[i]) a;
             ELSE
-                v_msgs := picloud.publish_group_messages(publish_group.messages[i], true);
+                v_msgs := publish_group.messages[i]::jsonb;
                 SELECT p.verdict, p.id - 1, p.published_at INTO v_text, first_id, v_at
                   FROM picloud.publish_with_token(v_req.app_id, publish_group.topics[i],
                                                   publish_group.tokens[i], v_msgs) p;
@@ -86,6 +86,12 @@ BEGIN
             THEN
                 RAISE;
             END IF;
+            IF v_msgs IS NULL AND left(v_state, 2) = '22' AND NOT publish_group.singles[i]
+               AND publish_group.hosts[i] IS NULL THEN
+                -- jsonb refused a batch that json takes (a \u0000): name the message.
+                v_text := coalesce('message ' || picloud.first_unstorable_message(
+                                       publish_group.messages[i]) || ': ', '') || v_text;
+            END IF;
             error_state := v_state;
             error_message := v_text;
             first_id := NULL;
@@ -97,30 +103,29 @@ $$;
 COMMENT ON FUNCTION picloud.publish_group(text[], uuid[], text[], text[], text[], text[], boolean[]) IS
     'A node''s group commit: publish the requests given as parallel arrays (index i: an API-key publish of messages[i], one message when singles[i], else a JSON array, with keys[i] to app app_ids[i]; or, where hosts[i] is set, a subscriber-token publish of one message with tokens[i] on the app of that Host) in the caller''s transaction, each authorised and validated by itself and rolled back alone when refused. One row per request: error_state NULL and first_id (its ids are first_id + 1 .. first_id + n), published_at as JSON text; or the refusal''s error_state (SQLSTATE) and error_message (28000 bad credentials, P0002 no such app or topic, 42501 key lacks topics:publish, class 22 bad input, 54000 too large). 22023 for the whole call: arrays of different lengths.';
 
-CREATE OR REPLACE FUNCTION picloud.publish_group_messages(messages text, single boolean)
-RETURNS jsonb
+CREATE OR REPLACE FUNCTION picloud.first_unstorable_message(messages text)
+RETURNS integer
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     v_i integer := -1;
     v_m json;
 BEGIN
-    RETURN publish_group_messages.messages::jsonb;
-EXCEPTION WHEN data_exception THEN
-    -- jsonb refuses what json keeps (a \u0000 in a string or key): name the message.
-    IF publish_group_messages.single
-       OR json_typeof(publish_group_messages.messages::json) <> 'array' THEN
-        RAISE;
+    -- Only asked after jsonb refused the array: one subtransaction per message is fine.
+    IF json_typeof(first_unstorable_message.messages::json) <> 'array' THEN
+        RETURN NULL;
     END IF;
-    FOR v_m IN SELECT e FROM json_array_elements(publish_group_messages.messages::json) e LOOP
+    FOR v_m IN SELECT e FROM json_array_elements(first_unstorable_message.messages::json) e LOOP
         v_i := v_i + 1;
         BEGIN
             PERFORM v_m::jsonb;
         EXCEPTION WHEN data_exception THEN
-            RAISE EXCEPTION 'message %: %', v_i, SQLERRM USING ERRCODE = SQLSTATE;
+            RETURN v_i;
         END;
     END LOOP;
-    RAISE;
+    RETURN NULL;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;  -- not even JSON
 END
 $$;
-COMMENT ON FUNCTION picloud.publish_group_messages(text, boolean) IS
-    'The JSON text of a publish request as jsonb (one message when single, else an array of them); class 22 when jsonb cannot hold it, naming the index of the first such message of an array ("message 2: ...").';
+COMMENT ON FUNCTION picloud.first_unstorable_message(text) IS
+    'The 0-based index of the first message of a JSON array (as text) that jsonb cannot hold (a \u0000 in a string or key: json keeps it, jsonb refuses it), for the wording of an error; NULL when there is none or the text is no JSON array.';

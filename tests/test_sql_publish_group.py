@@ -197,3 +197,17 @@ def test_bad_calls(db: Conn) -> None:
         db.execute(GROUP, (["k"], [None], [None], [None], ["t", "u"], ["1"], [True]))
     assert db.execute(GROUP, ([], [], [], [], [], [], [])).fetchall() == []
     assert db.execute(GROUP, (None, None, None, None, None, None, None)).fetchall() == []
+
+
+def test_first_unstorable_message(db: Conn) -> None:
+    def first(text: str | None) -> Any:
+        row = db.execute("SELECT picloud.first_unstorable_message(%s) AS i", (text,)).fetchone()
+        assert row is not None
+        return row["i"]
+
+    assert first('[1, "a\\u0000", {"k\\u0000": 1}]') == 1
+    assert first('[{"k\\u0000": 1}]') == 0
+    assert first("[1, 2]") is None
+    assert first('"a\\u0000"') is None  # not an array
+    assert first("not json") is None
+    assert first(None) is None

@@ -119,6 +119,11 @@ class PublishGroups:
             registry=registry,
         )
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the next group."""
+        return len(self._queue)
+
     async def publish(self, request: Publish) -> Outcome:
         """Publish with the next group; its outcome once that group has committed."""
         waiting = _Waiting(request)
