@@ -1,28 +1,29 @@
 -- Group commit: many publish requests (API key or subscriber token) in one statement.
 
 CREATE OR REPLACE FUNCTION picloud.publish_group(
-    keys text[], app_ids uuid[], hosts text[], tokens text[], topics text[],
-    messages text[], singles boolean[])
+    keys text[], app_ids uuid[], capabilities text[], hosts text[], tokens text[],
+    topics text[], messages text[], singles boolean[])
 RETURNS TABLE (i integer, error_state text, error_message text, first_id bigint,
                published_at text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_n     integer := coalesce(cardinality(publish_group.topics), 0);
     v_req   record;
-    v_key   record;
     v_msgs  jsonb;
     v_at    timestamptz;
     v_state text;
     v_text  text;
 BEGIN
-    -- One request per array index: an API-key publish (keys[i], app_ids[i]; messages[i]
-    -- is one message when singles[i], else a JSON array of them) or, where hosts[i] is
-    -- set, a subscriber-token publish of one message (tokens[i] on the app of that Host).
+    -- One request per array index: an API-key publish (keys[i] asking capabilities[i] on
+    -- app_ids[i], checked by picloud.authorize; messages[i] is one message when
+    -- singles[i], else a JSON array of them) or, where hosts[i] is set, a subscriber-token
+    -- publish of one message (tokens[i] on the app of that Host).
     -- Each runs in its own subtransaction: a request refused for its input or its
     -- credentials is rolled back alone and answered by its SQLSTATE and message, and the
     -- others commit together, with one wake-up NOTIFY for the whole transaction.
     IF coalesce(cardinality(publish_group.keys), 0) <> v_n
        OR coalesce(cardinality(publish_group.app_ids), 0) <> v_n
+       OR coalesce(cardinality(publish_group.capabilities), 0) <> v_n
        OR coalesce(cardinality(publish_group.hosts), 0) <> v_n
        OR coalesce(cardinality(publish_group.tokens), 0) <> v_n
        OR coalesce(cardinality(publish_group.messages), 0) <> v_n
@@ -45,23 +46,8 @@ BEGIN
         v_msgs := NULL;
         BEGIN
             IF publish_group.hosts[i] IS NULL THEN
-                -- The key must be live and hold topics:publish on this app (instance
-                -- admins everywhere, app admins on their app).
-                SELECT k.app_id, k.capabilities INTO v_key
-                  FROM picloud.authenticate_key(publish_group.keys[i]) k;
-                IF NOT FOUND THEN
-                    RAISE EXCEPTION 'missing or invalid API key' USING ERRCODE = '28000';
-                END IF;
-                IF v_req.app_id IS NULL
-                   OR NOT EXISTS (SELECT FROM picloud.apps a WHERE a.id = v_req.app_id) THEN
-                    RAISE EXCEPTION 'no such app' USING ERRCODE = 'P0002';
-                END IF;
-                IF NOT ('instance:admin' = ANY (v_key.capabilities)
-                        OR (v_key.app_id = v_req.app_id
-                            AND v_key.capabilities && ARRAY['app:admin', 'topics:publish'])) THEN
-                    RAISE EXCEPTION 'this key lacks the capability for this action'
-                        USING ERRCODE = '42501';
-                END IF;
+                PERFORM FROM picloud.authorize(publish_group.keys[i], v_req.app_id,
+                                               publish_group.capabilities[i]);
                 v_msgs := publish_group.messages[i]::jsonb;
                 SELECT a.first_id, a.published_at INTO first_id, v_at
                   FROM picloud.append_messages(v_req.app_id, publish_group.topics[i], v_msgs,
@@ -100,8 +86,8 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION picloud.publish_group(text[], uuid[], text[], text[], text[], text[], boolean[]) IS
-    'A node''s group commit: publish the requests given as parallel arrays (index i: an API-key publish of messages[i], one message when singles[i], else a JSON array, with keys[i] to app app_ids[i]; or, where hosts[i] is set, a subscriber-token publish of one message with tokens[i] on the app of that Host) in the caller''s transaction, each authorised and validated by itself and rolled back alone when refused. One row per request: error_state NULL and first_id (its ids are first_id + 1 .. first_id + n), published_at as JSON text; or the refusal''s error_state (SQLSTATE) and error_message (28000 bad credentials, P0002 no such app or topic, 42501 key lacks topics:publish, class 22 bad input, 54000 too large). 22023 for the whole call: arrays of different lengths.';
+COMMENT ON FUNCTION picloud.publish_group(text[], uuid[], text[], text[], text[], text[], text[], boolean[]) IS
+    'A node''s group commit: publish the requests given as parallel arrays (index i: an API-key publish of messages[i], one message when singles[i], else a JSON array, to app app_ids[i] with keys[i], authorised by picloud.authorize for capabilities[i] (topics:publish); or, where hosts[i] is set, a subscriber-token publish of one message with tokens[i] on the app of that Host) in the caller''s transaction, each authorised and validated by itself and rolled back alone when refused. One row per request: error_state NULL and first_id (its ids are first_id + 1 .. first_id + n), published_at as JSON text; or the refusal''s error_state (SQLSTATE) and error_message (28000 bad credentials, P0002 no such app or topic, 42501 the key lacks the capability, class 22 bad input, 54000 too large). 22023 for the whole call: arrays of different lengths.';
 
 CREATE OR REPLACE FUNCTION picloud.first_unstorable_message(messages text)
 RETURNS integer

@@ -19,7 +19,7 @@ Conn = psycopg.Connection[Row]
 
 GROUP = (
     "SELECT i, error_state, error_message, first_id, published_at"
-    " FROM picloud.publish_group(%s, %s, %s, %s, %s, %s, %s)"
+    " FROM picloud.publish_group(%s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -38,6 +38,7 @@ def group(conn: psycopg.Connection[Any], reqs: list[Req]) -> list[Row]:
     params = (
         [r.key for r in reqs],
         [r.app_id for r in reqs],
+        ["topics:publish" for _ in reqs],
         [r.host for r in reqs],
         [r.token for r in reqs],
         [r.topic for r in reqs],
@@ -194,9 +195,9 @@ def test_refused_requests_leave_nothing_behind(db: Conn) -> None:
 
 def test_bad_calls(db: Conn) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="one length"):
-        db.execute(GROUP, (["k"], [None], [None], [None], ["t", "u"], ["1"], [True]))
-    assert db.execute(GROUP, ([], [], [], [], [], [], [])).fetchall() == []
-    assert db.execute(GROUP, (None, None, None, None, None, None, None)).fetchall() == []
+        db.execute(GROUP, (["k"], [None], [None], [None], [None], ["t", "u"], ["1"], [True]))
+    assert db.execute(GROUP, ([], [], [], [], [], [], [], [])).fetchall() == []
+    assert db.execute(GROUP, (None,) * 8).fetchall() == []
 
 
 def test_first_unstorable_message(db: Conn) -> None:

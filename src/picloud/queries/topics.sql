@@ -31,9 +31,14 @@ DELETE FROM picloud.topics WHERE app_id = %(app_id)s AND name = %(name)s RETURNI
 -- transaction and one wake-up: each request authorised and validated alone, one row per
 -- request (1-based i) with its ids' first_id and time, or the SQLSTATE it was refused with.
 SELECT i, error_state, error_message, first_id, published_at
-  FROM picloud.publish_group(%(keys)s::text[], %(app_ids)s::uuid[], %(hosts)s::text[],
-                             %(tokens)s::text[], %(topics)s::text[], %(messages)s::text[],
-                             %(singles)s::boolean[]);
+  FROM picloud.publish_group(%(keys)s::text[], %(app_ids)s::uuid[], %(capabilities)s::text[],
+                             %(hosts)s::text[], %(tokens)s::text[], %(topics)s::text[],
+                             %(messages)s::text[], %(singles)s::boolean[]);
+
+-- name: publish_authorize
+-- The key check alone, for a publish whose body is malformed: the caller learns of the
+-- body only once it is allowed to publish (401, 404, 403 as picloud.authorize raises).
+SELECT a.app FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a;
 
 -- name: publish_message
 -- Publish a message (JSON text) to a topic; its sequence number and time.

@@ -18,6 +18,7 @@ request of the group is tried again alone, so one request never fails the others
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import uuid
 from collections import deque
@@ -41,8 +42,9 @@ MAX_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Publish:
-    """One publish request: with an API key (``key``, ``app_id``) or, when ``host`` is
-    set, with a subscriber token (``token``) on the app of that Host."""
+    """One publish request: with an API key (``key`` asking ``capability`` on ``app_id``,
+    as picloud.authorize checks it) or, when ``host`` is set, with a subscriber token
+    (``token``) on the app of that Host."""
 
     topic: str
     messages: str  # JSON text: one message when single, else a list of them
@@ -50,12 +52,13 @@ class Publish:
     count: int = 1  # messages in it
     key: str | None = None
     app_id: uuid.UUID | None = None
+    capability: str | None = None
     host: str | None = None
     token: str | None = None
 
     def sendable(self) -> bool:
         """Whether psycopg can send its text (PostgreSQL text holds no NUL character)."""
-        texts = (self.topic, self.messages, self.key, self.host, self.token)
+        texts = (self.topic, self.messages, self.key, self.capability, self.host, self.token)
         return not any(t is not None and "\x00" in t for t in texts)
 
 
@@ -89,6 +92,9 @@ class _Waiting:
     answer: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    # The request's context (its request id, app): its group's statement runs in the
+    # context of the group's first request, so it is counted and logged for that one.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class PublishGroups:
@@ -130,8 +136,11 @@ class PublishGroups:
         self._queue.append(waiting)
         if self._committer is None:
             # Nothing is committing: this request goes now (the task starts on the next
-            # turn of the event loop, with whatever else arrived in this one).
-            self._committer = asyncio.create_task(self._commit_all(), name="publish-groups")
+            # turn of the event loop, with whatever else arrived in this one). Its own
+            # context is empty: it serves many requests.
+            self._committer = asyncio.create_task(
+                self._commit_all(), name="publish-groups", context=contextvars.Context()
+            )
         # A request cancelled meanwhile (its client went away) is still published.
         return await waiting.answer
 
@@ -168,7 +177,9 @@ class PublishGroups:
     async def _answer(self, group: list[_Waiting]) -> None:
         self.committing = [w.request for w in group]
         try:
-            outcomes = await self._statement([w.request for w in group])
+            outcomes = await asyncio.create_task(
+                self._statement([w.request for w in group]), context=group[0].context
+            )
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._fail(group, exc)  # the database is away: every request answers 503
             return
@@ -202,6 +213,7 @@ class PublishGroups:
         params = {
             "keys": [r.key for r in reqs],
             "app_ids": [r.app_id for r in reqs],
+            "capabilities": [r.capability for r in reqs],
             "hosts": [r.host for r in reqs],
             "tokens": [r.token for r in reqs],
             "topics": [r.topic for r in reqs],

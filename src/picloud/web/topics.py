@@ -9,9 +9,9 @@ from aiohttp import web
 
 from picloud import jsonnum
 from picloud.realtime.cursor import format_cursor, parse_cursor
-from picloud.web.auth import bearer_token, require_app
+from picloud.web.auth import credentials, require_app
 from picloud.web.bodies import read_body
-from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
+from picloud.web.errors import ApiError, bad_request, forbidden, not_found
 from picloud.web.jsonio import (
     get_bool,
     get_int,
@@ -21,7 +21,7 @@ from picloud.web.jsonio import (
     read_object,
     read_patch,
 )
-from picloud.web.params import path_uuid, query_int
+from picloud.web.params import query_int
 from picloud.web.publish_group import Publish, publish_groups
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
@@ -153,16 +153,14 @@ async def delete_topic(request: web.Request) -> web.Response:
 )
 async def publish(request: web.Request) -> web.Response:
     # The hot path: the request joins the node's next publish group, whose one statement
-    # authenticates the key, checks the app and the capability, validates the messages
-    # and publishes, each request by itself (picloud.publish_group).
-    key = bearer_token(request)
-    if key is None:
-        raise unauthorized()
-    app_id = path_uuid(request, "app_id")
+    # authorises it (picloud.authorize), validates its messages and publishes them, each
+    # request by itself (picloud.publish_group).
+    creds = credentials(request)
     try:
         messages, batch = await _publish_body(request)
     except ApiError:
-        await require_app(request, "topics:publish")  # a bad body: say so only to the allowed
+        # A malformed body is told only to who may publish: the key check alone first.
+        await fetch_one(request, "publish_authorize", creds)
         raise
     outcome = await publish_groups(request).publish(
         Publish(
@@ -170,8 +168,9 @@ async def publish(request: web.Request) -> web.Response:
             messages=messages,
             single=batch is None,
             count=1 if batch is None else len(batch),
-            key=key,
-            app_id=app_id,
+            key=creds["api_key"],
+            app_id=creds["app_id"],
+            capability=creds["capability"],
         )
     )
     if outcome.error_state is not None or outcome.first_id is None:
