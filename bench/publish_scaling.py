@@ -3,6 +3,7 @@ beside raw INSERT and raw INSERT + pg_notify measured in the same run.
 
     .venv/bin/python bench/publish_scaling.py [--duration 3] [--repeats 2]
         [--connections 1,4,16,32] [--targets durable,embedded] [--baseline REV]
+        [--sections sql,http] [--http-connections 1,4,16,64]
 
 Targets: ``durable`` is a throwaway PostgreSQL 15 cluster with default durable settings
 (fsync on, a normal data directory under /var/tmp, not tmpfs), started by this script;
@@ -17,6 +18,14 @@ before/after figures from one run on one machine.
 Every point is ``--duration`` seconds of closed-loop autocommit statements on N
 connections (one thread each), repeated ``--repeats`` times; each figure is reported as
 [min, max] transactions per second. Prints one JSON document.
+
+The HTTP rows (``--sections http``, at ``--http-connections``, default 1,4,16,64) start a
+``picloud serve`` (roles: relay) and a thin aiohttp handler that runs one ``INSERT …
+RETURNING pg_notify(…)`` per request on a psycopg pool of PiCloud's size, both on one
+fresh database of the target, and drive them alternately with keep-alive connections
+from two client processes: requests/s answered 201, latency p50/p99, and for PiCloud the
+mean group size of its group commit (from ``/metrics``). Connection 1 is the lone
+publish.
 """
 
 from __future__ import annotations
@@ -340,8 +349,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def http_server(argv: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    """A server process on ``port`` until the block ends; its base URL once it answers."""
+def http_server(argv: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
+    """A server process on ``port`` until the block ends; its base URL (once it answers)
+    and its pid."""
     import urllib.request
 
     proc = subprocess.Popen(
@@ -358,10 +368,16 @@ def http_server(argv: list[str], env: dict[str, str], port: int) -> Iterator[str
                 if proc.poll() is not None:
                     raise SystemExit(proc.stderr.read().decode() if proc.stderr else "") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def group_counters(url: str) -> tuple[float, float]:
@@ -411,11 +427,12 @@ def measure_http(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
     picloud_argv = [sys.executable, "-m", "picloud", "serve", "--no-migrate"]
     thin_argv = [sys.executable, __file__, "--serve-thin", str(thin_port), db.conninfo]
     json_ct = {"Content-Type": "application/json"}
-    figures: dict[str, dict[str, Any]] = {}
+    figures: dict[str, Any] = {}
     with (
-        http_server(picloud_argv, picloud_env, pc_port) as pc_url,
-        http_server(thin_argv, {}, thin_port) as thin_url,
+        http_server(picloud_argv, picloud_env, pc_port) as (pc_url, pc_pid),
+        http_server(thin_argv, {}, thin_port) as (thin_url, thin_pid),
     ):
+        pids = {"thin_insert_notify": thin_pid}
         variants = {
             "thin_insert_notify": (_Urls(thin_url + "/topics/{topic}/messages", 64), json_ct),
             "picloud_publish_many_topics": (
@@ -431,11 +448,15 @@ def measure_http(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
             runs: dict[str, list[float]] = {v: [] for v in variants}
             latency: dict[str, list[float]] = {v: [] for v in variants}
             size: dict[str, list[float]] = {v: [] for v in variants}
+            cpu: dict[str, list[float]] = {v: [] for v in variants}
             errors = dict.fromkeys(variants, 0)
             for _ in range(args.repeats):
                 for variant, (urls, headers) in variants.items():
                     before = group_counters(pc_url)
+                    pid = pids.get(variant, pc_pid)
+                    cpu_before = cpu_seconds(pid)
                     rate, bad, lat = http_point(urls, headers, count, args.duration)
+                    cpu[variant].append((cpu_seconds(pid) - cpu_before) / max(1, len(lat)))
                     after = group_counters(pc_url)
                     runs[variant].append(rate)
                     latency[variant].extend(lat)
@@ -448,6 +469,7 @@ def measure_http(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
                     "requests_per_s": [round(min(values)), round(max(values))],
                     "latency_ms_p50": round(percentile(latency[variant], 0.5), 2),
                     "latency_ms_p99": round(percentile(latency[variant], 0.99), 2),
+                    "server_cpu_ms_per_request": round(1000 * min(cpu[variant]), 3),
                 }
                 if errors[variant]:
                     point[str(count)]["non_201"] = errors[variant]

@@ -4,15 +4,16 @@ Natural batching, no timer: a publish that arrives while no group is committing 
 the database at once, alone; publishes that arrive while a group commits queue, and go
 together as the next group as soon as it is done. So a lone publish waits for nothing,
 and under load every commit (and its fsync, and PostgreSQL's serialised NOTIFY commit)
-carries as many requests as arrived meanwhile, bounded by ``MAX_MESSAGES`` messages and
-``MAX_BYTES`` of message text (a larger request goes alone).
+carries as many requests as arrived meanwhile, bounded by ``MAX_MESSAGES`` messages,
+``MAX_BYTES`` of message text and ``MAX_REQUESTS`` requests (a larger request goes alone).
 
 A group is one autocommit statement, ``picloud.publish_group``, which authorises and
 validates each request by itself (a refused one is rolled back alone and answered by its
 SQLSTATE); every request is answered when that statement returns, i.e. after the group's
 commit. Should the statement fail as a whole for another reason than the database being
-unreachable (a deadlock with another node's group, text psycopg cannot send), each
-request of the group is tried again alone, so one request never fails the others.
+unreachable (a deadlock with another node's group, an error no request's input
+explains), each request of the group is tried again alone, so one request never fails
+the others; a request whose text psycopg cannot send (a NUL character) always goes alone.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 256
 MAX_BYTES = 1 << 20
+# Each request of a group is a subtransaction; PostgreSQL keeps up to 64 per backend in
+# shared memory (beyond, every snapshot taken meanwhile must look up pg_subtrans).
+MAX_REQUESTS = 64
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,12 @@ class PublishGroups:
         *,
         max_messages: int = MAX_MESSAGES,
         max_bytes: int = MAX_BYTES,
+        max_requests: int = MAX_REQUESTS,
     ) -> None:
         self._pool = pool
         self._max_messages = max_messages
         self._max_bytes = max_bytes
+        self._max_requests = max_requests
         self._queue: deque[_Waiting] = deque()
         self._committer: asyncio.Task[None] | None = None
         self.committing: list[Publish] = []  # the group in flight (for tests)
@@ -148,6 +154,10 @@ class PublishGroups:
         try:
             while self._queue:
                 await self._commit(self._take())
+        except BaseException:
+            while self._queue:  # (the loop is stopping, or a bug) nobody will send these
+                self._queue.popleft().answer.cancel()
+            raise
         finally:
             self._committer = None
             self.committing = []
@@ -156,7 +166,7 @@ class PublishGroups:
         """The next group: the oldest requests, within the bounds (at least one)."""
         group = [self._queue.popleft()]
         messages, size = group[0].request.count, len(group[0].request.messages)
-        while self._queue:
+        while self._queue and len(group) < self._max_requests:
             nxt = self._queue[0].request
             messages += nxt.count
             size += len(nxt.messages)
@@ -180,11 +190,16 @@ class PublishGroups:
             outcomes = await asyncio.create_task(
                 self._statement([w.request for w in group]), context=group[0].context
             )
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except PoolTimeout as exc:
             self._fail(group, exc)  # the database is away: every request answers 503
             return
         except psycopg.Error as exc:
-            if len(group) == 1:
+            # Class 40 (a deadlock, a serialization failure): try again; other
+            # operational errors: the database is away.
+            away = isinstance(exc, psycopg.OperationalError) and not (
+                exc.sqlstate or ""
+            ).startswith("40")
+            if len(group) == 1 or away:
                 self._fail(group, exc)
                 return
             log.warning("publish group of %d failed (%s); publishing one by one", len(group), exc)
