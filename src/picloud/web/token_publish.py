@@ -5,9 +5,9 @@ where the token grants publish on that topic (``picloud.subscriber_token(...,
 can_publish => true)``), body ``{"message": ...}``. The request joins the node's next
 publish group (picloud.web.publish_group), whose one statement resolves the host, checks
 the token and publishes: 404 for an unknown app or a missing or internal topic, 401 for
-a token without the grant (never says why). Each token
-may publish ``PICLOUD_TOKEN_PUBLISH_RATE`` messages per second with a burst of twice
-that (at least one), per node; more is 429 with ``Retry-After``.
+a token without the grant (never says why). Each token may publish
+``PICLOUD_TOKEN_PUBLISH_RATE`` messages per second with a burst of twice that (at least
+one), per node; more is 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from picloud import jsonnum
 from picloud.web.auth import bearer_token
-from picloud.web.errors import ApiError, bad_request, error_response, not_found
+from picloud.web.errors import bad_request, error_response
 from picloud.web.jsonio import json_response, read_object
 from picloud.web.publish_group import Publish, publish_groups
 from picloud.web.ratelimit import TokenBuckets, retry_after
@@ -63,12 +63,8 @@ async def token_publish(request: web.Request) -> web.Response:
             token=token,
         )
     )
-    if outcome.error_state == "P0002":
-        raise not_found()
-    if outcome.error_state is not None and outcome.error_state.startswith("28"):
-        raise ApiError(401, "unauthorized", "not authorized to publish")
     if outcome.error_state is not None or outcome.first_id is None:
-        raise outcome.refusal()
+        raise outcome.refusal()  # 404 (unknown app or topic), 401 (the token), 400, 413
     if token is not None and token not in limiter:
         limiter.take(token)  # its first publish
     return json_response(
