@@ -186,10 +186,10 @@ class PublishGroups:
 
     async def _answer(self, group: list[_Waiting]) -> None:
         self.committing = [w.request for w in group]
+        for var, value in group[0].context.items():  # (the committer's context is its own)
+            var.set(value)
         try:
-            outcomes = await asyncio.create_task(
-                self._statement([w.request for w in group]), context=group[0].context
-            )
+            outcomes = await self._statement([w.request for w in group])
         except PoolTimeout as exc:
             self._fail(group, exc)  # the database is away: every request answers 503
             return
