@@ -53,6 +53,23 @@ $$;
 COMMENT ON FUNCTION picloud.kv_get(uuid, text) IS
     'One kv entry (a malformed key is 22023), or no row.';
 
+CREATE OR REPLACE FUNCTION picloud.kv_list(app_id uuid, prefix text, after_key text,
+                                           page_size integer)
+RETURNS SETOF picloud.kv
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY SELECT k.* FROM picloud.kv k
+                  WHERE k.app_id = kv_list.app_id
+                    AND k.key >= coalesce(kv_list.prefix, '')
+                    AND starts_with(k.key, coalesce(kv_list.prefix, ''))
+                    AND (kv_list.after_key IS NULL OR k.key > kv_list.after_key)
+                  ORDER BY k.key
+                  LIMIT kv_list.page_size;
+END
+$$;
+COMMENT ON FUNCTION picloud.kv_list(uuid, text, text, integer) IS
+    'A page of an app''s kv entries in key order, under a prefix (NULL or empty: all), after a cursor key (NULL: from the start).';
+
 CREATE OR REPLACE FUNCTION picloud.kv_delete(app_id uuid, key text) RETURNS SETOF text
 LANGUAGE sql VOLATILE AS $$
     DELETE FROM picloud.kv k

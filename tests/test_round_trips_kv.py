@@ -52,3 +52,14 @@ async def test_kv_refusals_run_one_statement(api: Api, round_trips: RoundTrips) 
     await round_trips.one("GET", f"{base}/bad key!", 401, key=None)
     await round_trips.one("GET", base, 401, key=None)
     await round_trips.refused("GET", f"{base}?limit=0", 400)
+
+
+async def test_an_empty_list_still_checks_the_key(api: Api, round_trips: RoundTrips) -> None:
+    # The key check is not a join the planner may skip when the app has no entries.
+    app = await api.create_app("rt-kv-empty")
+    other = await api.create_app("rt-kv-empty-other")
+    foreign = await api.create_key(other["id"], "kv:read")
+    base = f"/api/v1/apps/{app['id']}/kv"
+    await round_trips.one("GET", base, 401, key=None)
+    await round_trips.one("GET", base, 403, key=foreign)
+    assert (await round_trips.one("GET", base, 200)).json["entries"] == []
