@@ -416,13 +416,26 @@ def measure_http(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
         assert row is not None
         key: str = row[0]
     pc_port, thin_port = _free_port(), _free_port()
+    with tempfile.TemporaryDirectory(prefix="picloud-bench-node-", dir="/var/tmp") as data_dir:
+        return _measure_http(db, key, admin, data_dir, pc_port, thin_port, args)
+
+
+def _measure_http(
+    db: Database,
+    key: str,
+    admin: str,
+    data_dir: str,
+    pc_port: int,
+    thin_port: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     picloud_env = {
         "DATABASE_URL": db.conninfo,
         "PICLOUD_LISTEN": f"127.0.0.1:{pc_port}",
         "PICLOUD_ADMIN_KEY": admin,
         "PICLOUD_ROLES": "relay",
         "PICLOUD_MIGRATE": "false",
-        "PICLOUD_DATA_DIR": tempfile.mkdtemp(prefix="picloud-bench-node-", dir="/var/tmp"),
+        "PICLOUD_DATA_DIR": data_dir,
     }
     picloud_argv = [sys.executable, "-m", "picloud", "serve", "--no-migrate"]
     thin_argv = [sys.executable, __file__, "--serve-thin", str(thin_port), db.conninfo]
