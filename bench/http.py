@@ -12,7 +12,7 @@ over the reference's; the target is >= 0.85 for every route.
 
 Targets: ``embedded`` is the embedded PostgreSQL ``picloud serve`` uses; ``durable`` a
 throwaway PostgreSQL 15 cluster with default durable settings (fsync on, a normal data
-directory under /var/tmp), started by this script (scripts/pgcluster.py). Each gets a
+directory under /var/tmp), started by this script (tests/pg_cluster.py). Each gets a
 fresh database migrated to this checkout's schema.
 
 Load comes from ``wrk`` (C, one thread, epoll: it uses a small share of a core, so it
@@ -48,7 +48,7 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 
 ADMIN_KEY = "pck_bench_admin_key_0123456789abcdef"
 POOL_MAX = 16  # picloud's pool (picloud.db.open_pool): the reference gets the same
@@ -405,7 +405,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def durable_cluster(base: Path) -> Iterator[str]:
-    from pgcluster import pg15_cluster  # scripts/pgcluster.py
+    from tests.pg_cluster import pg15_cluster
 
     # Default durability: fsync, synchronous_commit and full_page_writes on.
     with pg15_cluster(base=base, settings={"max_connections": "120"}) as conninfo:

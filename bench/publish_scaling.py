@@ -3,6 +3,7 @@ beside raw INSERT and raw INSERT + pg_notify measured in the same run.
 
     .venv/bin/python bench/publish_scaling.py [--duration 3] [--repeats 2]
         [--connections 1,4,16,32] [--targets durable,embedded] [--baseline REV]
+        [--sections sql,http] [--http-connections 1,4,16,64]
 
 Targets: ``durable`` is a throwaway PostgreSQL 15 cluster with default durable settings
 (fsync on, a normal data directory under /var/tmp, not tmpfs), started by this script;
@@ -25,6 +26,14 @@ first on PYTHONPATH) on a database of its own, N SSE subscribers of one topic in
 load-generator processes, SQL publishes at 50/s (bench/realtime.py's latency method),
 alternating head and baseline ``--repeats`` times; p50/p99 per run, and the ratio of the
 p99s (head / baseline, [best, worst]). Prints one JSON document.
+
+The HTTP rows (``--sections http``, at ``--http-connections``, default 1,4,16,64) start a
+``picloud serve`` (roles: relay) and a thin aiohttp handler that runs one ``INSERT …
+RETURNING pg_notify(…)`` per request on a psycopg pool of PiCloud's size, both on one
+fresh database of the target, and drive them alternately with keep-alive connections
+from two client processes: requests/s answered 201, latency p50/p99, and for PiCloud the
+mean group size of its group commit (from ``/metrics``). Connection 1 is the lone
+publish.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -255,6 +266,298 @@ def measure_latency(
     return out
 
 
+# ---------------------------------------------------------------------------------------
+# HTTP publish (group commit) beside a thin aiohttp handler doing one INSERT + pg_notify.
+# ---------------------------------------------------------------------------------------
+
+HTTP_MESSAGE = b'{"message": {"n": 1}}'
+HTTP_CLIENT_PROCESSES = 2  # the load generator, split so that it is not the bottleneck
+
+
+def serve_thin(port: int, conninfo: str) -> None:
+    """The reference: aiohttp, a psycopg pool as large as PiCloud's, and per request one
+    statement that inserts the message and notifies (its own transaction and NOTIFY)."""
+    import orjson
+
+    sql = (
+        "INSERT INTO public.bench_raw (topic, message) VALUES (%s, %s::jsonb)"
+        " RETURNING id, pg_notify('bench_raw', topic || ' ' || id)"
+    )
+
+    async def publish(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        if not isinstance(body, dict) or "message" not in body:
+            raise web.HTTPBadRequest()
+        pool: AsyncConnectionPool[Any] = request.app[POOL]
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                sql, (request.match_info["topic"], orjson.dumps(body["message"]).decode())
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return web.json_response({"id": row[0]}, status=201)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def pool_ctx(app: web.Application) -> Any:
+        async with AsyncConnectionPool(
+            conninfo, min_size=16, max_size=16, kwargs={"autocommit": True}
+        ) as pool:
+            app[POOL] = pool
+            yield
+
+    app = web.Application()
+    app.cleanup_ctx.append(pool_ctx)
+    app.router.add_post("/topics/{topic}/messages", publish)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+POOL = web.AppKey("bench_pool", AsyncConnectionPool)
+
+
+def http_client(
+    url_of: Callable[[int], str], headers: dict[str, str], first: int, count: int, duration: float
+) -> tuple[int, int, list[float]]:
+    """``count`` keep-alive connections (numbered from ``first``) posting in a closed loop
+    for ``duration`` s: (201s, other answers, latencies in ms)."""
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> tuple[int, int, list[float]]:
+        ok = bad = 0
+        latencies: list[float] = []
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+            async def one(i: int) -> None:
+                nonlocal ok, bad
+                url = url_of(first + i)
+                deadline = time.monotonic() + duration
+                while (t0 := time.monotonic()) < deadline:
+                    async with session.post(url, data=HTTP_MESSAGE) as resp:
+                        await resp.read()
+                    latencies.append((time.monotonic() - t0) * 1000)
+                    if resp.status == 201:
+                        ok += 1
+                    else:
+                        bad += 1
+
+            await asyncio.gather(*(one(i) for i in range(count)))
+        return ok, bad, latencies
+
+    return asyncio.run(run())
+
+
+class _Urls:
+    """Picklable URL makers for the client processes."""
+
+    def __init__(self, template: str, topics: int) -> None:
+        self.template, self.topics = template, topics
+
+    def __call__(self, i: int) -> str:
+        return self.template.format(topic=f"t{i % self.topics}")
+
+
+def http_point(
+    urls: _Urls, headers: dict[str, str], connections: int, duration: float
+) -> tuple[float, int, list[float]]:
+    """Requests/s answered 201 with ``connections`` connections, the other answers, and
+    the latencies."""
+    import concurrent.futures
+    import multiprocessing
+
+    procs = min(HTTP_CLIENT_PROCESSES, connections)
+    shares = [connections // procs + (1 if k < connections % procs else 0) for k in range(procs)]
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+        pool.submit(time.sleep, 0).result()  # the workers are up before the clock starts
+        started = time.monotonic()
+        firsts = [sum(shares[:k]) for k in range(procs)]
+        results = list(
+            pool.map(
+                http_client,
+                [urls] * procs,
+                [headers] * procs,
+                firsts,
+                shares,
+                [duration] * procs,
+            )
+        )
+        elapsed = time.monotonic() - started
+    ok = sum(r[0] for r in results)
+    bad = sum(r[1] for r in results)
+    latencies = [x for r in results for x in r[2]]
+    return ok / elapsed, bad, latencies
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def http_server(argv: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
+    """A server process on ``port`` until the block ends; its base URL (once it answers)
+    and its pid."""
+    import urllib.request
+
+    proc = subprocess.Popen(
+        argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None:
+                    raise SystemExit(proc.stderr.read().decode() if proc.stderr else "") from None
+                time.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def group_counters(url: str) -> tuple[float, float]:
+    """(groups, requests) of picloud_publish_group* on a PiCloud node's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values = {"picloud_publish_groups_total": 0.0, "picloud_publish_group_requests_total": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in values:
+            values[name] = float(value)
+    return values["picloud_publish_groups_total"], values["picloud_publish_group_requests_total"]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
+
+
+def measure_http(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
+    """HTTP publish through PiCloud (``picloud serve``, roles relay) and through the thin
+    handler, on one database, alternating at each point; connection 1 is the lone
+    publish (its latency is reported)."""
+    import secrets
+
+    db = Database(conninfo, "bench_http", None)
+    admin = "pck_bench_" + secrets.token_hex(20)
+    with psycopg.connect(db.conninfo, autocommit=True) as conn:
+        conn.execute("SELECT picloud.ensure_admin_key(%s)", (admin,))
+        row = conn.execute(
+            "SELECT key FROM picloud.create_api_key(%s, 'bench', ARRAY['topics:publish'])",
+            (db.app_id,),
+        ).fetchone()
+        assert row is not None
+        key: str = row[0]
+    pc_port, thin_port = _free_port(), _free_port()
+    with tempfile.TemporaryDirectory(prefix="picloud-bench-node-", dir="/var/tmp") as data_dir:
+        return _measure_http(db, key, admin, data_dir, pc_port, thin_port, args)
+
+
+def _measure_http(
+    db: Database,
+    key: str,
+    admin: str,
+    data_dir: str,
+    pc_port: int,
+    thin_port: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    picloud_env = {
+        "DATABASE_URL": db.conninfo,
+        "PICLOUD_LISTEN": f"127.0.0.1:{pc_port}",
+        "PICLOUD_ADMIN_KEY": admin,
+        "PICLOUD_ROLES": "relay",
+        "PICLOUD_MIGRATE": "false",
+        "PICLOUD_DATA_DIR": data_dir,
+    }
+    picloud_argv = [sys.executable, "-m", "picloud", "serve", "--no-migrate"]
+    thin_argv = [sys.executable, __file__, "--serve-thin", str(thin_port), db.conninfo]
+    json_ct = {"Content-Type": "application/json"}
+    figures: dict[str, Any] = {}
+    with (
+        http_server(picloud_argv, picloud_env, pc_port) as (pc_url, pc_pid),
+        http_server(thin_argv, {}, thin_port) as (thin_url, thin_pid),
+    ):
+        pids = {"thin_insert_notify": thin_pid}
+        variants = {
+            "thin_insert_notify": (_Urls(thin_url + "/topics/{topic}/messages", 64), json_ct),
+            "picloud_publish_many_topics": (
+                _Urls(pc_url + f"/api/v1/apps/{db.app_id}/topics/{{topic}}/messages", 64),
+                {**json_ct, "Authorization": f"Bearer {key}"},
+            ),
+            "picloud_publish_one_topic": (
+                _Urls(pc_url + f"/api/v1/apps/{db.app_id}/topics/{{topic}}/messages", 1),
+                {**json_ct, "Authorization": f"Bearer {key}"},
+            ),
+        }
+        for count in args.http_connections:
+            runs: dict[str, list[float]] = {v: [] for v in variants}
+            latency: dict[str, list[float]] = {v: [] for v in variants}
+            size: dict[str, list[float]] = {v: [] for v in variants}
+            cpu: dict[str, list[float]] = {v: [] for v in variants}
+            errors = dict.fromkeys(variants, 0)
+            for _ in range(args.repeats):
+                for variant, (urls, headers) in variants.items():
+                    before = group_counters(pc_url)
+                    pid = pids.get(variant, pc_pid)
+                    cpu_before = cpu_seconds(pid)
+                    rate, bad, lat = http_point(urls, headers, count, args.duration)
+                    cpu[variant].append((cpu_seconds(pid) - cpu_before) / max(1, len(lat)))
+                    after = group_counters(pc_url)
+                    runs[variant].append(rate)
+                    latency[variant].extend(lat)
+                    errors[variant] += bad
+                    if after[0] > before[0] and variant.startswith("picloud"):
+                        size[variant].append((after[1] - before[1]) / (after[0] - before[0]))
+            for variant, values in runs.items():
+                point = figures.setdefault(variant, {})
+                point[str(count)] = {
+                    "requests_per_s": [round(min(values)), round(max(values))],
+                    "latency_ms_p50": round(percentile(latency[variant], 0.5), 2),
+                    "latency_ms_p99": round(percentile(latency[variant], 0.99), 2),
+                    "server_cpu_ms_per_request": round(1000 * min(cpu[variant]), 3),
+                }
+                if errors[variant]:
+                    point[str(count)]["non_201"] = errors[variant]
+                if size[variant]:
+                    point[str(count)]["mean_group_size"] = [
+                        round(min(size[variant]), 1),
+                        round(max(size[variant]), 1),
+                    ]
+    thin = figures["thin_insert_notify"]
+    for variant in ("picloud_publish_many_topics", "picloud_publish_one_topic"):
+        figures[f"{variant}_to_thin_ratio"] = {
+            c: [
+                round(figures[variant][c]["requests_per_s"][0] / max(1, t["requests_per_s"][1]), 2),
+                round(figures[variant][c]["requests_per_s"][1] / max(1, t["requests_per_s"][0]), 2),
+            ]
+            for c, t in thin.items()
+        }
+    figures["unit"] = "requests/s answered 201, [min, max] over repeats; latency over all"
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per point")
@@ -270,7 +573,21 @@ def main() -> int:
     parser.add_argument(
         "--latency", type=int, default=100, help="subscribers of the latency runs (0: none)"
     )
+    parser.add_argument(
+        "--http-connections",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 4, 16, 64],
+        help="comma-separated connection counts of the HTTP rows",
+    )
+    parser.add_argument("--sections", default="sql,http", help="sql,http")
+    parser.add_argument(
+        "--serve-thin", nargs=2, metavar=("PORT", "CONNINFO"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.serve_thin:
+        serve_thin(int(args.serve_thin[0]), args.serve_thin[1])
+        return 0
+    sections = args.sections.split(",")
     base = Path("/var/tmp")
     started = time.monotonic()
     report: dict[str, Any] = {
@@ -292,9 +609,11 @@ def main() -> int:
         tree = stack.enter_context(source_tree(args.baseline, base)) if args.baseline else None
         for target in args.targets.split(","):
             with clusters[target](base) as conninfo:
-                report[target] = measure_target(conninfo, args, tree)
-                if target == "durable" and args.latency:
+                report[target] = measure_target(conninfo, args, tree) if "sql" in sections else {}
+                if "sql" in sections and target == "durable" and args.latency:
                     report[target]["latency"] = measure_latency(conninfo, args, tree, base)
+                if "http" in sections:
+                    report[target]["http"] = measure_http(conninfo, args)
     report["machine"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     json.dump(report, sys.stdout, indent=2)

@@ -55,22 +55,19 @@ SELECT d.name
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.delete_topic(a.app, %(name)s) AS d(name);
 
--- name: publish_with_key
--- The HTTP publish path in one round trip: the caller's live key, whether the app exists,
--- and the publish of one message (single) or a JSON array of them, run only when the key
--- may publish to that app (the rule of picloud.web.auth.Principal.allows for
--- topics:publish). The ids are first_id + 1 .. first_id + n. No row: unknown key.
-SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id,
-       CASE WHEN a.id IS NOT NULL
-                 AND ('instance:admin' = ANY (k.capabilities)
-                      OR (k.app_id = a.id
-                          AND k.capabilities && ARRAY['app:admin', 'topics:publish']::text[]))
-            THEN (SELECT to_jsonb(p)
-                    FROM picloud.append_messages(a.id, %(topic)s, %(messages)s::jsonb,
-                                                 single => %(single)s) p)
-       END AS published
-  FROM picloud.authenticate_key(%(key)s) k
-  LEFT JOIN picloud.apps a ON a.id = %(app_id)s;
+-- name: publish_group
+-- A group of publish requests (API key or subscriber token) in one statement, so one
+-- transaction and one wake-up: each request authorised and validated alone, one row per
+-- request (1-based i) with its message ids and time, or the SQLSTATE it was refused with.
+SELECT i, error_state, error_message, ids, published_at
+  FROM picloud.publish_group(%(keys)s::text[], %(app_ids)s::uuid[], %(capabilities)s::text[],
+                             %(hosts)s::text[], %(tokens)s::text[], %(topics)s::text[],
+                             %(messages)s::text[], %(singles)s::boolean[]);
+
+-- name: publish_authorize
+-- The key check alone, for a publish whose body is malformed: the caller learns of the
+-- body only once it is allowed to publish (401, 404, 403 as picloud.authorize raises).
+SELECT a.app FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a;
 
 -- name: publish_message
 -- Publish a message (JSON text) to a topic; its sequence number and time.
@@ -108,15 +105,6 @@ SELECT s.token, c.expires_at
 -- name: rotate_app_secret
 -- Replace an app's token signing key, keeping the previous one for a grace period.
 SELECT picloud.rotate_app_secret(%(app_id)s, make_interval(secs => %(grace_seconds)s)) AS key_version;
-
--- name: publish_with_token
--- Publish with a subscriber token on the app's host: the app behind the Host header, the
--- token's publish grant and the publish, in one statement. verdict 'published',
--- 'not_found' (unknown app, missing or internal topic) or 'unauthorized'.
-SELECT p.verdict, p.id, to_jsonb(p.published_at) #>> '{}' AS published_at
-  FROM (SELECT picloud.resolve_app(%(host)s) AS app_id OFFSET 0) r
- CROSS JOIN LATERAL picloud.publish_with_token(r.app_id, %(topic)s, %(token)s,
-                                               %(message)s::jsonb) p;
 
 -- name: mint_stream_token
 -- A subscriber token for several topics (one multiplexed stream), with an optional

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -12,6 +12,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from picloud.db import Pool
 from picloud.settings import Settings
 from picloud.web.ratelimit import TokenBuckets
+
+if TYPE_CHECKING:
+    from picloud.web.publish_group import PublishGroups
 
 
 @dataclass
@@ -52,6 +55,8 @@ class AppState:
     roles: dict[str, Any] = field(default_factory=dict)
     # Per-token publish rate buckets (PICLOUD_TOKEN_PUBLISH_RATE), made on first use.
     token_publish_buckets: TokenBuckets | None = None
+    # The node's publish group commit (picloud.web.publish_group), made on first use.
+    publish_groups: PublishGroups | None = None
 
     @property
     def db(self) -> Pool:

@@ -2,11 +2,12 @@
 
 On the app's own host, like the SSE route: Host -> app, ``Authorization: Bearer <token>``
 where the token grants publish on that topic (``picloud.subscriber_token(...,
-can_publish => true)``), body ``{"message": ...}``. One query resolves the host, checks
-the token and publishes (``picloud.publish_with_token``): 404 for an unknown app or a
-missing or internal topic, 401 for a token without the grant (never says why). Each token
-may publish ``PICLOUD_TOKEN_PUBLISH_RATE`` messages per second with a burst of twice
-that (at least one), per node; more is 429 with ``Retry-After``.
+can_publish => true)``), body ``{"message": ...}``. The request joins the node's next
+publish group (picloud.web.publish_group), whose one statement resolves the host, checks
+the token and publishes: 404 for an unknown app or a missing or internal topic, 401 for
+a token without the grant (never says why). Each token may publish
+``PICLOUD_TOKEN_PUBLISH_RATE`` messages per second with a burst of twice that (at least
+one), per node; more is 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from aiohttp import web
 
 from picloud import jsonnum
 from picloud.web.auth import bearer_token
-from picloud.web.errors import ApiError, bad_request, error_response, not_found
+from picloud.web.errors import bad_request, error_response
 from picloud.web.jsonio import json_response, read_object
+from picloud.web.publish_group import Publish, publish_groups
 from picloud.web.ratelimit import TokenBuckets, retry_after
 from picloud.web.routing import routes
-from picloud.web.sql import fetch_one
 from picloud.web.state import state_of
 
 
@@ -54,18 +55,16 @@ async def token_publish(request: web.Request) -> web.Response:
             )
             response.headers["Retry-After"] = retry_after(wait)
             return response
-    params = {
-        "host": request.host,
-        "topic": request.match_info["topic"],
-        "token": token,
-        "message": jsonnum.dumps(body["message"]),
-    }
-    row = await fetch_one(request, "publish_with_token", params)
-    assert row is not None
-    if row["verdict"] == "not_found":
-        raise not_found()
-    if row["verdict"] != "published":
-        raise ApiError(401, "unauthorized", "not authorized to publish")
+    outcome = await publish_groups(request).publish(
+        Publish(
+            topic=request.match_info["topic"],
+            messages=jsonnum.dumps(body["message"]),
+            host=request.host,
+            token=token,
+        )
+    )
+    if outcome.error_state is not None or outcome.ids is None:
+        raise outcome.refusal()  # 404 (unknown app or topic), 401 (the token), 400, 413
     if token is not None and token not in limiter:
         limiter.take(token)  # its first publish
-    return json_response({"id": row["id"], "published_at": row["published_at"]}, status=201)
+    return json_response({"id": outcome.ids[0], "published_at": outcome.published_at}, status=201)

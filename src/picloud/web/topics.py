@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import psycopg
 from aiohttp import web
 
 from picloud import jsonnum
 from picloud.realtime.cursor import format_cursor, parse_cursor
-from picloud.web.auth import Principal, bearer_token, credentials, require_app
+from picloud.web.auth import credentials
 from picloud.web.bodies import read_body
-from picloud.web.errors import ApiError, bad_request, forbidden, not_found, unauthorized
+from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.jsonio import (
     get_bool,
     get_int,
@@ -22,7 +21,8 @@ from picloud.web.jsonio import (
     read_object,
     read_patch,
 )
-from picloud.web.params import path_uuid, query_int
+from picloud.web.params import query_int
+from picloud.web.publish_group import Publish, publish_groups
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
 
@@ -148,87 +148,47 @@ async def delete_topic(request: web.Request) -> web.Response:
     },
 )
 async def publish(request: web.Request) -> web.Response:
-    # The hot path: with a well-formed request, one query authenticates the key, loads the
-    # app, checks the capability and publishes (see the query publish_with_key).
-    key = bearer_token(request)
-    if key is None:
-        raise unauthorized()
-    app_id = path_uuid(request, "app_id")
-    body = await _publish_body(request)
-    if body is None:  # bad name or body: authorise first, then say what is wrong
-        await require_app(request, "topics:publish")
-        path_topic(request)
-        await _publish_body(request, strict=True)
-        raise AssertionError("unreachable: the request was found invalid")
-    messages, batch = body
-    params = {
-        "key": key,
-        "app_id": app_id,
-        "topic": request.match_info["name"],
-        "messages": messages,
-        "single": batch is None,
-    }
+    # The hot path: the request joins the node's next publish group, whose one statement
+    # authorises it (picloud.authorize), validates its messages and publishes them, each
+    # request by itself (picloud.publish_group).
+    creds = credentials(request)
     try:
-        row = await fetch_one(request, "publish_with_key", params)
-    except psycopg.DataError as exc:
-        if batch is not None and exc.sqlstate != "22023":
-            bad = first_unstorable(batch)
-            if bad is not None:
-                raise bad_request(f"message {bad}: {exc.diag.message_primary}") from exc
-        raise
-    if row is None:
-        raise unauthorized()
-    if row["app_id"] is None:
-        raise not_found("no such app")
-    principal = Principal(row["key_id"], row["key_app_id"], frozenset(row["capabilities"]))
-    published = row["published"]
-    if published is None or not principal.allows("topics:publish", app_id):
-        raise forbidden()
-    # published_at is the database's JSON text of the time, as in the SSE frames.
-    first, at = published["first_id"], published["published_at"]
-    if batch is None:
-        return json_response({"id": first + 1, "published_at": at}, status=201)
-    return json_response({"ids": published["ids"], "published_at": at}, status=201)
-
-
-async def _publish_body(
-    request: web.Request, *, strict: bool = False
-) -> tuple[str, list[Any] | None] | None:
-    """A publish body as the JSON text of its message (or of its list of messages), and
-    the batch (None for a single ``message``); None (or 400 when strict) if invalid."""
-    try:
-        if not TOPIC_NAME.fullmatch(request.match_info["name"]):
-            raise bad_request(f"invalid topic name: {NAME_RULE}")
-        body = await read_object(request, {"message", "messages"})
-        if ("message" in body) == ("messages" in body):
-            raise bad_request(
-                "give either 'message' (any JSON value) or 'messages' (a list of them)"
-            )
-        if "messages" in body and not isinstance(body["messages"], list):
-            raise bad_request("'messages' must be a list of messages")
+        messages, batch = await _publish_body(request)
     except ApiError:
-        if strict:
-            raise
-        return None
+        # A malformed body is told only to who may publish: the key check alone first.
+        await fetch_one(request, "publish_authorize", creds)
+        raise
+    outcome = await publish_groups(request).publish(
+        Publish(
+            topic=request.match_info["name"],
+            messages=messages,
+            single=batch is None,
+            count=1 if batch is None else len(batch),
+            key=creds["api_key"],
+            app_id=creds["app_id"],
+            capability=creds["capability"],
+        )
+    )
+    if outcome.error_state is not None or outcome.ids is None:
+        raise outcome.refusal()
+    # published_at is the database's JSON text of the time, as in the SSE frames.
+    ids, at = outcome.ids, outcome.published_at
+    if batch is None:
+        return json_response({"id": ids[0], "published_at": at}, status=201)
+    return json_response({"ids": ids, "published_at": at}, status=201)
+
+
+async def _publish_body(request: web.Request) -> tuple[str, list[Any] | None]:
+    """A publish body as the JSON text of its message (or of its list of messages), and
+    the batch (None for a single ``message``); 400 when it is neither."""
+    body = await read_object(request, {"message", "messages"})
+    if ("message" in body) == ("messages" in body):
+        raise bad_request("give either 'message' (any JSON value) or 'messages' (a list of them)")
+    if "messages" in body and not isinstance(body["messages"], list):
+        raise bad_request("'messages' must be a list of messages")
     if "message" in body:
         return jsonnum.dumps(body["message"]), None
     return jsonnum.dumps(body["messages"]), body["messages"]
-
-
-def first_unstorable(messages: list[Any]) -> int | None:
-    """The index of the first message PostgreSQL's jsonb cannot hold (a NUL character in a
-    string or key: the one JSON text jsonb refuses), for the error's wording."""
-
-    def has_nul(value: Any) -> bool:
-        if isinstance(value, str):
-            return "\x00" in value
-        if isinstance(value, list):
-            return any(has_nul(v) for v in value)
-        if isinstance(value, dict):
-            return any("\x00" in k or has_nul(v) for k, v in value.items())
-        return False
-
-    return next((i for i, m in enumerate(messages) if has_nul(m)), None)
 
 
 @routes.get(

@@ -1,0 +1,214 @@
+"""SQL level: picloud.publish_group, the group commit of many publish requests in one
+statement (each authorised and validated alone, one transaction, one wake-up)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from picloud.db import Row
+from tests.fix_db import make_app
+from tests.test_sql_topics import make_topic
+
+Conn = psycopg.Connection[Row]
+
+GROUP = (
+    "SELECT i, error_state, error_message, ids, published_at"
+    " FROM picloud.publish_group(%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+@dataclass
+class Req:
+    topic: str
+    messages: str
+    single: bool = True
+    key: str | None = None
+    app_id: uuid.UUID | None = None
+    host: str | None = None
+    token: str | None = None
+
+
+def group(conn: psycopg.Connection[Any], reqs: list[Req]) -> list[Row]:
+    params = (
+        [r.key for r in reqs],
+        [r.app_id for r in reqs],
+        ["topics:publish" for _ in reqs],
+        [r.host for r in reqs],
+        [r.token for r in reqs],
+        [r.topic for r in reqs],
+        [r.messages for r in reqs],
+        [r.single for r in reqs],
+    )
+    rows = conn.execute(GROUP, params).fetchall()
+    return sorted(rows, key=lambda r: r["i"])
+
+
+def make_key(db: Conn, app: uuid.UUID | None, *caps: str) -> str:
+    row = db.execute(
+        "SELECT key FROM picloud.create_api_key(%s, 'k', %s)", (app, list(caps))
+    ).fetchone()
+    assert row is not None
+    key: str = row["key"]
+    return key
+
+
+def logged(db: Conn, app: uuid.UUID, topic: str) -> list[Row]:
+    return db.execute(
+        "SELECT seq, message FROM picloud.messages WHERE app_id = %s AND topic = %s ORDER BY seq",
+        (app, topic),
+    ).fetchall()
+
+
+def test_one_transaction_for_the_group_and_a_bad_request_alone_refused(db: Conn) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    make_topic(db, app, "u")
+    key = make_key(db, app, "topics:publish")
+    reqs = [
+        Req("t", '{"n": 1}', key=key, app_id=app),
+        Req("t", "[2, 3]", single=False, key=key, app_id=app),
+        Req("t", '"bad\\u0000"', key=key, app_id=app),  # jsonb cannot hold it
+        Req("t", '[4, "bad\\u0000", 5]', single=False, key=key, app_id=app),
+        Req("u", '"x"', key=key, app_id=app),
+        Req("t", '"' + "x" * 70000 + '"', key=key, app_id=app),
+        Req("nope", "1", key=key, app_id=app),
+        Req("b*d", "1", key=key, app_id=app),
+        Req("t", "[]", single=False, key=key, app_id=app),
+        Req("t", '{"n": 6}', key=key, app_id=app),
+    ]
+    rows = group(db, reqs)
+    states = [r["error_state"] for r in rows]
+    assert states == [None, None, "22P05", "22P05", None, "54000", "P0002", "22023", "22023", None]
+    assert rows[3]["error_message"].startswith("message 1: "), rows[3]
+    assert "70002 bytes" in rows[5]["error_message"]
+    # Published in arrival order within a topic, ids without a gap.
+    assert [r["ids"] for r in rows if r["error_state"] is None] == [[1], [2, 3], [1], [4]]
+    assert all(r["published_at"] for r in rows if r["error_state"] is None)
+    t = logged(db, app, "t")
+    assert [(r["seq"], r["message"]) for r in t] == [(1, {"n": 1}), (2, 2), (3, 3), (4, {"n": 6})]
+    assert [r["message"] for r in logged(db, app, "u")] == ["x"]
+
+
+def test_the_group_is_one_transaction_of_the_caller(db: Conn, database: str) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    make_topic(db, app, "u")
+    key = make_key(db, app, "topics:publish")
+    reqs = [Req(t, str(n), key=key, app_id=app) for n, t in enumerate("tutu")]
+    with psycopg.connect(database, row_factory=dict_row) as writer:
+        group(writer, reqs)
+        assert logged(db, app, "t") == [], "nothing visible before the commit"
+        writer.rollback()
+        assert logged(db, app, "t") == []
+        group(writer, reqs)
+        writer.commit()
+    assert [r["message"] for r in logged(db, app, "t")] == [0, 2]
+    assert [r["message"] for r in logged(db, app, "u")] == [1, 3]
+
+
+def test_authorisation_is_per_request(db: Conn) -> None:
+    app = make_app(db)
+    other = make_app(db, "other")
+    make_topic(db, app, "t")
+    good = make_key(db, app, "topics:publish")
+    admin = make_key(db, app, "app:admin")
+    reader = make_key(db, app, "topics:manage")
+    foreign = make_key(db, other, "app:admin")
+    instance = make_key(db, None, "instance:admin")
+    reqs = [
+        Req("t", "1", key=good, app_id=app),
+        Req("t", "2", key="pck_not-a-key", app_id=app),
+        Req("t", "3", key=None, app_id=app),
+        Req("t", "4", key=reader, app_id=app),
+        Req("t", "5", key=foreign, app_id=app),
+        Req("t", "6", key=good, app_id=uuid.uuid4()),
+        Req("t", "7", key=admin, app_id=app),
+        Req("t", "8", key=instance, app_id=app),
+    ]
+    states = [r["error_state"] for r in group(db, reqs)]
+    assert states == [None, "28000", "28000", "42501", "42501", "P0002", None, None]
+    assert [r["message"] for r in logged(db, app, "t")] == [1, 7, 8]
+
+
+def test_token_publishes_in_a_group(db: Conn) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t", external=True)
+    make_topic(db, app, "internal", external=False)
+    key = make_key(db, app, "topics:publish")
+
+    def token(topic: str, publish: bool) -> str:
+        row = db.execute(
+            "SELECT picloud.subscriber_token(%s, %s, '1 hour', %s, 'alice') AS t",
+            (app, topic, publish),
+        ).fetchone()
+        assert row is not None
+        tok: str = row["t"]
+        return tok
+
+    writer, reader = token("t", True), token("t", False)
+    host = "app.localhost"
+    reqs = [
+        Req("t", '"a"', host=host, token=writer),
+        Req("t", '"b"', host=host, token=reader),
+        Req("t", '"c"', host="nobody.localhost", token=writer),
+        Req("internal", '"d"', host=host, token=writer),
+        Req("t", '"e"', key=key, app_id=app),
+        Req("t", '"f\\u0000"', host=host, token=writer),
+    ]
+    rows = group(db, reqs)
+    assert [r["error_state"] for r in rows] == [None, "28000", "P0002", "P0002", None, "22P05"]
+    assert [r["ids"] for r in rows if r["error_state"] is None] == [[1], [2]]
+    stored = db.execute(
+        "SELECT message, from_subject FROM picloud.messages WHERE topic = 't' ORDER BY seq"
+    ).fetchall()
+    assert [(r["message"], r["from_subject"]) for r in stored] == [("a", "alice"), ("e", None)]
+
+
+def test_one_wake_up_for_the_group(db: Conn, database: str) -> None:
+    app = make_app(db)
+    for t in ("t", "u"):
+        make_topic(db, app, t)
+    key = make_key(db, app, "topics:publish")
+    with psycopg.connect(database, autocommit=True) as listener:
+        listener.execute("LISTEN picloud_realtime")
+        group(db, [Req(t, str(n), key=key, app_id=app) for n, t in enumerate("tutu")])
+        notes = list(listener.notifies(timeout=0.5))
+    assert len(notes) == 1, notes
+
+
+def test_refused_requests_leave_nothing_behind(db: Conn) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    key = make_key(db, app, "topics:publish")
+    rows = group(db, [Req("t", '[1, 2, 3, "x\\u0000"]', single=False, key=key, app_id=app)])
+    assert rows[0]["error_state"] == "22P05"
+    assert logged(db, app, "t") == []
+    row = db.execute("SELECT picloud.topic_head(%s, 't') AS head", (app,)).fetchone()
+    assert row is not None and row["head"] == 0
+
+
+def test_bad_calls(db: Conn) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="one length"):
+        db.execute(GROUP, (["k"], [None], [None], [None], [None], ["t", "u"], ["1"], [True]))
+    assert db.execute(GROUP, ([], [], [], [], [], [], [], [])).fetchall() == []
+    assert db.execute(GROUP, (None,) * 8).fetchall() == []
+
+
+def test_first_unstorable_message(db: Conn) -> None:
+    def first(text: str | None) -> Any:
+        row = db.execute("SELECT picloud.first_unstorable_message(%s) AS i", (text,)).fetchone()
+        assert row is not None
+        return row["i"]
+
+    assert first('[1, "a\\u0000", {"k\\u0000": 1}]') == 1
+    assert first('[{"k\\u0000": 1}]') == 0
+    assert first("[1, 2]") is None
+    assert first('"a\\u0000"') is None  # not an array
+    assert first("not json") is None
+    assert first(None) is None
