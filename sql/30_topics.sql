@@ -21,16 +21,6 @@ $$;
 COMMENT ON FUNCTION picloud.check_topic_name(text) IS
     '22023 naming the name unless picloud.topic_name_valid(name).';
 
-CREATE OR REPLACE FUNCTION picloud.realtime_channel() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_realtime' $$;
-COMMENT ON FUNCTION picloud.realtime_channel() IS
-    'NOTIFY channel of published messages; payload ''<app_id> <seq> <topic>'' (ids only, never bodies).';
-
-CREATE OR REPLACE FUNCTION picloud.realtime_control_channel() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_realtime_control' $$;
-COMMENT ON FUNCTION picloud.realtime_control_channel() IS
-    'NOTIFY channel telling relays to end the streams of a topic; payload ''close <app_id> <topic>''.';
-
 CREATE OR REPLACE FUNCTION picloud.topics_notify_close() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -68,7 +58,6 @@ CREATE OR REPLACE TRIGGER topics_close_streams_on_restrict
           OR (OLD.auth_mode = 'public' AND NEW.auth_mode <> 'public'))
     EXECUTE FUNCTION picloud.topics_notify_close();
 
-DROP FUNCTION IF EXISTS picloud.create_topic(uuid, text, boolean, text);
 CREATE OR REPLACE FUNCTION picloud.create_topic(
     app_id uuid, name text, external_subscribable boolean DEFAULT false,
     auth_mode text DEFAULT 'token')

@@ -1,12 +1,5 @@
 -- The outbox fan-out: triggers match events, enqueue_event writes one delivery per match.
 
-CREATE OR REPLACE FUNCTION picloud.dispatch_channel() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 'picloud_dispatch'
-$$;
-COMMENT ON FUNCTION picloud.dispatch_channel() IS
-    'The NOTIFY channel that wakes dispatchers when deliveries become due.';
-
 CREATE OR REPLACE FUNCTION picloud.event_sources() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT ARRAY['kv', 'docs', 'files', 'cron', 'pubsub', 'dead_letter']::text[]

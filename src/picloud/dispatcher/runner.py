@@ -26,8 +26,8 @@ from picloud.dispatcher.handlers import (
     run_sql_batch,
     run_sql_handlers,
 )
+from picloud.node import pause
 from picloud.queries import q
-from picloud.roles import pause
 from picloud.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 -- name: listen_dispatch
 -- Subscribe this (dedicated, autocommit) connection to the dispatcher's wake-up channel.
-LISTEN picloud_dispatch;
+SELECT picloud.listen(picloud.dispatch_channel());
 
 -- name: dispatch_committing
 -- Whether some enqueue is still committing (it may have committed without a NOTIFY).

@@ -25,8 +25,10 @@ SELECT r.app_id, c.topic,
  ORDER BY c.ord;
 
 -- name: relay_listen
--- Subscribe the relay's connection to published messages and to control messages.
-LISTEN picloud_realtime; LISTEN picloud_realtime_control;
+-- Subscribe the relay's connection to published messages and to control messages; the
+-- channels' names.
+SELECT picloud.listen(picloud.realtime_channel()) AS messages,
+       picloud.listen(picloud.realtime_control_channel()) AS control;
 
 -- name: replay_messages
 -- SSE frames (sequence number and data text) of one topic incarnation (epoch) after a

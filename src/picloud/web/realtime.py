@@ -27,7 +27,7 @@ from aiohttp.http import HttpVersion11
 from picloud.realtime.cursor import Cursor
 from picloud.realtime.hub import Subscriber
 from picloud.realtime.mux import Mux
-from picloud.realtime.relay import FETCH_PAGE, Relay
+from picloud.realtime.relay import FETCH_PAGE
 from picloud.realtime.sse import OPENED, Frame, history_truncated, reset
 from picloud.web.auth import bearer_token
 from picloud.web.errors import ApiError, bad_request, not_found
@@ -161,8 +161,8 @@ async def serve_topics(
     cursor for all its topics (picloud.realtime.mux); its first frame is that cursor alone,
     so a client can resume even before any message."""
     state = state_of(request)
-    relay = state.roles.get("relay")
-    if not isinstance(relay, Relay):
+    relay = state.roles.relay
+    if relay is None:
         raise ApiError(503, "unavailable", "the realtime relay does not run on this node")
     if request.transport is None:
         raise ConnectionResetError("client went away")
