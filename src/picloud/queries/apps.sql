@@ -42,7 +42,3 @@ SELECT host, app_id, created_at FROM picloud.app_domains WHERE app_id = %(app_id
 -- Detach a host name from an app.
 DELETE FROM picloud.app_domains
  WHERE app_id = %(app_id)s AND host = picloud.normalize_host(%(host)s) RETURNING host;
-
--- name: resolve_app
--- Host header to app id (NULL when unknown).
-SELECT picloud.resolve_app(%(host)s) AS app_id;

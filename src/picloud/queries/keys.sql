@@ -12,11 +12,6 @@ SELECT id, app_id, capabilities FROM picloud.authenticate_key(%(key)s);
 SELECT id, name, key_prefix, capabilities, created_at, expires_at, revoked_at
   FROM picloud.api_keys WHERE app_id = %(app_id)s ORDER BY created_at, id;
 
--- name: get_api_key
--- One key of an app, without its secret.
-SELECT id, name, key_prefix, capabilities, created_at, expires_at, revoked_at
-  FROM picloud.api_keys WHERE app_id = %(app_id)s AND id = %(key_id)s;
-
 -- name: revoke_api_key
 -- Revoke a key of an app (idempotent: the first revocation time is kept).
 UPDATE picloud.api_keys SET revoked_at = coalesce(revoked_at, now())
