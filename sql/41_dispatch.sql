@@ -116,8 +116,9 @@ COMMENT ON FUNCTION picloud.lease_deliveries(uuid[], bigint[], text, interval) I
     'Lease the pending deliveries (app_ids[i], ids[i]), which the caller has locked, to worker for lease: running, attempts + 1, an open attempt record; returns them with their handler. Internal to claim_deliveries.';
 
 CREATE OR REPLACE FUNCTION picloud.call_sql_handlers(
-    app_ids uuid[], ids bigint[], min_timeout_ms integer DEFAULT NULL)
-RETURNS TABLE (app_id uuid, id bigint, error text)
+    app_ids uuid[], ids bigint[], min_timeout_ms integer,
+    OUT ok_app_ids uuid[], OUT ok_ids bigint[],
+    OUT failed_app_ids uuid[], OUT failed_ids bigint[], OUT errors text[])
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_group   record;
@@ -125,57 +126,56 @@ DECLARE
     v_state   text;
     v_message text;
 BEGIN
+    ok_app_ids := '{}'; ok_ids := '{}'; failed_app_ids := '{}'; failed_ids := '{}'; errors := '{}';
     -- One group per function: its calls in one statement and one subtransaction. When that
     -- fails, the group rolled back and each call runs again alone, in a subtransaction of
     -- its own, to find the failing ones. (query_canceled, the statement timeout, is not
     -- caught by OTHERS: it aborts the caller's whole statement.)
     FOR v_group IN
-        SELECT h.kind, h.function AS fn, array_agg(d.app_id ORDER BY u.n) AS app_ids,
+        SELECT h.function AS fn, array_agg(d.app_id ORDER BY u.n) AS app_ids,
                array_agg(d.id ORDER BY u.n) AS ids, array_agg(d.event ORDER BY u.n) AS events
           FROM unnest(call_sql_handlers.app_ids, call_sql_handlers.ids)
                WITH ORDINALITY AS u (app_id, id, n)
           JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
-          LEFT JOIN picloud.handlers h ON h.app_id = d.app_id AND h.id = d.handler_id
-         WHERE call_sql_handlers.min_timeout_ms IS NULL
-            OR (h.kind = 'sql' AND h.timeout_ms >= call_sql_handlers.min_timeout_ms)
-         GROUP BY h.kind, h.function
+          JOIN picloud.handlers h ON h.app_id = d.app_id AND h.id = d.handler_id
+         WHERE h.kind = 'sql' AND h.timeout_ms >= call_sql_handlers.min_timeout_ms
+         GROUP BY h.function
     LOOP
         BEGIN
-            IF v_group.kind IS DISTINCT FROM 'sql' THEN
-                RAISE EXCEPTION 'the handler is no longer an SQL handler' USING ERRCODE = '22023';
-            END IF;
             -- (Checked once per function: the regular expression is not cheap next to a
             -- handler call.)
             v_call := picloud.checked_sql_handler(v_group.fn);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-            RETURN QUERY SELECT g.app_id, g.id, v_state || ': ' || v_message
-                           FROM unnest(v_group.app_ids, v_group.ids) AS g (app_id, id);
+            failed_app_ids := failed_app_ids || v_group.app_ids;
+            failed_ids := failed_ids || v_group.ids;
+            errors := errors || array_fill(v_state || ': ' || v_message,
+                                           ARRAY[cardinality(v_group.ids)]);
             CONTINUE;
         END;
         BEGIN
             EXECUTE format('SELECT %s(e) FROM unnest($1) AS e', v_call) USING v_group.events;
-            RETURN QUERY SELECT g.app_id, g.id, NULL::text
-                           FROM unnest(v_group.app_ids, v_group.ids) AS g (app_id, id);
+            ok_app_ids := ok_app_ids || v_group.app_ids;
+            ok_ids := ok_ids || v_group.ids;
         EXCEPTION WHEN OTHERS THEN
             FOR i IN 1 .. cardinality(v_group.ids) LOOP
-                app_id := v_group.app_ids[i];
-                id := v_group.ids[i];
-                error := NULL;
                 BEGIN
                     EXECUTE format('SELECT %s($1)', v_call) USING v_group.events[i];
+                    ok_app_ids := ok_app_ids || v_group.app_ids[i];
+                    ok_ids := ok_ids || v_group.ids[i];
                 EXCEPTION WHEN OTHERS THEN
                     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-                    error := v_state || ': ' || v_message;
+                    failed_app_ids := failed_app_ids || v_group.app_ids[i];
+                    failed_ids := failed_ids || v_group.ids[i];
+                    errors := errors || (v_state || ': ' || v_message);
                 END;
-                RETURN NEXT;
             END LOOP;
         END;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION picloud.call_sql_handlers(uuid[], bigint[], integer) IS
-    'Run the SQL handlers of deliveries (app_ids[i], ids[i]), grouped by function (a group in one statement; one by one in subtransactions when it fails, so a failing handler''s writes roll back alone), and say how each went: error NULL (ran) or ''<SQLSTATE>: <message>''. With min_timeout_ms, only deliveries whose SQL handler''s timeout is at least that long run (the others are left out); without, a delivery whose handler is not an SQL one fails. Records nothing: internal to claim_deliveries and run_sql_deliveries.';
+    'Run the SQL handlers of deliveries (app_ids[i], ids[i]), grouped by function (a group in one statement; one by one in subtransactions when it fails, so a failing handler''s writes roll back alone): the keys of those that ran (ok_*) and of those that failed (failed_*, with errors[i] = ''<SQLSTATE>: <message>''). Only deliveries whose handler is an SQL one with a timeout of at least min_timeout_ms run; the others are in neither list. Records nothing: internal to claim_deliveries and run_sql_deliveries.';
 
 CREATE OR REPLACE FUNCTION picloud.claim_deliveries(
     worker text, max integer, lease interval,
@@ -190,7 +190,11 @@ DECLARE
     v_max_leased integer := coalesce(claim_deliveries.max_leased, claim_deliveries.max);
     v_limit      double precision;
     v_due        record;
-    v_ran        record;
+    v_ok_apps    uuid[] := '{}'::uuid[];
+    v_ok_ids     bigint[] := '{}'::bigint[];
+    v_bad_apps   uuid[] := '{}'::uuid[];
+    v_bad_ids    bigint[] := '{}'::bigint[];
+    v_errors     text[] := '{}'::text[];
 BEGIN
     IF claim_deliveries.worker IS NULL OR claim_deliveries.worker = '' THEN
         RAISE EXCEPTION 'worker is required' USING ERRCODE = '22023';
@@ -231,15 +235,13 @@ BEGIN
     -- leased: the succeeded ones are done in this transaction, with their writes and one
     -- row version each (never leased); the failed ones are leased, then failed as
     -- fail_delivery does (retry | dead).
-    SELECT coalesce(array_agg(r.app_id) FILTER (WHERE r.error IS NULL), '{}') AS ok_apps,
-           coalesce(array_agg(r.id) FILTER (WHERE r.error IS NULL), '{}') AS ok_ids,
-           coalesce(array_agg(r.app_id) FILTER (WHERE r.error IS NOT NULL), '{}') AS bad_apps,
-           coalesce(array_agg(r.id) FILTER (WHERE r.error IS NOT NULL), '{}') AS bad_ids,
-           coalesce(array_agg(r.error) FILTER (WHERE r.error IS NOT NULL), '{}') AS errors
-      INTO v_ran
-      FROM picloud.call_sql_handlers(v_due.app_ids, v_due.ids, claim_deliveries.run_within_ms) r
-     WHERE claim_deliveries.run_within_ms IS NOT NULL;
-    IF cardinality(v_ran.ok_ids) > 0 THEN
+    IF claim_deliveries.run_within_ms IS NOT NULL THEN
+        SELECT r.ok_app_ids, r.ok_ids, r.failed_app_ids, r.failed_ids, r.errors
+          INTO v_ok_apps, v_ok_ids, v_bad_apps, v_bad_ids, v_errors
+          FROM picloud.call_sql_handlers(v_due.app_ids, v_due.ids,
+                                         claim_deliveries.run_within_ms) r;
+    END IF;
+    IF cardinality(v_ok_ids) > 0 THEN
         RETURN QUERY
         WITH done AS (
             -- (now() is when the claim started, clock_timestamp() when its handlers ended.)
@@ -247,7 +249,7 @@ BEGIN
                SET status = 'done', attempts = d.attempts + 1, lease_owner = NULL,
                    lease_expires_at = NULL, last_error = NULL, finished_at = clock_timestamp(),
                    updated_at = clock_timestamp()
-              FROM unnest(v_ran.ok_apps, v_ran.ok_ids) AS c (app_id, id)
+              FROM unnest(v_ok_apps, v_ok_ids) AS c (app_id, id)
              WHERE d.app_id = c.app_id AND d.id = c.id
             RETURNING d.app_id, d.id, d.attempts, d.finished_at
         ), a AS (
@@ -262,8 +264,8 @@ BEGIN
                NULL::text, NULL::text, NULL::integer, 'ok'::text, NULL::text
           FROM done;
     END IF;
-    IF cardinality(v_ran.bad_ids) > 0 THEN
-        PERFORM 1 FROM picloud.lease_deliveries(v_ran.bad_apps, v_ran.bad_ids,
+    IF cardinality(v_bad_ids) > 0 THEN
+        PERFORM 1 FROM picloud.lease_deliveries(v_bad_apps, v_bad_ids,
                                                 claim_deliveries.worker, claim_deliveries.lease);
         -- (attempt: the number the lease gave this run, for the dispatcher's log.)
         RETURN QUERY
@@ -271,7 +273,7 @@ BEGIN
                d.attempts, NULL::integer, NULL::timestamptz, 'sql'::text, NULL::text,
                NULL::text, NULL::text, NULL::integer,
                picloud.fail_delivery(b.id, claim_deliveries.worker, b.error), b.error
-          FROM unnest(v_ran.bad_apps, v_ran.bad_ids, v_ran.errors)
+          FROM unnest(v_bad_apps, v_bad_ids, v_errors)
                WITH ORDINALITY AS b (app_id, id, error, n)
           JOIN picloud.deliveries d ON d.app_id = b.app_id AND d.id = b.id
          ORDER BY b.n;
@@ -283,10 +285,10 @@ BEGIN
     SELECT l.*, NULL::text, NULL::text
       FROM picloud.lease_deliveries(
                ARRAY(SELECT u.app_id FROM unnest(v_due.app_ids, v_due.ids) AS u (app_id, id)
-                      WHERE NOT (u.id = ANY (v_ran.ok_ids) OR u.id = ANY (v_ran.bad_ids))
+                      WHERE NOT (u.id = ANY (v_ok_ids) OR u.id = ANY (v_bad_ids))
                       LIMIT v_max_leased),
                ARRAY(SELECT u.id FROM unnest(v_due.ids) AS u (id)
-                      WHERE NOT (u.id = ANY (v_ran.ok_ids) OR u.id = ANY (v_ran.bad_ids))
+                      WHERE NOT (u.id = ANY (v_ok_ids) OR u.id = ANY (v_bad_ids))
                       LIMIT v_max_leased),
                claim_deliveries.worker, claim_deliveries.lease) l;
 END
@@ -298,8 +300,11 @@ CREATE OR REPLACE FUNCTION picloud.run_sql_deliveries(app_ids uuid[], ids bigint
 RETURNS TABLE (id bigint, outcome text, error text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_held record;
-    v_ran  record;
+    v_held   record;
+    v_ran    record;
+    v_apps   uuid[];
+    v_ids    bigint[];
+    v_errors text[];
 BEGIN
     IF cardinality(run_sql_deliveries.app_ids) IS DISTINCT FROM cardinality(run_sql_deliveries.ids) THEN
         RAISE EXCEPTION 'app_ids and ids must have the same length' USING ERRCODE = '22023';
@@ -316,18 +321,23 @@ BEGIN
               JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
              WHERE d.status = 'running' AND d.lease_owner = run_sql_deliveries.worker
                FOR UPDATE OF d) h;
-    SELECT coalesce(array_agg(r.app_id), '{}') AS app_ids, coalesce(array_agg(r.id), '{}') AS ids,
-           coalesce(array_agg(r.error), '{}') AS errors
-      INTO v_ran
-      FROM picloud.call_sql_handlers(v_held.app_ids, v_held.ids) r;
+    v_ran := picloud.call_sql_handlers(v_held.app_ids, v_held.ids, 0);
+    -- What ran, what failed, and (failed too) a held delivery that did not run: its
+    -- handler is no longer an SQL one.
+    SELECT v_ran.ok_app_ids || v_ran.failed_app_ids || coalesce(array_agg(u.app_id), '{}'),
+           v_ran.ok_ids || v_ran.failed_ids || coalesce(array_agg(u.id), '{}'),
+           array_fill(NULL::text, ARRAY[cardinality(v_ran.ok_ids)]) || v_ran.errors
+               || coalesce(array_agg('22023: the handler is no longer an SQL handler'::text), '{}')
+      INTO v_apps, v_ids, v_errors
+      FROM unnest(v_held.app_ids, v_held.ids) AS u (app_id, id)
+     WHERE NOT (u.id = ANY (v_ran.ok_ids) OR u.id = ANY (v_ran.failed_ids));
     -- Recorded in the transaction that holds the handlers' writes: both commit together.
     RETURN QUERY
     SELECT f.id, f.outcome, r.error
-      FROM picloud.finish_deliveries(v_ran.app_ids, v_ran.ids,
-                                     array_fill(run_sql_deliveries.worker,
-                                                ARRAY[cardinality(v_ran.ids)]),
-                                     v_ran.errors) f
-      JOIN unnest(v_ran.ids, v_ran.errors) AS r (id, error) ON r.id = f.id;
+      FROM picloud.finish_deliveries(
+               v_apps, v_ids, array_fill(run_sql_deliveries.worker, ARRAY[cardinality(v_ids)]),
+               v_errors) f
+      JOIN unnest(v_ids, v_errors) AS r (id, error) ON r.id = f.id;
     -- Leases already lost when the batch started: refused, their handlers not run.
     RETURN QUERY
     SELECT u.id, 'stale'::text, NULL::text
