@@ -38,7 +38,7 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 
 Work = Callable[[psycopg.Connection[Any], int, float], int]
 
@@ -152,7 +152,7 @@ def apply_baseline(conn: psycopg.Connection[Any], rev: str) -> None:
 
 @contextlib.contextmanager
 def durable_cluster(base: Path) -> Iterator[str]:
-    from pgcluster import pg15_cluster  # scripts/pgcluster.py
+    from tests.pg_cluster import pg15_cluster
 
     # Default durability (fsync, synchronous_commit, full_page_writes all on); enough
     # connections for the largest point.

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pgcluster import pg15_cluster
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from picloud.migrate import migrate
+from tests.pg_cluster import pg15_cluster
 
 EXTENSION = Path("/usr/share/postgresql/15/extension/plpgsql_check.control")
 ALLOW_FILE = Path(__file__).with_name("sql_lint_allow.txt")

@@ -70,3 +70,40 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 COMMENT ON FUNCTION picloud.ensure_admin_key(text, text) IS
     'Make the given key a live instance:admin key (idempotent). Used for PICLOUD_ADMIN_KEY.';
+
+CREATE OR REPLACE FUNCTION picloud.authorize(key text, app_id uuid, capability text)
+RETURNS TABLE (app uuid, slug text, key_id uuid, instance_admin boolean)
+LANGUAGE plpgsql STABLE AS $$
+-- The gate of every HTTP request, in the same statement as the operation it guards:
+--   SELECT … FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+--        LATERAL picloud.<operation>(a.app, …)
+-- 28000 (no live key) -> 401, P0002 (no such app) -> 404, 42501 (capability missing) -> 403,
+-- checked in that order. app_id NULL asks for an instance-level action (instance:admin).
+DECLARE
+    v_key  record;
+    v_slug text;
+BEGIN
+    SELECT k.id, k.app_id, k.capabilities INTO v_key
+      FROM picloud.authenticate_key(authorize.key) k;
+    IF authorize.key IS NULL OR NOT FOUND THEN
+        RAISE EXCEPTION 'missing or invalid API key' USING ERRCODE = '28000';
+    END IF;
+    IF authorize.app_id IS NOT NULL THEN
+        SELECT a.slug INTO v_slug FROM picloud.apps a WHERE a.id = authorize.app_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no such app' USING ERRCODE = 'P0002';
+        END IF;
+    END IF;
+    IF NOT coalesce('instance:admin' = ANY (v_key.capabilities)
+                    OR (authorize.capability <> 'instance:admin'
+                        AND v_key.app_id = authorize.app_id
+                        AND ('app:admin' = ANY (v_key.capabilities)
+                             OR authorize.capability = ANY (v_key.capabilities))), false) THEN
+        RAISE EXCEPTION 'this key lacks the capability for this action' USING ERRCODE = '42501';
+    END IF;
+    RETURN QUERY SELECT authorize.app_id, v_slug, v_key.id,
+                        'instance:admin' = ANY (v_key.capabilities);
+END
+$$;
+COMMENT ON FUNCTION picloud.authorize(text, uuid, text) IS
+    'The API-key check of one request: the key is live (else 28000), the app exists (else P0002) and the key holds the capability on it (else 42501; instance:admin holds all, app:admin all of its app). One row: app id and slug, key id, whether the key is an instance admin.';

@@ -1,10 +1,7 @@
 -- The outbox fan-out: triggers match events, enqueue_event writes one delivery per match.
 
-CREATE OR REPLACE FUNCTION picloud.event_sources() RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT ARRAY['kv', 'docs', 'files', 'cron', 'pubsub', 'dead_letter']::text[]
-$$;
-COMMENT ON FUNCTION picloud.event_sources() IS 'The source kinds a trigger can listen to.';
+-- picloud.event_sources(), the list of trigger sources, is versioned DDL: a CHECK on
+-- picloud.triggers calls it (migrations/V0016).
 
 CREATE OR REPLACE FUNCTION picloud.glob_to_like(pattern text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$

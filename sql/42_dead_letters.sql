@@ -94,9 +94,10 @@ CREATE OR REPLACE FUNCTION picloud.check_dead_letter_filter(
 RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF check_dead_letter_filter.source IS NOT NULL AND check_dead_letter_filter.source NOT IN
-            ('kv', 'docs', 'files', 'cron', 'pubsub', 'dead_letter') THEN
-        RAISE EXCEPTION 'unknown source %', check_dead_letter_filter.source
+    IF check_dead_letter_filter.source IS NOT NULL
+       AND NOT check_dead_letter_filter.source = ANY (picloud.event_sources()) THEN
+        RAISE EXCEPTION 'unknown source %; one of %', quote_literal(left(check_dead_letter_filter.source, 64)),
+            array_to_string(picloud.event_sources(), ', ')
             USING ERRCODE = '22023';
     END IF;
     IF check_dead_letter_filter.since > check_dead_letter_filter.until THEN
@@ -163,3 +164,51 @@ END
 $$;
 COMMENT ON FUNCTION picloud.retry_dead_letters(uuid, text, timestamptz, timestamptz, uuid, integer) IS
     'Bulk redrive: retry (as retry_dead_letter does) at most "limit" (NULL: all) of an app''s dead letters not retried yet, optionally only of one source, created in [since, until), of one handler; oldest first. Returns how many it retried. Idempotent with retry_dead_letter: each dead letter is retried once. Call it repeatedly with a limit to work in batches.';
+
+CREATE OR REPLACE FUNCTION picloud.retry_dead_letter(app_id uuid, id bigint, force boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    -- Another app's dead letter is no dead letter of this app.
+    IF NOT EXISTS (SELECT FROM picloud.dead_letters dl
+                    WHERE dl.app_id = retry_dead_letter.app_id AND dl.id = retry_dead_letter.id) THEN
+        RAISE EXCEPTION 'no such dead letter' USING ERRCODE = 'P0002';
+    END IF;
+    RETURN picloud.retry_dead_letter(retry_dead_letter.id, retry_dead_letter.force);
+END
+$$;
+COMMENT ON FUNCTION picloud.retry_dead_letter(uuid, bigint, boolean) IS
+    'retry_dead_letter(id, force) for a dead letter of this app (P0002 when the app has no such dead letter; PC410 when retried already and not force).';
+
+CREATE OR REPLACE FUNCTION picloud.discard_dead_letter(app_id uuid, id bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    DELETE FROM picloud.dead_letters dl
+     WHERE dl.app_id = discard_dead_letter.app_id AND dl.id = discard_dead_letter.id
+    RETURNING dl.id INTO v_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no such dead letter' USING ERRCODE = 'P0002';
+    END IF;
+    RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION picloud.discard_dead_letter(uuid, bigint) IS
+    'Delete one of an app''s dead letters (P0002 when there is none); returns its id.';
+
+CREATE OR REPLACE FUNCTION picloud.list_dead_letters(app_id uuid, source text, page_size integer)
+RETURNS SETOF picloud.dead_letters
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM picloud.check_dead_letter_filter(list_dead_letters.source, NULL, NULL);
+    RETURN QUERY
+    SELECT dl.* FROM picloud.dead_letters dl
+     WHERE dl.app_id = list_dead_letters.app_id
+       AND (list_dead_letters.source IS NULL OR dl.source = list_dead_letters.source)
+     ORDER BY dl.id DESC
+     LIMIT list_dead_letters.page_size;
+END
+$$;
+COMMENT ON FUNCTION picloud.list_dead_letters(uuid, text, integer) IS
+    'An app''s dead letters, newest first, optionally of one source (22023 for an unknown one).';

@@ -40,6 +40,44 @@ $$;
 COMMENT ON FUNCTION picloud.kv_set(uuid, text, jsonb) IS
     'Create or replace a kv entry after validating the key; created is true for a new key. The kv row trigger enqueues the set event.';
 
+CREATE OR REPLACE FUNCTION picloud.kv_get(app_id uuid, key text) RETURNS SETOF picloud.kv
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- PL/pgSQL, not an inlined SQL function: the key is checked when the function runs,
+    -- after the picloud.authorize beside it in the statement, never at plan time.
+    RETURN QUERY SELECT k.* FROM picloud.kv k
+                  WHERE k.app_id = kv_get.app_id AND k.key = picloud.check_kv_key(kv_get.key);
+END
+$$;
+COMMENT ON FUNCTION picloud.kv_get(uuid, text) IS
+    'One kv entry (a malformed key is 22023), or no row.';
+
+CREATE OR REPLACE FUNCTION picloud.kv_list(app_id uuid, prefix text, after_key text,
+                                           page_size integer)
+RETURNS SETOF picloud.kv
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY SELECT k.* FROM picloud.kv k
+                  WHERE k.app_id = kv_list.app_id
+                    AND k.key >= coalesce(kv_list.prefix, '')
+                    AND starts_with(k.key, coalesce(kv_list.prefix, ''))
+                    AND (kv_list.after_key IS NULL OR k.key > kv_list.after_key)
+                  ORDER BY k.key
+                  LIMIT kv_list.page_size;
+END
+$$;
+COMMENT ON FUNCTION picloud.kv_list(uuid, text, text, integer) IS
+    'A page of an app''s kv entries in key order, under a prefix (NULL or empty: all), after a cursor key (NULL: from the start).';
+
+CREATE OR REPLACE FUNCTION picloud.kv_delete(app_id uuid, key text) RETURNS SETOF text
+LANGUAGE sql VOLATILE AS $$
+    DELETE FROM picloud.kv k
+     WHERE k.app_id = kv_delete.app_id AND k.key = picloud.check_kv_key(kv_delete.key)
+    RETURNING k.key
+$$;
+COMMENT ON FUNCTION picloud.kv_delete(uuid, text) IS
+    'Delete a kv entry (a malformed key is 22023): its key, or no row when there was none. The kv row trigger enqueues the delete event.';
+
 CREATE OR REPLACE FUNCTION picloud.sources_app_exists(app_id uuid) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT EXISTS (SELECT 1 FROM picloud.apps a WHERE a.id = sources_app_exists.app_id)

@@ -107,6 +107,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_version bigint;
 BEGIN
+    PERFORM picloud.check_doc_ref(doc_delete.collection, coalesce(doc_delete.id, ''));
     SELECT d.version INTO v_version FROM picloud.docs d
      WHERE d.app_id = doc_delete.app_id AND d.collection = doc_delete.collection
        AND d.id = doc_delete.id
@@ -125,7 +126,38 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.doc_delete(uuid, text, text, bigint) IS
-    'Delete a document (P0002 when missing; PC409 when if_version is given and differs); returns the deleted version.';
+    'Delete a document (22023 for an invalid collection name or id; P0002 when missing; PC409 when if_version is given and differs); returns the deleted version.';
+
+CREATE OR REPLACE FUNCTION picloud.doc_get(app_id uuid, collection text, id text)
+RETURNS SETOF picloud.docs
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- PL/pgSQL: the reference is checked when the function runs, after the
+    -- picloud.authorize beside it in the statement, never at plan time.
+    PERFORM picloud.check_doc_ref(doc_get.collection, coalesce(doc_get.id, ''));
+    RETURN QUERY SELECT d.* FROM picloud.docs d
+                  WHERE d.app_id = doc_get.app_id AND d.collection = doc_get.collection
+                    AND d.id = doc_get.id;
+END
+$$;
+COMMENT ON FUNCTION picloud.doc_get(uuid, text, text) IS
+    'One document (22023 for an invalid collection name or id), or no row.';
+
+CREATE OR REPLACE FUNCTION picloud.doc_list(app_id uuid, collection text, after_id text,
+                                            page_size integer)
+RETURNS SETOF picloud.docs
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM picloud.check_doc_ref(doc_list.collection, NULL);
+    RETURN QUERY SELECT d.* FROM picloud.docs d
+                  WHERE d.app_id = doc_list.app_id AND d.collection = doc_list.collection
+                    AND (doc_list.after_id IS NULL OR d.id > doc_list.after_id)
+                  ORDER BY d.id
+                  LIMIT doc_list.page_size;
+END
+$$;
+COMMENT ON FUNCTION picloud.doc_list(uuid, text, text, integer) IS
+    'A page of a collection''s documents in id order after a cursor id (NULL: from the start); 22023 for an invalid collection name.';
 
 CREATE OR REPLACE FUNCTION picloud.docs_touch() RETURNS trigger
 LANGUAGE plpgsql AS $$

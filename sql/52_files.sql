@@ -66,6 +66,41 @@ $$;
 COMMENT ON FUNCTION picloud.file_put(uuid, text, bigint, text, text, text) IS
     'Create or replace a file''s metadata row, pointing it at an already durable blob; old_blob is the replaced blob the caller unlinks after commit (NULL for a new file).';
 
+CREATE OR REPLACE FUNCTION picloud.file_get(app_id uuid, path text)
+RETURNS SETOF picloud.files
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- PL/pgSQL: the path is checked after the picloud.authorize beside it, not at plan time.
+    RETURN QUERY SELECT f.* FROM picloud.files f
+                  WHERE f.app_id = file_get.app_id AND f.path = picloud.check_file_path(file_get.path);
+END
+$$;
+COMMENT ON FUNCTION picloud.file_get(uuid, text) IS
+    'One file''s metadata with the blob it points at (22023 for an invalid path), or no row.';
+
+CREATE OR REPLACE FUNCTION picloud.file_upload_path(app_id uuid, path text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    -- The gate of an upload, before any byte of it is stored; file_put checks again.
+    RETURN picloud.check_file_path(file_upload_path.path);
+END
+$$;
+COMMENT ON FUNCTION picloud.file_upload_path(uuid, text) IS
+    'The path an upload to this app may be stored under (22023 saying why not): checked before the body is read.';
+
+CREATE OR REPLACE FUNCTION picloud.file_delete(app_id uuid, path text)
+RETURNS SETOF picloud.files
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN QUERY
+    DELETE FROM picloud.files f
+     WHERE f.app_id = file_delete.app_id AND f.path = picloud.check_file_path(file_delete.path)
+    RETURNING f.*;
+END
+$$;
+COMMENT ON FUNCTION picloud.file_delete(uuid, text) IS
+    'Delete a file''s row (22023 for an invalid path): the deleted row (its blob the caller unlinks after commit), or no row when there was none.';
+
 DROP TRIGGER IF EXISTS files_touch ON picloud.files;
 CREATE TRIGGER files_touch BEFORE UPDATE ON picloud.files
     FOR EACH ROW EXECUTE FUNCTION picloud.sources_touch();

@@ -5,17 +5,20 @@ bench/chaos.py) run one of these: ``initdb`` into a temporary directory, a unix 
 there, trust authentication, no TCP. ``pg_ctl`` refuses to run as root, so as root every
 server command runs as an unprivileged OS user (``postgres`` or ``pgserver``, whichever
 exists). The binaries are PostgreSQL's from ``bindir``: by default those bundled with
-pgserver (always installed with the dev dependencies).
+pgserver (always installed with the dev dependencies). ``pg15_cluster`` runs Debian's
+PostgreSQL 15 instead, on disk, for the SQL lint (extensions) and durable benchmarks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +42,20 @@ def _server_user() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root, but there is no 'postgres' or 'pgserver' OS user")
 
 
+# Debian's server binaries (postgresql-15), with its extensions (plpgsql_check).
+DEBIAN_PG15_BIN = Path(os.environ.get("PICLOUD_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+
+
 class Cluster:
-    def __init__(self, bindir: Path | None = None, *, base: Path | None = None) -> None:
+    def __init__(
+        self,
+        bindir: Path | None = None,
+        *,
+        base: Path | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bindir = bindir or bundled_bindir()
+        self.settings = {"max_connections": "200", **(settings or {})}
         shm = Path("/dev/shm")
         where = base or (shm if shm.is_dir() and os.access(shm, os.W_OK) else None)
         # Short: the socket path must fit in 107 bytes.
@@ -78,7 +92,8 @@ class Cluster:
         return self
 
     def start(self) -> None:
-        options = f"-k {self.root} -c listen_addresses='' -c max_connections=200"
+        flags = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
+        options = f"-k {self.root} -c listen_addresses='' {flags}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -113,3 +128,22 @@ class Cluster:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pg15_cluster(
+    *, base: Path | None = None, settings: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A started cluster of Debian's PostgreSQL 15 with default durability (a data
+    directory on disk, fsync on), in ``base`` (the system's temporary directory by
+    default); yields the URL of its ``postgres`` database, and removes it afterwards."""
+    if not (DEBIAN_PG15_BIN / "initdb").exists():
+        raise SystemExit(f"PostgreSQL 15 server binaries are missing in {DEBIAN_PG15_BIN}")
+    cluster = Cluster(
+        DEBIAN_PG15_BIN, base=base or Path(tempfile.gettempdir()), settings=settings
+    ).init()
+    try:
+        cluster.start()
+        yield cluster.url()
+    finally:
+        cluster.destroy()

@@ -42,9 +42,10 @@ def test_a_database_with_retired_signatures_migrates_to_the_snapshot(
     migrate(empty_database)
     with psycopg.connect(empty_database, autocommit=True) as conn:
         conn.execute(RETIRED)
-        conn.execute("DELETE FROM public.schema_version WHERE version = 13")
+        # As it was before V0013: the migrations from there on run again.
+        conn.execute("DELETE FROM public.schema_version WHERE version >= 13")
     result = migrate(empty_database)
-    assert result.applied == [13]
+    assert result.applied[0] == 13
     with psycopg.connect(empty_database) as conn:
         current = schema_snapshot(conn)
     assert current == (ROOT / "tests" / "schema_snapshot.txt").read_text()

@@ -7,10 +7,7 @@
 import type { EndpointContext } from "./endpoint";
 import { endpoint } from "./endpoint";
 
-/** `Authorization` header value for a token or API key. */
-export function bearer(token: string): string {
-  return `Bearer ${token}`;
-}
+export { bearer } from "./bearer";
 
 /** A minted subscriber token, as `POST …/topics/{name}/tokens` returns it. */
 export interface SubscriberToken {

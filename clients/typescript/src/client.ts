@@ -4,7 +4,8 @@ import type { Endpoint } from "./endpoint";
 import { endpoint } from "./endpoint";
 import type { MintTokenOptions, SubscriberToken } from "./auth";
 import { mintSubscriberToken } from "./auth";
-import { publishWithToken, subscribe } from "./subscribe";
+import { publishWithToken } from "./publish";
+import { subscribe } from "./subscribe";
 import type {
   FetchLike,
   PublishOptions,

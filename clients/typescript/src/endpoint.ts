@@ -4,7 +4,7 @@
  */
 
 import type { ErrorEnvelope, FetchLike, Validator } from "./types";
-import { bearer } from "./auth";
+import { bearer } from "./bearer";
 
 /** A failed call: the HTTP status and the server's `{"error": {code, message}}`. */
 export class PiCloudError extends Error {
@@ -167,4 +167,13 @@ export function endpoint(ctx: EndpointContext, path: string): Endpoint {
     put: (body, options) => call(ctx, "PUT", url, body, options),
     patch: (body, options) => call(ctx, "PATCH", url, body, options),
   };
+}
+
+/** `errorFromResponse`, or the bare status when the body cannot be read. */
+export async function errorFromResponseSafe(response: Response): Promise<PiCloudError> {
+  try {
+    return await errorFromResponse(response);
+  } catch {
+    return new PiCloudError(response.status, `http_${response.status}`, response.statusText);
+  }
 }

@@ -33,7 +33,7 @@ def _limit(raw: str) -> int:
 def _kv_get(args: argparse.Namespace) -> int:
     with connect() as conn:
         params = {"app_id": app_of(conn, args.app), "key": args.key}
-        row = conn.execute(q("kv_get"), params).fetchone()
+        row = conn.execute(q("cli_kv_get"), params).fetchone()
     if row is None:
         raise CommandError(f"no key {args.key!r}")
     emit(args, row)
@@ -44,7 +44,7 @@ def _kv_put(args: argparse.Namespace) -> int:
     value = parse_json(args.value, "the value")
     with connect() as conn:
         params = {"app_id": app_of(conn, args.app), "key": args.key, "value": Jsonb(value)}
-        row = conn.execute(q("kv_set"), params).fetchone()
+        row = conn.execute(q("cli_kv_set"), params).fetchone()
     emit(args, row)
     return 0
 
@@ -52,7 +52,7 @@ def _kv_put(args: argparse.Namespace) -> int:
 def _kv_delete(args: argparse.Namespace) -> int:
     with connect() as conn:
         params = {"app_id": app_of(conn, args.app), "key": args.key}
-        if conn.execute(q("kv_delete"), params).fetchone() is None:
+        if conn.execute(q("cli_kv_delete"), params).fetchone() is None:
             raise CommandError(f"no key {args.key!r}")
     emit(args, {"deleted": args.key})
     return 0
@@ -66,7 +66,7 @@ def _kv_list(args: argparse.Namespace) -> int:
             "cursor": args.after,
             "limit": args.limit,
         }
-        emit(args, conn.execute(q("kv_list"), params).fetchall(), key="entries")
+        emit(args, conn.execute(q("cli_kv_list"), params).fetchall(), key="entries")
     return 0
 
 

@@ -14,7 +14,6 @@ from picloud.cli.common import resolve_app_id as app_of
 from picloud.cron.expressions import CronError, next_after, parse_expression, parse_timezone
 from picloud.queries import q
 
-SOURCES = ("kv", "docs", "files", "cron", "pubsub", "dead_letter")
 HANDLER_COLUMNS = ("id", "name", "kind", "url", "function", "topic", "timeout_ms")
 TRIGGER_COLUMNS = ("id", "name", "source", "filter", "handler_id", "max_attempts", "enabled")
 CRON_COLUMNS = ("name", "expression", "timezone", "enabled", "next_run_at", "last_error")
@@ -233,7 +232,7 @@ def register(sub: Sub) -> None:
     tc = leaf(triggers, "create", "create a trigger")
     tc.add_argument("app", help="app id or slug")
     tc.add_argument("name", help="trigger name")
-    tc.add_argument("--source", choices=SOURCES, required=True)
+    tc.add_argument("--source", required=True, help="GET /api/v1/trigger-sources lists them")
     tc.add_argument("--handler", required=True, help="handler id")
     tc.add_argument("--filter", help='JSON, e.g. {"match": "orders.*", "types": ["set"]}')
     tc.add_argument("--max-attempts", type=int, help="default 5")

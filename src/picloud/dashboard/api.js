@@ -1,5 +1,8 @@
 // The HTTP side of the dashboard: JSON calls to /api/v1 with the API key, and a
 // Server-Sent Events reader over streaming fetch (EventSource cannot send the key).
+// Events are parsed by the TypeScript client's parser (sse.js is generated from it).
+
+import { SseParser } from "./sse.js";
 
 const KEY_STORAGE = "picloud.apiKey";
 
@@ -91,50 +94,6 @@ export function appPath(appId, ...segments) {
   return `/api/v1/apps/${encodeURIComponent(appId)}${rest}`;
 }
 
-/** Splits an SSE byte stream (already decoded) into events: {id, event, data}. */
-export class SseParser {
-  constructor(onEvent) {
-    this.onEvent = onEvent;
-    this.buffer = "";
-    this.reset();
-  }
-
-  reset() {
-    this.id = null;
-    this.event = "message";
-    this.data = [];
-  }
-
-  push(text) {
-    this.buffer += text;
-    let nl;
-    while ((nl = this.buffer.search(/\r\n|\r|\n/)) >= 0) {
-      const line = this.buffer.slice(0, nl);
-      const width = this.buffer.startsWith("\r\n", nl) ? 2 : 1;
-      this.buffer = this.buffer.slice(nl + width);
-      this.line(line);
-    }
-  }
-
-  line(line) {
-    if (line === "") {
-      if (this.data.length) {
-        this.onEvent({ id: this.id, event: this.event, data: this.data.join("\n") });
-      }
-      this.reset();
-      return;
-    }
-    if (line.startsWith(":")) return; // a comment: the heartbeat
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "id") this.id = value;
-    else if (field === "event") this.event = value;
-    else if (field === "data") this.data.push(value);
-  }
-}
-
 /**
  * Follows an SSE stream with the API key, resuming after the last id on reconnect
  * (1 s back-off doubling to 30 s). Returns a function that stops it.
@@ -143,26 +102,36 @@ export class SseParser {
  */
 export function followStream(path, { onEvent, onState }) {
   const controller = new AbortController();
-  let lastId = null;
+  let lastId = "";
   let delay = 1000;
   let stopped = false;
 
   async function once() {
     const headers = { Accept: "text/event-stream", Authorization: `Bearer ${session.key}` };
-    if (lastId !== null) headers["Last-Event-ID"] = lastId;
+    if (lastId !== "") headers["Last-Event-ID"] = lastId;
     const resp = await fetch(path, { headers, signal: controller.signal, cache: "no-store" });
     if (!resp.ok) throw await errorFrom(resp);
     onState("live");
     delay = 1000;
-    const parser = new SseParser((ev) => {
-      if (ev.id !== null && ev.id !== "") lastId = ev.id;
-      onEvent(ev);
-    });
+    const parser = new SseParser(
+      {
+        onEvent: (ev) => {
+          lastId = ev.lastEventId;
+          onEvent({ id: ev.lastEventId, event: ev.type, data: ev.data });
+        },
+      },
+      lastId,
+    );
     const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      parser.push(value);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        parser.push(value);
+      }
+    } finally {
+      // Resume after the last complete event, whether or not it carried data.
+      lastId = parser.lastId;
     }
   }
 

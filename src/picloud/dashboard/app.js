@@ -4,7 +4,6 @@
 import { ApiError, api, appPath, followStream, session } from "./api.js";
 import { $, $$, button, confirmAction, el, formatTime, jsonBlock, setFormError } from "./ui.js";
 
-const SOURCES = ["kv", "docs", "files", "cron", "pubsub", "dead_letter"];
 const TAIL_LIMIT = 200;
 
 const state = {
@@ -763,13 +762,19 @@ function onSubmit(selector, handler) {
   });
 }
 
-function wire() {
+// The trigger sources are the server's list (picloud.event_sources()), not a copy here.
+async function fillSources() {
+  const { sources } = await api.get("/api/v1/trigger-sources", { key: null });
   for (const select of $$(".source-choice")) {
     select.replaceChildren(
       el("option", { value: "" }, "any"),
-      ...SOURCES.map((s) => el("option", { value: s }, s)),
+      ...sources.map((s) => el("option", { value: s }, s)),
     );
   }
+}
+
+function wire() {
+  fillSources().catch(showError);
   onSubmit("#sign-in-form", (form) => {
     const data = new FormData(form);
     signIn(String(data.get("key")).trim(), String(data.get("app")).trim());

@@ -1,10 +1,9 @@
 -- name: cron_create
--- Create a cron job with its first due time.
-INSERT INTO picloud.cron_jobs (app_id, name, expression, timezone, payload, enabled, next_run_at)
-VALUES (%(app_id)s, %(name)s, %(expression)s, %(timezone)s, %(payload)s, %(enabled)s,
-        %(next_run_at)s)
-RETURNING name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
-          created_at, updated_at;
+-- Create a cron job with its first due time (the CLI).
+SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
+       created_at, updated_at
+  FROM picloud.create_cron_job(%(app_id)s, %(name)s, %(expression)s, %(timezone)s,
+                               %(payload)s, %(enabled)s, %(next_run_at)s);
 
 -- name: cron_list
 -- An app's cron jobs by name.
@@ -54,3 +53,45 @@ UPDATE picloud.cron_jobs SET next_run_at = %(next_run_at)s
 -- Disable a job whose expression or time zone cannot be used, saying why.
 UPDATE picloud.cron_jobs SET enabled = false, last_error = %(error)s
  WHERE app_id = %(app_id)s AND name = %(name)s;
+
+-- HTTP statements (web/cron.py), each named api_<handler>: picloud.authorize, then the
+-- operation, in one statement (web/auth.py: credentials).
+
+-- name: api_create_cron_job
+-- Create a cron job (expression and timezone parsed, next_run_at computed by the caller).
+SELECT j.name, j.expression, j.timezone, j.payload, j.enabled, j.next_run_at, j.last_run_at,
+       j.last_error, j.created_at, j.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.create_cron_job(a.app, %(name)s, %(expression)s, %(timezone)s,
+                                       %(payload)s, %(enabled)s, %(next_run_at)s) j;
+
+-- name: api_list_cron_jobs
+-- An app's cron jobs by name.
+SELECT j.name, j.expression, j.timezone, j.payload, j.enabled, j.next_run_at, j.last_run_at,
+       j.last_error, j.created_at, j.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL (SELECT * FROM picloud.cron_jobs j WHERE j.app_id = a.app
+                 ORDER BY j.name OFFSET 0) j
+ ORDER BY j.name;
+
+-- name: api_get_cron_job
+-- One cron job (no row: none).
+SELECT j.name, j.expression, j.timezone, j.payload, j.enabled, j.next_run_at, j.last_run_at,
+       j.last_error, j.created_at, j.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL (SELECT * FROM picloud.cron_jobs j WHERE j.app_id = a.app AND j.name = %(name)s
+                 OFFSET 0) j;
+
+-- name: api_update_cron_job
+-- Change a cron job (NULL: unchanged) and set its next due time (NULL: the ticker's).
+SELECT j.name, j.expression, j.timezone, j.payload, j.enabled, j.next_run_at, j.last_run_at,
+       j.last_error, j.created_at, j.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.update_cron_job(a.app, %(name)s, %(expression)s, %(timezone)s,
+                                       %(payload)s, %(enabled)s, %(next_run_at)s) j;
+
+-- name: api_delete_cron_job
+-- Delete a cron job (P0002 when there is none).
+SELECT d.name
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.delete_cron_job(a.app, %(name)s) AS d(name);

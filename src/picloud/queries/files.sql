@@ -26,3 +26,38 @@ SELECT path, size, sha256, content_type, created_at, updated_at FROM picloud.fil
 -- name: check_file_path
 -- Validate a file path (22023 saying why it is refused).
 SELECT picloud.check_file_path(%(path)s) AS path;
+
+-- HTTP statements (web/files.py), each named api_<handler>: picloud.authorize, then the
+-- operation, in one statement (web/auth.py: credentials).
+
+-- name: api_list_files
+-- A page of an app's files in path order, after a cursor path, under an optional prefix.
+SELECT f.path, f.size, f.sha256, f.content_type, f.created_at, f.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL (SELECT * FROM picloud.files f
+                 WHERE f.app_id = a.app AND f.path >= %(prefix)s
+                   AND starts_with(f.path, %(prefix)s)
+                   AND (%(cursor)s::text IS NULL OR f.path > %(cursor)s::text)
+                 ORDER BY f.path
+                 LIMIT %(limit)s) f
+ ORDER BY f.path;
+
+-- name: api_get_file
+-- One file's metadata with its blob (no row: none; 22023 for an invalid path).
+SELECT a.app AS app_id, f.path, f.size, f.sha256, f.content_type, f.blob, f.created_at,
+       f.updated_at
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.file_get(a.app, %(path)s) f;
+
+-- name: api_upload_path
+-- The gate of an upload, before its body is read: the key, the app and the path (the row
+-- is committed by file_put once the blob is durable).
+SELECT a.app AS app_id, p.path
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.file_upload_path(a.app, %(path)s) AS p(path);
+
+-- name: api_delete_file
+-- Delete a file's row (no row: none); returns the blob to unlink after commit.
+SELECT f.app_id, f.path, f.blob
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.file_delete(a.app, %(path)s) f;

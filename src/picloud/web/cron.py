@@ -2,7 +2,9 @@
 
 A job is a five-field expression evaluated in a time zone; each due time fires a
 ``cron`` event (subject = job name, payload included) to the app's cron triggers.
-An invalid expression or time zone is a 400 whose message names the field.
+An invalid expression or time zone is a 400 whose message names the field: the grammar
+lives in picloud.cron.expressions (shared with the ticker); every other rule, and the
+write, in picloud.*_cron_job (sql/53_cron.sql), one statement per request.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from picloud.cron.expressions import CronError, next_after, parse_expression, parse_timezone
-from picloud.web.auth import require_app
-from picloud.web.errors import ApiError, bad_request, not_found
+from picloud.web.auth import credentials
+from picloud.web.errors import ApiError, not_found
 from picloud.web.jsonio import get_bool, get_str, json_response, read_object, read_patch
 from picloud.web.routing import routes
 from picloud.web.source_common import path_param
@@ -39,31 +41,29 @@ PATCH_BODY = {
 }
 
 
-def _settings(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Validated job settings: ``body`` over ``current``, with the next due time."""
-    expression = get_str(body, "expression", required=False) or current.get("expression")
+def _schedule(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The job's settings as given (None: not given), the expression normalised and, when
+    both expression and time zone are known here, the next due time (else None: the
+    ticker schedules it). A given expression is checked against the given zone, or UTC."""
+    expression = get_str(body, "expression", required=creating)
     timezone = get_str(body, "timezone", required=False)
-    if timezone is None:
-        timezone = current.get("timezone") or "UTC"
-    payload = body.get("payload", current.get("payload", {}))
-    enabled = get_bool(body, "enabled")
-    if enabled is None:
-        enabled = current.get("enabled", True)
-    if expression is None:
-        raise bad_request("'expression' is required")
-    if not isinstance(payload, dict):
-        raise bad_request("'payload' must be a JSON object")
+    payload = body.get("payload")
+    next_run_at = None
     try:
-        parse_timezone(timezone)
-        expression = parse_expression(expression, timezone)
-        next_run_at = next_after(expression, timezone, datetime.now(UTC))
+        if timezone is not None:
+            parse_timezone(timezone)
+        if expression is not None:
+            zone = timezone or "UTC"
+            expression = parse_expression(expression, zone)
+            if creating or timezone is not None:
+                next_run_at = next_after(expression, zone, datetime.now(UTC))
     except CronError as exc:
         raise ApiError(400, "invalid_input", f"{exc.field!r}: {exc.message}") from exc
     return {
         "expression": expression,
         "timezone": timezone,
-        "payload": Jsonb(payload),
-        "enabled": enabled,
+        "payload": Jsonb(payload) if payload is not None else None,
+        "enabled": get_bool(body, "enabled"),
         "next_run_at": next_run_at,
     }
 
@@ -77,35 +77,32 @@ def _settings(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     ok_status=201,
 )
 async def create_cron_job(request: web.Request) -> web.Response:
-    _, app = await require_app(request, CAPABILITY)
     body = await read_object(request, FIELDS)
-    name = get_str(body, "name")
-    row = await fetch_one(
-        request, "cron_create", {"app_id": app["id"], "name": name, **_settings(body, {})}
-    )
+    params = {
+        **credentials(request),
+        "name": get_str(body, "name"),
+        **_schedule(body, creating=True),
+    }
+    row = await fetch_one(request, "api_create_cron_job", params)
     return json_response(row, status=201)
 
 
 @routes.get(JOBS_PATH, "List cron jobs", "cron", capability=CAPABILITY)
 async def list_cron_jobs(request: web.Request) -> web.Response:
-    _, app = await require_app(request, CAPABILITY)
-    return json_response(
-        {"cron_jobs": await fetch_all(request, "cron_list", {"app_id": app["id"]})}
-    )
+    rows = await fetch_all(request, "api_list_cron_jobs", credentials(request))
+    return json_response({"cron_jobs": rows})
 
 
-async def _job(request: web.Request, app: dict[str, Any]) -> dict[str, Any]:
-    key = {"app_id": app["id"], "name": path_param(request, "name", "cron job name")}
-    row = await fetch_one(request, "cron_get", key)
-    if row is None:
-        raise not_found("no such cron job")
-    return row
+def _name(request: web.Request) -> dict[str, Any]:
+    return {**credentials(request), "name": path_param(request, "name", "cron job name")}
 
 
 @routes.get(JOB_PATH, "Get a cron job", "cron", capability=CAPABILITY)
 async def get_cron_job(request: web.Request) -> web.Response:
-    _, app = await require_app(request, CAPABILITY)
-    return json_response(await _job(request, app))
+    row = await fetch_one(request, "api_get_cron_job", _name(request))
+    if row is None:
+        raise not_found("no such cron job")
+    return json_response(row)
 
 
 @routes.patch(
@@ -116,20 +113,13 @@ async def get_cron_job(request: web.Request) -> web.Response:
     request_body=PATCH_BODY,
 )
 async def update_cron_job(request: web.Request) -> web.Response:
-    _, app = await require_app(request, CAPABILITY)
     body = await read_patch(request, FIELDS - {"name"})
-    current = await _job(request, app)
-    params = {"app_id": app["id"], "name": current["name"], **_settings(body, current)}
-    row = await fetch_one(request, "cron_update", params)
-    if row is None:
-        raise not_found("no such cron job")
+    params = {**_name(request), **_schedule(body, creating=False)}
+    row = await fetch_one(request, "api_update_cron_job", params)
     return json_response(row)
 
 
 @routes.delete(JOB_PATH, "Delete a cron job", "cron", capability=CAPABILITY, ok_status=204)
 async def delete_cron_job(request: web.Request) -> web.Response:
-    _, app = await require_app(request, CAPABILITY)
-    key = {"app_id": app["id"], "name": path_param(request, "name", "cron job name")}
-    if await fetch_one(request, "cron_delete", key) is None:
-        raise not_found("no such cron job")
+    await fetch_one(request, "api_delete_cron_job", _name(request))
     return web.Response(status=204)

@@ -2,8 +2,8 @@
 
 Every error leaves the server as ``{"error": {"code": ..., "message": ...}}``.
 SQL functions signal bad input by SQLSTATE, never by message text:
-class 22 (22023 ...)/23514/23502/23503 -> 400, 42501 -> 403, P0002 -> 404, 23505 and PC409 (version
-conflict) -> 409, 54000 -> 413.
+class 22 (22023 ...)/23514/23502/23503 -> 400, 28000 -> 401, 42501 -> 403, P0002 -> 404,
+23505 and PC409 (version conflict) -> 409, 54000 -> 413.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
         # Any SQLSTATE class 22: 22023 from our functions, and e.g. 22P05 for a \u0000
         # inside a JSON string (psycopg gives most of them their own class).
         return ApiError(400, "invalid_input", primary)
+    if isinstance(exc, pg_errors.InvalidAuthorizationSpecification):
+        return ApiError(401, "unauthorized", primary)  # picloud.authorize: no live key
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return ApiError(403, "forbidden", primary)
     if isinstance(exc, pg_errors.NoDataFound):

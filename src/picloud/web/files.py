@@ -5,6 +5,11 @@ answers with the metadata and ``ETag: "<sha256>"``; empty bodies are valid files
 Bodies over PICLOUD_MAX_FILE_BYTES are refused with 413 — at once when Content-Length
 says so, else as soon as the stream passes the limit. See picloud.files.store for the
 order of blob and row writes that keeps interrupted uploads invisible.
+
+Metadata and authorisation are one statement per request. An upload is two, around its
+body: the gate (picloud.authorize and the path, before a byte is stored) and the commit
+of the row (picloud.file_put) once the blob is durable. A download adds the blob's bytes
+to its one statement, a delete the unlinking of the blob after its one statement.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import uuid
 from typing import Any
 
 import aiohttp
+import psycopg
 from aiohttp import web
 
 from picloud.files.store import BlobStore, BlobTooLarge, WrittenBlob, blocking
 from picloud.queries import q
-from picloud.web.auth import require_app
+from picloud.web.auth import credentials
 from picloud.web.bodies import body_chunks
 from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.jsonio import json_response
@@ -91,16 +97,22 @@ async def _commit_row(
     state: AppState, app_id: uuid.UUID, params: dict[str, Any], written: WrittenBlob
 ) -> dict[str, Any]:
     """Commit the row for a durable blob, then unlink the blob it replaced. On failure,
-    unlink the new blob unless a row already points at it (an ambiguous commit)."""
+    unlink the new blob unless a row may point at it (an ambiguous commit: re-read)."""
     store = store_of(state)
     try:
         async with state.db.connection() as conn:
             row = await (await conn.execute(q("file_put"), params)).fetchone()
-    except BaseException:
+    except BaseException as exc:
+        refused = isinstance(exc, psycopg.Error) and exc.sqlstate is not None
         try:
-            async with state.db.connection() as conn:
-                cur = await conn.execute(q("file_get"), {"app_id": app_id, "path": params["path"]})
-                current = await cur.fetchone()
+            if refused:  # the server refused the statement: nothing was committed
+                current = None
+            else:
+                async with state.db.connection() as conn:
+                    cur = await conn.execute(
+                        q("file_get"), {"app_id": app_id, "path": params["path"]}
+                    )
+                    current = await cur.fetchone()
             if current is None or current["blob"] != written.blob:
                 store.discard(app_id, written.blob)
         except Exception:
@@ -127,9 +139,8 @@ def _consume_outcome(task: asyncio.Future[Any]) -> None:
     query=("prefix", "limit", "cursor"),
 )
 async def list_files(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "files:read")
     page = page_of(request)
-    rows = await fetch_all(request, "file_list", {"app_id": app["id"], **page.params()})
+    rows = await fetch_all(request, "api_list_files", {**credentials(request), **page.params()})
     files, next_cursor = page.shape(rows, "path")
     return json_response({"files": files, "next_cursor": next_cursor})
 
@@ -144,22 +155,23 @@ async def list_files(request: web.Request) -> web.Response:
     also_ok=(201,),
 )
 async def put_file(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "files:write")
     state = state_of(request)
     path = path_param(request, "path", "file path")
-    await fetch_one(request, "check_file_path", {"path": path})
+    gate = await fetch_one(request, "api_upload_path", {**credentials(request), "path": path})
+    assert gate is not None
+    app_id: uuid.UUID = gate["app_id"]
     content_type = content_type_of(request)
     limit = state.settings.max_file_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"the file is larger than the limit of {limit} bytes")
     try:
-        written = await store_of(state).write(app["id"], body_chunks(request), limit)
+        written = await store_of(state).write(app_id, body_chunks(request), limit)
     except BlobTooLarge as exc:
         raise ApiError(413, "too_large", str(exc)) from exc
     except (aiohttp.ClientPayloadError, ConnectionError) as exc:
         raise bad_request(f"the upload was interrupted: {exc}", "incomplete_body") from exc
     params = {
-        "app_id": app["id"],
+        "app_id": app_id,
         "path": path,
         "size": written.size,
         "sha256": written.sha256,
@@ -168,7 +180,7 @@ async def put_file(request: web.Request) -> web.Response:
     }
     # Shielded: once the blob is durable, a client hanging up must not cut the commit
     # (and its clean-up) in half.
-    commit = asyncio.ensure_future(_commit_row(state, app["id"], params, written))
+    commit = asyncio.ensure_future(_commit_row(state, app_id, params, written))
     commit.add_done_callback(_consume_outcome)
     row = await asyncio.shield(commit)
     status = 200 if row["old_blob"] else 201
@@ -185,23 +197,23 @@ async def put_file(request: web.Request) -> web.Response:
     also_ok=(304,),
 )
 async def get_file(request: web.Request) -> web.StreamResponse:
-    _, app = await require_app(request, "files:read")
     state = state_of(request)
-    path = path_param(request, "path", "file path")
-    await fetch_one(request, "check_file_path", {"path": path})
+    params = {**credentials(request), "path": path_param(request, "path", "file path")}
     missing: str | None = None
+    # One statement; another only when the blob was replaced between it and the open.
     for _ in range(OPEN_ATTEMPTS):
-        row = await fetch_one(request, "file_get", {"app_id": app["id"], "path": path})
+        row = await fetch_one(request, "api_get_file", params)
         if row is None:
             raise not_found("no such file")
+        app_id: uuid.UUID = row["app_id"]
         if row["blob"] == missing:
-            log.error("file %s of app %s has no blob %s on disk", path, app["id"], missing)
+            log.error("file %s of app %s has no blob %s on disk", row["path"], app_id, missing)
             raise ApiError(500, "blob_missing", "the file's content is missing on this server")
         headers = file_headers(row)
         if request.headers.get("If-None-Match") == headers["ETag"]:
             return web.Response(status=304, headers={"ETag": headers["ETag"], **SAFE_FILE_HEADERS})
         try:
-            handle = await blocking(store_of(state).open, app["id"], row["blob"])
+            handle = await blocking(store_of(state).open, app_id, row["blob"])
         except FileNotFoundError:
             missing = row["blob"]  # replaced (and unlinked) since the row was read? re-read
             continue
@@ -220,11 +232,9 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 @routes.delete(FILE_PATH, "Delete a file", "files", capability="files:write", ok_status=204)
 async def delete_file(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "files:write")
     path = path_param(request, "path", "file path")
-    await fetch_one(request, "check_file_path", {"path": path})
-    row = await fetch_one(request, "file_delete", {"app_id": app["id"], "path": path})
+    row = await fetch_one(request, "api_delete_file", {**credentials(request), "path": path})
     if row is None:
         raise not_found("no such file")
-    await blocking(store_of(state_of(request)).discard, app["id"], row["blob"])
+    await blocking(store_of(state_of(request)).discard, row["app_id"], row["blob"])
     return web.Response(status=204)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
-from picloud.web.auth import require_app
+from picloud.web.auth import credentials
 from picloud.web.errors import not_found
 from picloud.web.jsonio import json_response, read_json
 from picloud.web.routing import routes
@@ -27,18 +27,16 @@ ENTRY_PATH = "/api/v1/apps/{app_id}/kv/{key:.+}"
     query=("prefix", "limit", "cursor"),
 )
 async def list_kv(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "kv:read")
     page = page_of(request)
-    rows = await fetch_all(request, "kv_list", {"app_id": app["id"], **page.params()})
+    rows = await fetch_all(request, "kv_list", {**credentials(request), **page.params()})
     entries, next_cursor = page.shape(rows, "key")
     return json_response({"entries": entries, "next_cursor": next_cursor})
 
 
 @routes.get(ENTRY_PATH, "Get a kv entry", "kv", capability="kv:read")
 async def get_kv(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "kv:read")
     key = path_param(request, "key", "key")
-    row = await fetch_one(request, "kv_get", {"app_id": app["id"], "key": key})
+    row = await fetch_one(request, "kv_get", {**credentials(request), "key": key})
     if row is None:
         raise not_found("no such key")
     return json_response(row)
@@ -53,9 +51,9 @@ async def get_kv(request: web.Request) -> web.Response:
     also_ok=(201,),
 )
 async def put_kv(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "kv:write")
     value = await read_json(request)
-    params = {"app_id": app["id"], "key": path_param(request, "key", "key"), "value": Jsonb(value)}
+    key = path_param(request, "key", "key")
+    params = {**credentials(request), "key": key, "value": Jsonb(value)}
     row = await fetch_one(request, "kv_set", params)
     assert row is not None
     created = row.pop("created")
@@ -64,10 +62,8 @@ async def put_kv(request: web.Request) -> web.Response:
 
 @routes.delete(ENTRY_PATH, "Delete a kv entry", "kv", capability="kv:write", ok_status=204)
 async def delete_kv(request: web.Request) -> web.Response:
-    _, app = await require_app(request, "kv:write")
-    row = await fetch_one(
-        request, "kv_delete", {"app_id": app["id"], "key": path_param(request, "key", "key")}
-    )
+    key = path_param(request, "key", "key")
+    row = await fetch_one(request, "kv_delete", {**credentials(request), "key": key})
     if row is None:
         raise not_found("no such key")
     return web.Response(status=204)

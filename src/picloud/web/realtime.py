@@ -3,32 +3,23 @@ Events on the app's own host (SPEC §6), one topic or several on one connection.
 
 Host -> app (404), token from ``Authorization: Bearer`` or ``?token=``, then
 ``picloud.authorize_subscribe`` (not_found -> 404, unauthorized -> 401, generic bodies),
-all in one query. The stream replays what ``Last-Event-ID`` (or ``?last_event_id=``)
-missed from ``picloud.messages`` and then goes live on the relay's hub; the handler just
-waits while the hub writes frames. When the requested position is older than the
-retained log, an ``event: history_truncated`` comes first; when it is not a position in
-the topic's current incarnation (another epoch: the topic was deleted and created again;
-or beyond its head), an ``event: reset`` comes first and the stream starts over from the
-incarnation's first retained message. Event ids are resume cursors
+all in one query. The handler parses the request and its resume cursor
+(``Last-Event-ID`` or ``?last_event_id=``), authorises, opens the response and hands it
+over to the subscribe sequence (picloud.realtime.subscribe: replay, backlog, live, and the
+history_truncated and reset notices). Event ids are resume cursors
 (picloud.realtime.cursor).
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import uuid
-from dataclasses import dataclass
-from typing import Literal
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from picloud.realtime.cursor import Cursor
-from picloud.realtime.hub import Subscriber
-from picloud.realtime.mux import Mux
-from picloud.realtime.relay import FETCH_PAGE
-from picloud.realtime.sse import OPENED, Frame, history_truncated, reset
+from picloud.realtime.subscribe import Start, follow, plan
 from picloud.web.auth import bearer_token
 from picloud.web.errors import ApiError, bad_request, not_found
 from picloud.web.params import last_event_id, stream_last_event_id
@@ -105,31 +96,6 @@ async def subscribe_many(request: web.Request) -> web.StreamResponse:
         return await serve_topics(request, rows[0]["app_id"], starts, multiplexed=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Where one topic of a stream starts, read after the caller authorised it: the topic's
-    incarnation (``epoch``), last sequence number (``head``), oldest retained one
-    (``oldest``) and the client's position (``resume``)."""
-
-    topic: str
-    epoch: int
-    head: int
-    oldest: int | None
-    resume: Cursor | None
-
-
-def _start_at(start: Start) -> tuple[int, Literal["reset", "truncated"] | None]:
-    """The last sequence number already seen of a topic, and what the client must be told."""
-    first = start.oldest if start.oldest is not None else start.head + 1
-    resume = start.resume
-    if resume is None:
-        return start.head, None
-    if resume.seq > start.head or resume.epoch not in (None, start.epoch):
-        # Not a position in this incarnation (a plain id is taken as one of it).
-        return first - 1, "reset"
-    return resume.seq, "truncated" if first > resume.seq + 1 else None
-
-
 async def serve_stream(
     request: web.Request,
     app_uuid: uuid.UUID,
@@ -155,38 +121,16 @@ async def serve_topics(
     operator: bool = False,
     multiplexed: bool,
 ) -> web.StreamResponse:
-    """Stream topics on one connection: each replays after its position from the log while
-    the hub keeps its live frames in a backlog; the backlogs (without what the replays
-    sent) follow, and then all go live at once. A multiplexed stream's frames carry one
-    cursor for all its topics (picloud.realtime.mux); its first frame is that cursor alone,
-    so a client can resume even before any message."""
+    """Stream authorised topics on one connection: open the response and run the subscribe
+    sequence (picloud.realtime.subscribe) on it."""
     state = state_of(request)
     relay = state.roles.relay
     if relay is None:
         raise ApiError(503, "unavailable", "the realtime relay does not run on this node")
     if request.transport is None:
         raise ConnectionResetError("client went away")
-
     chunked = request.version >= HttpVersion11
-    cursors = [_start_at(s) for s in starts]
-    mux = (
-        Mux(
-            {s.topic: (s.epoch, c) for s, (c, _) in zip(starts, cursors, strict=True)},
-            chunked=chunked,
-        )
-        if multiplexed
-        else None
-    )
-    preamble = OPENED
-    for s, (cursor, notice) in zip(starts, cursors, strict=True):
-        if notice == "reset":
-            preamble += reset(s.topic, s.epoch, s.oldest, cursor, mux.cursor() if mux else None)
-        elif notice == "truncated":
-            first = s.oldest if s.oldest is not None else s.head + 1
-            preamble += history_truncated(cursor, first, s.topic if mux else None)
-    if mux is not None:
-        preamble += b"id: %b\n\n" % mux.cursor()
-
+    opened = plan(starts, multiplexed=multiplexed, chunked=chunked)
     # A small kernel send buffer: without it, loopback autotuning lets a client that never
     # reads pin megabytes in the kernel before the hub's limits see anything.
     sock = request.transport.get_extra_info("socket")
@@ -199,78 +143,14 @@ async def serve_topics(
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("client went away")
-    app_id = str(app_uuid)
-    subs: list[tuple[Subscriber, Start]] = []
-    replays: list[bool] = []
-    try:
-        for s, (cursor, _) in zip(starts, cursors, strict=True):
-            sub = Subscriber(
-                (app_id, s.topic),
-                transport,
-                chunked=chunked,
-                cursor=cursor,
-                operator=operator,
-                mux=mux,
-            )
-            channel, created = relay.hub.subscribe(sub, s.head, s.epoch)
-            subs.append((sub, s))
-            if created:
-                relay.channel_created(sub.key)
-            replays.append(sub.cursor < max(s.head, channel.last_seq))
-        await response.write(preamble)
-        for (sub, s), replay in zip(subs, replays, strict=True):
-            if replay and not _ended(subs):
-                await _replay(request, response, sub, app_uuid, s.topic, s.epoch)
-        # Frames the hub kept while we replayed, without what the replays already sent;
-        # then all topics go live together (no await in between).
-        while not _ended(subs) and any(sub.backlog for sub, _ in subs):
-            for sub, _ in subs:
-                frames, sub.backlog, sub.backlog_bytes = sub.backlog, [], 0
-                await _write(response, sub, [f for f in frames if f.seq > sub.cursor])
-        if not _ended(subs):
-            for sub, _ in subs:
-                sub.go_live()
-        await asyncio.wait([sub.done for sub, _ in subs], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for sub, _ in subs:
-            relay.hub.unsubscribe(sub)
+    await follow(
+        relay,
+        app_uuid,
+        starts,
+        opened,
+        transport,
+        response.write,
+        chunked=chunked,
+        operator=operator,
+    )
     return response
-
-
-def _ended(subs: list[tuple[Subscriber, Start]]) -> bool:
-    return any(sub.done.done() for sub, _ in subs)
-
-
-async def _write(response: web.StreamResponse, sub: Subscriber, frames: list[Frame]) -> None:
-    """Write frames of ``sub``'s topic outside the hub (replay, backlog)."""
-    if not frames:
-        return
-    sub.cursor = frames[-1].seq
-    if sub.mux is None:
-        await response.write(b"".join(f.raw for f in frames))
-    else:
-        await response.write(b"".join(sub.mux.encode(sub.key[1], frames)))
-
-
-async def _replay(
-    request: web.Request,
-    response: web.StreamResponse,
-    sub: Subscriber,
-    app_id: object,
-    topic: str,
-    epoch: int,
-) -> None:
-    while not sub.done.done():
-        params = {
-            "app_id": app_id,
-            "topic": topic,
-            "epoch": epoch,
-            "after": sub.cursor,
-            "limit": FETCH_PAGE,
-        }
-        rows = await fetch_all(request, "replay_messages", params)
-        if not rows:
-            return
-        await _write(response, sub, [Frame.message(epoch, r["seq"], r["data"]) for r in rows])
-        if len(rows) < FETCH_PAGE:
-            return

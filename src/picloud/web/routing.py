@@ -7,6 +7,7 @@ route cannot exist without being described.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,11 +72,25 @@ class RouteTable:
 
     def install(self, app: web.Application) -> None:
         for route in self.routes:
-            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, route.path, _knowing_its_route(route))
 
 
 # The single table every HTTP module registers into.
 routes = RouteTable()
+
+# The entry of the table a request matched: its declared capability is what the request's
+# SQL statement asks picloud.authorize for (web/auth.py), so the capability is written once.
+ROUTE = web.RequestKey("picloud_route", Route)
+
+
+def _knowing_its_route(route: Route) -> Handler:
+    @functools.wraps(route.handler)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        request[ROUTE] = route
+        return await route.handler(request)
+
+    return handler
+
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
 
