@@ -1,6 +1,6 @@
 """Dispatcher throughput and latency on the embedded PostgreSQL; prints JSON.
 
-    python bench/dispatch.py [--n 10000] [--latency-n 200] [--rate 20]
+    python bench/dispatch.py [--n 10000] [--latency-n 200] [--rate 20] [--peer-n 2000]
 
 Figures, from one run:
 - drain rate (deliveries/s, from the commit that enqueued them to the last completion) of
@@ -12,8 +12,11 @@ Figures, from one run:
 - a raw claim loop on the same database as the reference (UPDATE ... WHERE (app_id, id) IN
   (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING, then DELETE), and each drain
   rate as a fraction of it;
-- the same loop through picloud.claim_deliveries and complete_delivery, without handlers:
-  what the SQL API itself (leases, attempt records, reclaiming) costs next to the raw loop.
+- the same loop through picloud.claim_deliveries and finish_deliveries, without handlers:
+  what the SQL API itself (leases, attempt records, reclaiming) costs next to the raw loop;
+- procrastinate (when installed) draining --peer-n no-op jobs deferred in one batch, in a database
+  of its own on the same server, with a worker of the dispatcher's concurrency: a peer
+  task queue on PostgreSQL, and the SQL drain as a multiple of it.
 """
 
 from __future__ import annotations
@@ -183,6 +186,40 @@ async def claim_loop_rate(
     }
 
 
+async def procrastinate_rate(uri: str, n: int, concurrency: int) -> dict[str, float] | None:
+    """Drain rate of n no-op procrastinate jobs (None when procrastinate is not installed)."""
+    try:
+        import procrastinate
+    except ImportError:
+        return None
+    async with await psycopg.AsyncConnection.connect(uri, autocommit=True) as conn:
+        await conn.execute("DROP DATABASE IF EXISTS bench_procrastinate")
+        await conn.execute("CREATE DATABASE bench_procrastinate")
+    peer_uri = psycopg.conninfo.make_conninfo(uri, dbname="bench_procrastinate")
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=peer_uri))
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        return None
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        started = time.perf_counter()
+        await noop.batch_defer_async(*[{} for _ in range(n)])
+        committed = time.perf_counter()
+        await app.run_worker_async(
+            concurrency=concurrency, wait=False, install_signal_handlers=False, delete_jobs="never"
+        )
+        elapsed = time.perf_counter() - committed
+    return {
+        "deliveries": n,
+        "seconds": round(elapsed, 3),
+        "per_sec": round(n / elapsed, 1),
+        "enqueue_seconds": round(committed - started, 3),
+        "version": procrastinate.__version__,
+    }
+
+
 async def bench(args: argparse.Namespace, uri: str, hook_url: str) -> dict[str, Any]:
     # The receiver is on loopback, which the webhook egress guard blocks unless allowed.
     settings = Settings(
@@ -217,6 +254,7 @@ async def bench(args: argparse.Namespace, uri: str, hook_url: str) -> dict[str, 
         raw = await claim_loop_rate(conn, app_id, args.n, batch, "raw_claim", "raw_delete")
         api = await claim_loop_rate(conn, app_id, args.n, batch, "api_claim", "api_complete")
         await conn.execute(q("reset"))
+    peer = await procrastinate_rate(uri, args.peer_n, settings.dispatch_concurrency)
     return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "dispatcher": {
@@ -231,6 +269,10 @@ async def bench(args: argparse.Namespace, uri: str, hook_url: str) -> dict[str, 
         "ratio_sql_to_raw": round(sql_drain["per_sec"] / raw["per_sec"], 3),
         "ratio_webhook_to_raw": round(hook_drain["per_sec"] / raw["per_sec"], 3),
         "ratio_api_loop_to_raw": round(api["per_sec"] / raw["per_sec"], 3),
+        "procrastinate_noop_drain": peer,
+        "ratio_sql_to_procrastinate": (
+            round(sql_drain["per_sec"] / peer["per_sec"], 1) if peer is not None else None
+        ),
     }
 
 
@@ -240,6 +282,9 @@ def main() -> None:
     parser.add_argument("--latency-n", type=int, default=200, help="single deliveries timed")
     parser.add_argument(
         "--rate", type=float, default=20.0, help="enqueues per second when timing latency"
+    )
+    parser.add_argument(
+        "--peer-n", type=int, default=2000, help="procrastinate jobs drained (it is slower)"
     )
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -69,4 +69,6 @@ SELECT app_id, id FROM picloud.claim_deliveries('api', %(n)s, '30 seconds');
 
 -- name: api_complete
 -- Complete what was claimed, as the dispatcher's batched completions do.
-SELECT * FROM picloud.complete_deliveries(%(app_ids)s, %(ids)s, array_fill('api'::text, ARRAY[cardinality(%(ids)s::bigint[])]));
+SELECT * FROM picloud.finish_deliveries(%(app_ids)s, %(ids)s,
+                                       array_fill('api'::text, ARRAY[cardinality(%(ids)s::bigint[])]),
+                                       array_fill(NULL::text, ARRAY[cardinality(%(ids)s::bigint[])]));

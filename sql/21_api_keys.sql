@@ -8,7 +8,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 COMMENT ON FUNCTION picloud.known_capabilities() IS 'Every capability an API key may carry.';
 
-DROP FUNCTION IF EXISTS picloud.create_api_key(uuid, text, text[], timestamptz);
 CREATE OR REPLACE FUNCTION picloud.create_api_key(
     app_id uuid, name text, capabilities text[], expires_at timestamptz DEFAULT NULL)
 RETURNS TABLE (id uuid, key text, key_prefix text, created_at timestamptz)
@@ -46,7 +45,6 @@ $$;
 COMMENT ON FUNCTION picloud.create_api_key(uuid, text, text[], timestamptz) IS
     'Create an API key; returns the key itself, which is never stored (only its SHA-256). app_id NULL: instance key.';
 
-DROP FUNCTION IF EXISTS picloud.authenticate_key(text);
 CREATE OR REPLACE FUNCTION picloud.authenticate_key(key text)
 RETURNS TABLE (id uuid, app_id uuid, capabilities text[])
 LANGUAGE sql STABLE AS $$

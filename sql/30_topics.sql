@@ -17,16 +17,6 @@ $$;
 COMMENT ON FUNCTION picloud.check_topic_name(text) IS
     '22023 naming the name unless picloud.topic_name_valid(name).';
 
-CREATE OR REPLACE FUNCTION picloud.realtime_channel() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_realtime' $$;
-COMMENT ON FUNCTION picloud.realtime_channel() IS
-    'NOTIFY channel of published messages; payload ''<app_id> <seq> <topic>'' (ids only, never bodies).';
-
-CREATE OR REPLACE FUNCTION picloud.realtime_control_channel() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_realtime_control' $$;
-COMMENT ON FUNCTION picloud.realtime_control_channel() IS
-    'NOTIFY channel telling relays to end the streams of a topic; payload ''close <app_id> <topic>''.';
-
 CREATE OR REPLACE FUNCTION picloud.topics_notify_close() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -75,7 +65,6 @@ $$;
 COMMENT ON FUNCTION picloud.check_auth_mode(text) IS
     '22023 unless auth_mode is ''public'' (anyone may subscribe) or ''token'' (a subscriber token).';
 
-DROP FUNCTION IF EXISTS picloud.create_topic(uuid, text, boolean, text);
 CREATE OR REPLACE FUNCTION picloud.create_topic(
     app_id uuid, name text, external_subscribable boolean DEFAULT false,
     auth_mode text DEFAULT 'token')

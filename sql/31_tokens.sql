@@ -17,7 +17,6 @@ $$;
 COMMENT ON FUNCTION picloud.base64url_decode(text) IS
     'Inverse of picloud.base64url_encode; raises 22023 on characters outside the alphabet.';
 
-DROP FUNCTION IF EXISTS picloud.app_signing_key(uuid);
 CREATE OR REPLACE FUNCTION picloud.app_signing_key(app_id uuid)
 RETURNS TABLE (signing_key bytea, key_version integer)
 LANGUAGE plpgsql VOLATILE AS $$

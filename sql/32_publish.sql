@@ -131,7 +131,6 @@ CREATE CONSTRAINT TRIGGER messages_wake_relays AFTER INSERT ON picloud.messages
     WHEN (NEW.seq::text = current_setting('picloud.wake_first', true))
     EXECUTE FUNCTION picloud.wake_on_commit('realtime');
 
-DROP FUNCTION IF EXISTS picloud.publish_message(uuid, text, jsonb);
 CREATE OR REPLACE FUNCTION picloud.publish_message(
     app_id uuid, topic text, message jsonb, OUT id bigint, OUT published_at timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$

@@ -7,17 +7,12 @@
 -- picloud.presence) and is removed, with its subjects' leaves, by whichever node runs
 -- picloud.presence_expire first. Several connections of one subject (tabs, devices,
 -- nodes) are one presence: "joined" is announced on its first live connection in the
--- cluster, "left" after its last, on the NOTIFY channel picloud_presence (JSON payload
+-- cluster, "left" after its last, on the NOTIFY channel picloud.presence_channel() (JSON payload
 -- {"app","topic","event","subject","info"}; at most ~1.5 KB: info is at most 1 KiB).
 --
 -- Join and leave decide "first" and "last" under a transaction advisory lock per
 -- (app, topic, subject), taken before any row changes and in one global order (the
 -- lock key's), so concurrent nodes never both announce and never deadlock.
-
-CREATE OR REPLACE FUNCTION picloud.presence_channel() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'picloud_presence' $$;
-COMMENT ON FUNCTION picloud.presence_channel() IS
-    'NOTIFY channel of presence changes; payload JSON {"app","topic","event": "joined"|"left","subject","info"}.';
 
 CREATE OR REPLACE FUNCTION picloud.presence_lock_key(app_id uuid, topic text, subject text)
 RETURNS bigint

@@ -1,12 +1,5 @@
 -- The outbox fan-out: triggers match events, enqueue_event writes one delivery per match.
 
-CREATE OR REPLACE FUNCTION picloud.dispatch_channel() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 'picloud_dispatch'
-$$;
-COMMENT ON FUNCTION picloud.dispatch_channel() IS
-    'The NOTIFY channel that wakes dispatchers when deliveries become due.';
-
 -- picloud.event_sources(), the list of trigger sources, is versioned DDL: a CHECK on
 -- picloud.triggers calls it (migrations/V0016).
 

@@ -1,4 +1,5 @@
--- The dispatcher's SQL API: claim with a lease, complete, fail with backoff, release.
+-- The dispatcher's SQL API: claim (leasing, or running SQL handlers on the spot), run SQL
+-- handlers, finish (done, or failed with backoff), release.
 
 CREATE OR REPLACE FUNCTION picloud.backoff_delay(attempt integer, jitter double precision DEFAULT random())
 RETURNS interval
@@ -40,25 +41,6 @@ $$;
 COMMENT ON FUNCTION picloud.dead_letter_delivery(uuid, bigint, text) IS
     'Mark a delivery dead and write its dead_letters row (which fans out to dead_letter triggers). Returns the dead letter id. Internal: fail_delivery and claim_deliveries call it.';
 
-DROP FUNCTION IF EXISTS picloud.claim_deliveries(text, integer, interval);
-CREATE OR REPLACE FUNCTION picloud.check_claim(worker text, max integer, lease interval)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    IF check_claim.worker IS NULL OR check_claim.worker = '' THEN
-        RAISE EXCEPTION 'worker is required' USING ERRCODE = '22023';
-    END IF;
-    IF check_claim.max IS NULL OR check_claim.max NOT BETWEEN 1 AND 10000 THEN
-        RAISE EXCEPTION 'max must be between 1 and 10000' USING ERRCODE = '22023';
-    END IF;
-    IF check_claim.lease IS NULL OR check_claim.lease <= interval '0' THEN
-        RAISE EXCEPTION 'lease must be positive' USING ERRCODE = '22023';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION picloud.check_claim(text, integer, interval) IS
-    'Raise 22023 unless worker is named, max is 1..10000 and lease is positive (the arguments of claim_deliveries and claim_and_run_deliveries).';
-
 CREATE OR REPLACE FUNCTION picloud.reclaim_expired_leases(max integer) RETURNS integer
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -99,23 +81,6 @@ $$;
 COMMENT ON FUNCTION picloud.reclaim_expired_leases(integer) IS
     'Up to max running deliveries whose lease ran out (SKIP LOCKED): the attempt is recorded as lease_expired and the delivery is due again, or dead if that was its last attempt. Returns how many. Claimers call it first.';
 
-CREATE OR REPLACE FUNCTION picloud.lock_due_deliveries(max integer, OUT app_ids uuid[], OUT ids bigint[])
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    -- plpgsql, not sql: the plan is cached across calls.
-    SELECT coalesce(array_agg(c.app_id), '{}'), coalesce(array_agg(c.id), '{}')
-      INTO app_ids, ids
-      FROM (SELECT d.app_id, d.id
-              FROM picloud.deliveries d
-             WHERE d.status = 'pending' AND d.run_at <= now()
-             ORDER BY d.run_at
-             LIMIT lock_due_deliveries.max
-               FOR UPDATE SKIP LOCKED) c;
-END
-$$;
-COMMENT ON FUNCTION picloud.lock_due_deliveries(integer) IS
-    'Row-lock up to max due pending deliveries, oldest first, skipping those another claimer holds; their keys (app_ids[i], ids[i]). The locks last to the end of the transaction.';
-
 CREATE OR REPLACE FUNCTION picloud.lease_deliveries(
     app_ids uuid[], ids bigint[], worker text, lease interval)
 RETURNS TABLE (
@@ -148,40 +113,73 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION picloud.lease_deliveries(uuid[], bigint[], text, interval) IS
-    'Lease the pending deliveries (app_ids[i], ids[i]), which the caller has locked, to worker for lease: running, attempts + 1, an open attempt record; returns them with their handler. Internal to the claim functions.';
+    'Lease the pending deliveries (app_ids[i], ids[i]), which the caller has locked, to worker for lease: running, attempts + 1, an open attempt record; returns them with their handler. Internal to claim_deliveries.';
 
-CREATE OR REPLACE FUNCTION picloud.claim_deliveries(worker text, max integer, lease interval)
-RETURNS TABLE (
-    id bigint, app_id uuid, trigger_id uuid, handler_id uuid, source text, subject text,
-    event jsonb, attempt integer, max_attempts integer, lease_expires_at timestamptz,
-    handler_kind text, url text, secret text, function text, timeout_ms integer)
+CREATE OR REPLACE FUNCTION picloud.call_sql_handlers(
+    app_ids uuid[], ids bigint[], min_timeout_ms integer,
+    OUT ok_app_ids uuid[], OUT ok_ids bigint[],
+    OUT failed_app_ids uuid[], OUT failed_ids bigint[], OUT errors text[])
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_due record;
+    v_group   record;
+    v_call    text;
+    v_state   text;
+    v_message text;
 BEGIN
-    PERFORM picloud.check_claim(claim_deliveries.worker, claim_deliveries.max, claim_deliveries.lease);
-    PERFORM picloud.reclaim_expired_leases(claim_deliveries.max);
-    v_due := picloud.lock_due_deliveries(claim_deliveries.max);
-    RETURN QUERY
-    SELECT * FROM picloud.lease_deliveries(v_due.app_ids, v_due.ids, claim_deliveries.worker,
-                                           claim_deliveries.lease);
+    ok_app_ids := '{}'; ok_ids := '{}'; failed_app_ids := '{}'; failed_ids := '{}'; errors := '{}';
+    -- One group per function: its calls in one statement and one subtransaction. When that
+    -- fails, the group rolled back and each call runs again alone, in a subtransaction of
+    -- its own, to find the failing ones. (query_canceled, the statement timeout, is not
+    -- caught by OTHERS: it aborts the caller's whole statement.)
+    FOR v_group IN
+        SELECT h.function AS fn, array_agg(d.app_id ORDER BY u.n) AS app_ids,
+               array_agg(d.id ORDER BY u.n) AS ids, array_agg(d.event ORDER BY u.n) AS events
+          FROM unnest(call_sql_handlers.app_ids, call_sql_handlers.ids)
+               WITH ORDINALITY AS u (app_id, id, n)
+          JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
+          JOIN picloud.handlers h ON h.app_id = d.app_id AND h.id = d.handler_id
+         WHERE h.kind = 'sql' AND h.timeout_ms >= call_sql_handlers.min_timeout_ms
+         GROUP BY h.function
+    LOOP
+        BEGIN
+            -- (Checked once per function: the regular expression is not cheap next to a
+            -- handler call.)
+            v_call := picloud.checked_sql_handler(v_group.fn);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+            failed_app_ids := failed_app_ids || v_group.app_ids;
+            failed_ids := failed_ids || v_group.ids;
+            errors := errors || array_fill(v_state || ': ' || v_message,
+                                           ARRAY[cardinality(v_group.ids)]);
+            CONTINUE;
+        END;
+        BEGIN
+            EXECUTE format('SELECT %s(e) FROM unnest($1) AS e', v_call) USING v_group.events;
+            ok_app_ids := ok_app_ids || v_group.app_ids;
+            ok_ids := ok_ids || v_group.ids;
+        EXCEPTION WHEN OTHERS THEN
+            FOR i IN 1 .. cardinality(v_group.ids) LOOP
+                BEGIN
+                    EXECUTE format('SELECT %s($1)', v_call) USING v_group.events[i];
+                    ok_app_ids := ok_app_ids || v_group.app_ids[i];
+                    ok_ids := ok_ids || v_group.ids[i];
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+                    failed_app_ids := failed_app_ids || v_group.app_ids[i];
+                    failed_ids := failed_ids || v_group.ids[i];
+                    errors := errors || (v_state || ': ' || v_message);
+                END;
+            END LOOP;
+        END;
+    END LOOP;
 END
 $$;
-COMMENT ON FUNCTION picloud.claim_deliveries(text, integer, interval) IS
-    'Lease up to max due deliveries to worker for lease (FOR UPDATE SKIP LOCKED, so concurrent claimers never share one), with their handler. Expired leases are reclaimed first: their attempt is recorded as lease_expired and they run again, or go dead if that was the last attempt.';
+COMMENT ON FUNCTION picloud.call_sql_handlers(uuid[], bigint[], integer) IS
+    'Run the SQL handlers of deliveries (app_ids[i], ids[i]), grouped by function (a group in one statement; one by one in subtransactions when it fails, so a failing handler''s writes roll back alone): the keys of those that ran (ok_*) and of those that failed (failed_*, with errors[i] = ''<SQLSTATE>: <message>''). Only deliveries whose handler is an SQL one with a timeout of at least min_timeout_ms run; the others are in neither list. Records nothing: internal to claim_deliveries and run_sql_deliveries.';
 
-CREATE OR REPLACE FUNCTION picloud.run_sql_handler(function text, event jsonb) RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    EXECUTE format('SELECT %s($1)', picloud.checked_sql_handler(run_sql_handler.function))
-      USING run_sql_handler.event;
-END
-$$;
-COMMENT ON FUNCTION picloud.run_sql_handler(text, jsonb) IS
-    'Call the SQL handler function(event), after picloud.checked_sql_handler(function). The dispatcher''s one-by-one path, under the handler''s statement timeout.';
-
-CREATE OR REPLACE FUNCTION picloud.claim_and_run_deliveries(
-    worker text, max integer, lease interval, run_within_ms integer, max_leased integer)
+CREATE OR REPLACE FUNCTION picloud.claim_deliveries(
+    worker text, max integer, lease interval,
+    run_within_ms integer DEFAULT NULL, max_leased integer DEFAULT NULL)
 RETURNS TABLE (
     id bigint, app_id uuid, trigger_id uuid, handler_id uuid, source text, subject text,
     event jsonb, attempt integer, max_attempts integer, lease_expires_at timestamptz,
@@ -189,84 +187,60 @@ RETURNS TABLE (
     outcome text, error text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_limit    double precision;
-    v_due      record;
-    v_group    record;
-    v_call     text;
-    v_ok_apps  uuid[] := '{}'::uuid[];
-    v_ok_ids   bigint[] := '{}'::bigint[];
-    v_bad_apps uuid[] := '{}'::uuid[];
-    v_bad_ids  bigint[] := '{}'::bigint[];
-    v_errors   text[] := '{}'::text[];
-    v_state    text;
-    v_message  text;
-    v_rest     record;
+    v_max_leased integer := coalesce(claim_deliveries.max_leased, claim_deliveries.max);
+    v_limit      double precision;
+    v_due        record;
+    v_ok_apps    uuid[] := '{}'::uuid[];
+    v_ok_ids     bigint[] := '{}'::bigint[];
+    v_bad_apps   uuid[] := '{}'::uuid[];
+    v_bad_ids    bigint[] := '{}'::bigint[];
+    v_errors     text[] := '{}'::text[];
 BEGIN
-    PERFORM picloud.check_claim(claim_and_run_deliveries.worker, claim_and_run_deliveries.max,
-                                claim_and_run_deliveries.lease);
-    IF claim_and_run_deliveries.max_leased IS NULL
-       OR claim_and_run_deliveries.max_leased NOT BETWEEN 0 AND claim_and_run_deliveries.max THEN
+    IF claim_deliveries.worker IS NULL OR claim_deliveries.worker = '' THEN
+        RAISE EXCEPTION 'worker is required' USING ERRCODE = '22023';
+    END IF;
+    IF claim_deliveries.max IS NULL OR claim_deliveries.max NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'max must be between 1 and 10000' USING ERRCODE = '22023';
+    END IF;
+    IF claim_deliveries.lease IS NULL OR claim_deliveries.lease <= interval '0' THEN
+        RAISE EXCEPTION 'lease must be positive' USING ERRCODE = '22023';
+    END IF;
+    IF v_max_leased NOT BETWEEN 0 AND claim_deliveries.max THEN
         RAISE EXCEPTION 'max_leased must be between 0 and max' USING ERRCODE = '22023';
     END IF;
-    -- Handlers run here only when the statement timeout in force ends this call before
-    -- any of their own timeouts could run out.
-    v_limit := extract(epoch FROM current_setting('statement_timeout')::interval) * 1000;
-    IF claim_and_run_deliveries.run_within_ms IS NULL OR v_limit <= 0
-       OR v_limit > claim_and_run_deliveries.run_within_ms THEN
-        RAISE EXCEPTION 'run_within_ms (%) must be at least the statement_timeout in force (%)',
-            claim_and_run_deliveries.run_within_ms, current_setting('statement_timeout')
-            USING ERRCODE = '22023',
-                  HINT = 'SET LOCAL statement_timeout in the calling transaction.';
+    IF claim_deliveries.run_within_ms IS NOT NULL THEN
+        -- Handlers run here only when the statement timeout in force ends this call before
+        -- any of their own timeouts could run out.
+        v_limit := extract(epoch FROM current_setting('statement_timeout')::interval) * 1000;
+        IF claim_deliveries.run_within_ms <= 0 OR v_limit <= 0
+           OR v_limit > claim_deliveries.run_within_ms THEN
+            RAISE EXCEPTION 'run_within_ms (%) must be positive and at least the statement_timeout in force (%)',
+                claim_deliveries.run_within_ms, current_setting('statement_timeout')
+                USING ERRCODE = '22023',
+                      HINT = 'SET LOCAL statement_timeout in the calling transaction.';
+        END IF;
     END IF;
-    PERFORM picloud.reclaim_expired_leases(claim_and_run_deliveries.max);
-    v_due := picloud.lock_due_deliveries(claim_and_run_deliveries.max);
+    PERFORM picloud.reclaim_expired_leases(claim_deliveries.max);
+    -- (plpgsql: the plans of this function's statements are cached across calls.)
+    SELECT coalesce(array_agg(c.app_id), '{}') AS app_ids, coalesce(array_agg(c.id), '{}') AS ids
+      INTO v_due
+      FROM (SELECT d.app_id, d.id
+              FROM picloud.deliveries d
+             WHERE d.status = 'pending' AND d.run_at <= now()
+             ORDER BY d.run_at
+             LIMIT claim_deliveries.max
+               FOR UPDATE SKIP LOCKED) c;
 
-    -- SQL handlers whose timeout is long enough, one group per function: the group's calls
-    -- in one statement and one subtransaction. When that fails, the group rolled back and
-    -- each call runs again alone, in a subtransaction of its own, to find the failing ones.
-    -- (query_canceled, the statement timeout, is not caught by OTHERS: it aborts the whole
-    -- call, nothing is claimed, and the caller claims with claim_deliveries instead.)
-    FOR v_group IN
-        SELECT h.function AS fn, array_agg(d.app_id ORDER BY d.id) AS app_ids,
-               array_agg(d.id ORDER BY d.id) AS ids, array_agg(d.event ORDER BY d.id) AS events
-          FROM unnest(v_due.app_ids, v_due.ids) AS u (app_id, id)
-          JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
-          JOIN picloud.handlers h ON h.app_id = d.app_id AND h.id = d.handler_id
-         WHERE h.kind = 'sql' AND h.timeout_ms >= claim_and_run_deliveries.run_within_ms
-         GROUP BY h.function
-    LOOP
-        BEGIN
-            v_call := picloud.checked_sql_handler(v_group.fn);
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-            v_bad_apps := v_bad_apps || v_group.app_ids;
-            v_bad_ids := v_bad_ids || v_group.ids;
-            v_errors := v_errors || array_fill(v_state || ': ' || v_message,
-                                               ARRAY[cardinality(v_group.ids)]);
-            CONTINUE;
-        END;
-        BEGIN
-            EXECUTE format('SELECT %s(e) FROM unnest($1) AS e', v_call) USING v_group.events;
-            v_ok_apps := v_ok_apps || v_group.app_ids;
-            v_ok_ids := v_ok_ids || v_group.ids;
-        EXCEPTION WHEN OTHERS THEN
-            FOR i IN 1 .. cardinality(v_group.ids) LOOP
-                BEGIN
-                    EXECUTE format('SELECT %s($1)', v_call) USING v_group.events[i];
-                    v_ok_apps := v_ok_apps || v_group.app_ids[i];
-                    v_ok_ids := v_ok_ids || v_group.ids[i];
-                EXCEPTION WHEN OTHERS THEN
-                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-                    v_bad_apps := v_bad_apps || v_group.app_ids[i];
-                    v_bad_ids := v_bad_ids || v_group.ids[i];
-                    v_errors := v_errors || (v_state || ': ' || v_message);
-                END;
-            END LOOP;
-        END;
-    END LOOP;
-
-    -- Succeeded: done, with one finished attempt each, in the transaction that holds the
-    -- handlers' writes (one row version per delivery: never leased).
+    -- SQL handlers whose timeout is at least run_within_ms run here, before anything is
+    -- leased: the succeeded ones are done in this transaction, with their writes and one
+    -- row version each (never leased); the failed ones are leased, then failed as
+    -- fail_delivery does (retry | dead).
+    IF claim_deliveries.run_within_ms IS NOT NULL THEN
+        SELECT r.ok_app_ids, r.ok_ids, r.failed_app_ids, r.failed_ids, r.errors
+          INTO v_ok_apps, v_ok_ids, v_bad_apps, v_bad_ids, v_errors
+          FROM picloud.call_sql_handlers(v_due.app_ids, v_due.ids,
+                                         claim_deliveries.run_within_ms) r;
+    END IF;
     IF cardinality(v_ok_ids) > 0 THEN
         RETURN QUERY
         WITH done AS (
@@ -281,7 +255,7 @@ BEGIN
         ), a AS (
             INSERT INTO picloud.delivery_attempts
                 (app_id, delivery_id, attempt, worker, started_at, finished_at, outcome)
-            SELECT done.app_id, done.id, done.attempts, claim_and_run_deliveries.worker, now(),
+            SELECT done.app_id, done.id, done.attempts, claim_deliveries.worker, now(),
                    done.finished_at, 'ok'
               FROM done
         )
@@ -290,65 +264,111 @@ BEGIN
                NULL::text, NULL::text, NULL::integer, 'ok'::text, NULL::text
           FROM done;
     END IF;
-
-    -- Failed: leased to worker, then failed as fail_delivery does (retry or dead).
     IF cardinality(v_bad_ids) > 0 THEN
         PERFORM 1 FROM picloud.lease_deliveries(v_bad_apps, v_bad_ids,
-                                                claim_and_run_deliveries.worker,
-                                                claim_and_run_deliveries.lease);
+                                                claim_deliveries.worker, claim_deliveries.lease);
         -- (attempt: the number the lease gave this run, for the dispatcher's log.)
         RETURN QUERY
         SELECT b.id, b.app_id, NULL::uuid, NULL::uuid, NULL::text, NULL::text, NULL::jsonb,
                d.attempts, NULL::integer, NULL::timestamptz, 'sql'::text, NULL::text,
                NULL::text, NULL::text, NULL::integer,
-               picloud.fail_delivery(b.id, claim_and_run_deliveries.worker, b.error), b.error
-          FROM unnest(v_bad_apps, v_bad_ids, v_errors) WITH ORDINALITY AS b (app_id, id, error, n)
+               picloud.fail_delivery(b.id, claim_deliveries.worker, b.error), b.error
+          FROM unnest(v_bad_apps, v_bad_ids, v_errors)
+               WITH ORDINALITY AS b (app_id, id, error, n)
           JOIN picloud.deliveries d ON d.app_id = b.app_id AND d.id = b.id
          ORDER BY b.n;
     END IF;
 
-    -- The rest (webhooks, SQL handlers with shorter timeouts): the first max_leased leased,
-    -- for the caller to run; any others stay pending when this transaction ends.
-    SELECT coalesce(array_agg(r.app_id ORDER BY r.n), '{}') AS app_ids,
-           coalesce(array_agg(r.id ORDER BY r.n), '{}') AS ids
-      INTO v_rest
-      FROM (SELECT u.app_id, u.id, u.n
-              FROM unnest(v_due.app_ids, v_due.ids) WITH ORDINALITY AS u (app_id, id, n)
-             WHERE NOT (u.id = ANY (v_ok_ids) OR u.id = ANY (v_bad_ids))
-             ORDER BY u.n
-             LIMIT claim_and_run_deliveries.max_leased) r;
-    IF cardinality(v_rest.ids) > 0 THEN
-        RETURN QUERY
-        SELECT l.*, NULL::text, NULL::text
-          FROM picloud.lease_deliveries(v_rest.app_ids, v_rest.ids,
-                                        claim_and_run_deliveries.worker,
-                                        claim_and_run_deliveries.lease) l;
-    END IF;
+    -- The rest (webhooks, SQL handlers not run here): the first max_leased leased, for the
+    -- caller to run; any others stay pending when this transaction ends.
+    RETURN QUERY
+    SELECT l.*, NULL::text, NULL::text
+      FROM picloud.lease_deliveries(
+               ARRAY(SELECT u.app_id FROM unnest(v_due.app_ids, v_due.ids) AS u (app_id, id)
+                      WHERE NOT (u.id = ANY (v_ok_ids) OR u.id = ANY (v_bad_ids))
+                      LIMIT v_max_leased),
+               ARRAY(SELECT u.id FROM unnest(v_due.ids) AS u (id)
+                      WHERE NOT (u.id = ANY (v_ok_ids) OR u.id = ANY (v_bad_ids))
+                      LIMIT v_max_leased),
+               claim_deliveries.worker, claim_deliveries.lease) l;
 END
 $$;
-COMMENT ON FUNCTION picloud.claim_and_run_deliveries(text, integer, interval, integer, integer) IS
-    'claim_deliveries that also runs SQL handlers on the spot: of up to max due deliveries, those whose SQL handler''s timeout is at least run_within_ms run here, grouped by function (a group in one statement; one by one in subtransactions when it fails), and are completed in this transaction with their writes (outcome ok) or failed as fail_delivery does (retry | dead, with error); of the rest, the first max_leased are leased to worker and returned with outcome NULL, as claim_deliveries returns them, and the others stay due. The caller must SET LOCAL statement_timeout to at most run_within_ms (22023 otherwise): a timeout aborts the call and claims nothing.';
+COMMENT ON FUNCTION picloud.claim_deliveries(text, integer, interval, integer, integer) IS
+    'Claim up to max due deliveries for worker (FOR UPDATE SKIP LOCKED, so concurrent claimers never share one), after reclaiming expired leases (their attempt recorded as lease_expired; due again, or dead on the last attempt). With run_within_ms, those whose SQL handler''s timeout is at least run_within_ms run here (picloud.call_sql_handlers) and are completed in this transaction with their writes (outcome ok) or failed as fail_delivery does (retry | dead, with error); the caller must SET LOCAL statement_timeout to at most run_within_ms (22023 otherwise), and a timeout aborts the call and claims nothing. Of the rest, the first max_leased (default: max) are leased to worker for lease and returned with their handler and outcome NULL; the others stay due.';
 
-DROP FUNCTION IF EXISTS picloud.finish_deliveries(bigint[], text[], text[]);
-DROP FUNCTION IF EXISTS picloud.complete_deliveries(bigint[], text[]);
-DROP FUNCTION IF EXISTS picloud.complete_deliveries(uuid[], bigint[], text[]);
-CREATE OR REPLACE FUNCTION picloud.complete_deliveries(app_ids uuid[], ids bigint[], workers text[])
-RETURNS TABLE (id bigint, ok boolean)
+CREATE OR REPLACE FUNCTION picloud.run_sql_deliveries(app_ids uuid[], ids bigint[], worker text)
+RETURNS TABLE (id bigint, outcome text, error text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_held   record;
+    v_ran    record;
+    v_apps   uuid[];
+    v_ids    bigint[];
+    v_errors text[];
+BEGIN
+    IF cardinality(run_sql_deliveries.app_ids) IS DISTINCT FROM cardinality(run_sql_deliveries.ids) THEN
+        RAISE EXCEPTION 'app_ids and ids must have the same length' USING ERRCODE = '22023';
+    END IF;
+    -- Lock the deliveries this worker still holds before the first handler runs. The row
+    -- locks last to the end of the transaction: no claimer (SKIP LOCKED) can reclaim one
+    -- while the batch runs, so the completion below cannot be refused.
+    SELECT coalesce(array_agg(h.app_id ORDER BY h.n), '{}') AS app_ids,
+           coalesce(array_agg(h.id ORDER BY h.n), '{}') AS ids
+      INTO v_held
+      FROM (SELECT d.app_id, d.id, u.n
+              FROM unnest(run_sql_deliveries.app_ids, run_sql_deliveries.ids)
+                   WITH ORDINALITY AS u (app_id, id, n)
+              JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
+             WHERE d.status = 'running' AND d.lease_owner = run_sql_deliveries.worker
+               FOR UPDATE OF d) h;
+    v_ran := picloud.call_sql_handlers(v_held.app_ids, v_held.ids, 0);
+    -- What ran, what failed, and (failed too) a held delivery that did not run: its
+    -- handler is no longer an SQL one.
+    SELECT v_ran.ok_app_ids || v_ran.failed_app_ids || coalesce(array_agg(u.app_id), '{}'),
+           v_ran.ok_ids || v_ran.failed_ids || coalesce(array_agg(u.id), '{}'),
+           array_fill(NULL::text, ARRAY[cardinality(v_ran.ok_ids)]) || v_ran.errors
+               || coalesce(array_agg('22023: the handler is no longer an SQL handler'::text), '{}')
+      INTO v_apps, v_ids, v_errors
+      FROM unnest(v_held.app_ids, v_held.ids) AS u (app_id, id)
+     WHERE NOT (u.id = ANY (v_ran.ok_ids) OR u.id = ANY (v_ran.failed_ids));
+    -- Recorded in the transaction that holds the handlers' writes: both commit together.
+    RETURN QUERY
+    SELECT f.id, f.outcome, r.error
+      FROM picloud.finish_deliveries(
+               v_apps, v_ids, array_fill(run_sql_deliveries.worker, ARRAY[cardinality(v_ids)]),
+               v_errors) f
+      JOIN unnest(v_ids, v_errors) AS r (id, error) ON r.id = f.id;
+    -- Leases already lost when the batch started: refused, their handlers not run.
+    RETURN QUERY
+    SELECT u.id, 'stale'::text, NULL::text
+      FROM unnest(run_sql_deliveries.ids) AS u (id)
+     WHERE NOT u.id = ANY (v_held.ids);
+END
+$$;
+COMMENT ON FUNCTION picloud.run_sql_deliveries(uuid[], bigint[], text) IS
+    'Run the SQL handlers of deliveries (app_ids[i], ids[i]) leased to worker (picloud.call_sql_handlers) and record each outcome (finish_deliveries) in the same transaction as the handlers'' writes; the deliveries are locked first, so no claimer can reclaim them meanwhile. Outcome per id: ok | retry | dead | stale (lease already lost: not run). The caller''s statement_timeout bounds the whole batch; a timeout aborts all of it (nothing recorded).';
+
+CREATE OR REPLACE FUNCTION picloud.finish_deliveries(
+    app_ids uuid[], ids bigint[], workers text[], errors text[])
+RETURNS TABLE (id bigint, outcome text)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF cardinality(complete_deliveries.app_ids) IS DISTINCT FROM cardinality(complete_deliveries.ids)
-       OR cardinality(complete_deliveries.ids) IS DISTINCT FROM cardinality(complete_deliveries.workers)
+    IF cardinality(finish_deliveries.app_ids) IS DISTINCT FROM cardinality(finish_deliveries.ids)
+       OR cardinality(finish_deliveries.ids) IS DISTINCT FROM cardinality(finish_deliveries.workers)
+       OR cardinality(finish_deliveries.ids) IS DISTINCT FROM cardinality(finish_deliveries.errors)
     THEN
-        RAISE EXCEPTION 'app_ids, ids and workers must have the same length' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'app_ids, ids, workers and errors must have the same length'
+            USING ERRCODE = '22023';
     END IF;
-    -- plpgsql, not sql: the plan is cached across calls. Joined on the primary key: on id
-    -- and status alone the planner picks the partial index of running deliveries, whose
-    -- dead entries pile up while a backlog drains.
+    -- Succeeded: done, in one statement. Joined on the primary key: on id and status alone
+    -- the planner picks the partial index of running deliveries, whose dead entries pile up
+    -- while a backlog drains.
     RETURN QUERY
     WITH c AS (
         SELECT c.app_id, c.id, c.worker
-          FROM unnest(complete_deliveries.app_ids, complete_deliveries.ids,
-                      complete_deliveries.workers) AS c (app_id, id, worker)
+          FROM unnest(finish_deliveries.app_ids, finish_deliveries.ids, finish_deliveries.workers,
+                      finish_deliveries.errors) AS c (app_id, id, worker, error)
+         WHERE c.error IS NULL
     ), done AS (
         UPDATE picloud.deliveries d
            SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
@@ -362,53 +382,32 @@ BEGIN
           FROM done
          WHERE a.app_id = done.app_id AND a.delivery_id = done.id AND a.attempt = done.attempts
     )
-    SELECT c.id, EXISTS (SELECT 1 FROM done WHERE done.id = c.id) FROM c;
+    SELECT c.id, CASE WHEN EXISTS (SELECT 1 FROM done WHERE done.id = c.id) THEN 'ok'
+                      ELSE 'stale' END
+      FROM c;
+    -- Failed: retry or dead, as fail_delivery decides.
+    RETURN QUERY
+    SELECT f.id, picloud.fail_delivery(f.id, f.worker, f.error)
+      FROM unnest(finish_deliveries.ids, finish_deliveries.workers, finish_deliveries.errors)
+           WITH ORDINALITY AS f (id, worker, error, n)
+     WHERE f.error IS NOT NULL
+     ORDER BY f.n;
 END
 $$;
-COMMENT ON FUNCTION picloud.complete_deliveries(uuid[], bigint[], text[]) IS
-    'complete_delivery for many ((app_ids[i], ids[i]) leased to workers[i]) in one call: which were completed, and which refused because the lease was lost.';
+COMMENT ON FUNCTION picloud.finish_deliveries(uuid[], bigint[], text[], text[]) IS
+    'Record how handler runs ended, many in one call: (app_ids[i], ids[i]) leased to workers[i] succeeded when errors[i] is NULL (done) and failed with errors[i] otherwise (fail_delivery). Outcome per id: ok | retry | dead | stale (refused: workers[i] no longer holds the lease). The one way deliveries are completed.';
 
-DROP FUNCTION IF EXISTS picloud.complete_delivery(bigint, text);
-CREATE OR REPLACE FUNCTION picloud.complete_delivery(id bigint, worker text)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_app     uuid;
-    v_attempt integer;
-BEGIN
-    -- The single-delivery path of complete_deliveries (SQL handlers run outside a batch,
-    -- via complete_delivery_or_raise), kept direct.
-    UPDATE picloud.deliveries d
-       SET status = 'done', lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
-           finished_at = now(), updated_at = now()
-     WHERE d.id = complete_delivery.id AND d.status = 'running'
-       AND d.lease_owner = complete_delivery.worker
-    RETURNING d.app_id, d.attempts INTO v_app, v_attempt;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    UPDATE picloud.delivery_attempts a SET finished_at = now(), outcome = 'ok'
-     WHERE a.app_id = v_app AND a.delivery_id = complete_delivery.id AND a.attempt = v_attempt;
-    RETURN true;
-END
+CREATE OR REPLACE FUNCTION picloud.complete_delivery(id bigint, worker text) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT coalesce(bool_and(f.outcome = 'ok'), false)
+      FROM picloud.deliveries d,
+           LATERAL picloud.finish_deliveries(ARRAY[d.app_id], ARRAY[d.id],
+                                             ARRAY[complete_delivery.worker], ARRAY[NULL::text]) f
+     WHERE d.id = complete_delivery.id
 $$;
 COMMENT ON FUNCTION picloud.complete_delivery(bigint, text) IS
-    'Mark a delivery done. Refused (false, nothing changes) unless worker still holds its lease: a stale worker whose lease was reclaimed cannot complete it.';
+    'finish_deliveries for one delivery that succeeded: true when done, false (nothing changes) unless worker still holds its lease, so a stale worker whose lease was reclaimed cannot complete it.';
 
-CREATE OR REPLACE FUNCTION picloud.complete_delivery_or_raise(id bigint, worker text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-    IF NOT picloud.complete_delivery(complete_delivery_or_raise.id, complete_delivery_or_raise.worker) THEN
-        RAISE EXCEPTION 'delivery %: the lease of % was lost', complete_delivery_or_raise.id,
-            complete_delivery_or_raise.worker USING ERRCODE = 'PCL01';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION picloud.complete_delivery_or_raise(bigint, text) IS
-    'complete_delivery in the transaction that ran an SQL handler: raises SQLSTATE PCL01 (lease lost) when the worker no longer holds the lease, so the handler''s work rolls back with it.';
-
-DROP FUNCTION IF EXISTS picloud.fail_delivery(bigint, text, text);
 CREATE OR REPLACE FUNCTION picloud.fail_delivery(id bigint, worker text, error text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
@@ -441,40 +440,6 @@ $$;
 COMMENT ON FUNCTION picloud.fail_delivery(bigint, text, text) IS
     'Record a failed attempt. ''retry'': due again after picloud.backoff_delay(attempts); ''dead'': that was the trigger''s last attempt, a dead letter is written; ''stale'': refused, worker no longer holds the lease.';
 
-DROP FUNCTION IF EXISTS picloud.finish_deliveries(uuid[], bigint[], text[], text[]);
-CREATE OR REPLACE FUNCTION picloud.finish_deliveries(
-    app_ids uuid[], ids bigint[], workers text[], errors text[])
-RETURNS TABLE (id bigint, outcome text)
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_ok integer[];
-BEGIN
-    IF cardinality(finish_deliveries.ids) IS DISTINCT FROM cardinality(finish_deliveries.errors)
-    THEN
-        RAISE EXCEPTION 'ids and errors must have the same length' USING ERRCODE = '22023';
-    END IF;
-    v_ok := ARRAY(SELECT i FROM generate_subscripts(finish_deliveries.ids, 1) i
-                   WHERE finish_deliveries.errors[i] IS NULL ORDER BY i);
-    RETURN QUERY
-    SELECT c.id, CASE WHEN c.ok THEN 'ok' ELSE 'stale' END
-      FROM picloud.complete_deliveries(
-               ARRAY(SELECT finish_deliveries.app_ids[i] FROM unnest(v_ok) i),
-               ARRAY(SELECT finish_deliveries.ids[i] FROM unnest(v_ok) i),
-               ARRAY(SELECT finish_deliveries.workers[i] FROM unnest(v_ok) i)) c;
-    FOR i IN 1 .. coalesce(cardinality(finish_deliveries.ids), 0) LOOP
-        IF finish_deliveries.errors[i] IS NOT NULL THEN
-            id := finish_deliveries.ids[i];
-            outcome := picloud.fail_delivery(finish_deliveries.ids[i], finish_deliveries.workers[i],
-                                             finish_deliveries.errors[i]);
-            RETURN NEXT;
-        END IF;
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION picloud.finish_deliveries(uuid[], bigint[], text[], text[]) IS
-    'Record the outcomes of many handler runs in one call: (app_ids[i], ids[i]) leased to workers[i] succeeded when errors[i] is NULL (complete_deliveries) and failed with errors[i] otherwise (fail_delivery). Outcome per id: ok | retry | dead | stale (refused, the lease was lost).';
-
-DROP FUNCTION IF EXISTS picloud.release_delivery(bigint, text);
 CREATE OR REPLACE FUNCTION picloud.release_delivery(id bigint, worker text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
@@ -521,78 +486,3 @@ END
 $$;
 COMMENT ON FUNCTION picloud.prune_deliveries(interval) IS
     'Delete deliveries that finished successfully more than older_than ago (with their attempts). Dead ones are kept with their dead letters.';
-
-DROP FUNCTION IF EXISTS picloud.run_sql_deliveries(bigint[], text);
-DROP FUNCTION IF EXISTS picloud.run_sql_deliveries(uuid[], bigint[], text);
-CREATE OR REPLACE FUNCTION picloud.run_sql_deliveries(app_ids uuid[], ids bigint[], worker text)
-RETURNS TABLE (id bigint, outcome text, error text)
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_d       picloud.deliveries;
-    v_held    picloud.deliveries[] := '{}'::picloud.deliveries[];
-    v_kind    text;
-    v_function text;
-    v_checked text;
-    v_call    text;
-    v_state   text;
-    v_message text;
-    v_ok      bigint[] := '{}'::bigint[];
-BEGIN
-    IF cardinality(run_sql_deliveries.app_ids) IS DISTINCT FROM cardinality(run_sql_deliveries.ids) THEN
-        RAISE EXCEPTION 'app_ids and ids must have the same length' USING ERRCODE = '22023';
-    END IF;
-    -- Lock the deliveries this worker still holds, all of them (one statement, read into
-    -- an array) before the first handler runs. The row locks last to the end of the
-    -- transaction: no claimer (SKIP LOCKED) can reclaim one while the batch runs, so the
-    -- completion below cannot be refused.
-    v_held := ARRAY(
-        SELECT d FROM unnest(run_sql_deliveries.app_ids, run_sql_deliveries.ids)
-                      WITH ORDINALITY AS u (app_id, id, n)
-          JOIN picloud.deliveries d ON d.app_id = u.app_id AND d.id = u.id
-         WHERE d.status = 'running' AND d.lease_owner = run_sql_deliveries.worker
-         ORDER BY u.n
-           FOR UPDATE OF d);
-    FOREACH v_d IN ARRAY v_held
-    LOOP
-        SELECT h.kind, h.function INTO v_kind, v_function
-          FROM picloud.handlers h WHERE h.app_id = v_d.app_id AND h.id = v_d.handler_id;
-        id := v_d.id;
-        error := NULL;
-        -- One subtransaction per delivery: a failing handler's writes roll back alone.
-        BEGIN
-            IF v_kind IS DISTINCT FROM 'sql' THEN
-                RAISE EXCEPTION 'the handler is no longer an SQL handler' USING ERRCODE = '22023';
-            END IF;
-            IF v_function IS DISTINCT FROM v_checked THEN
-                -- (Checked once per handler of the batch: the regular expression is not
-                -- cheap next to a handler call.)
-                v_call := format('SELECT %s($1)', picloud.checked_sql_handler(v_function));
-                v_checked := v_function;
-            END IF;
-            EXECUTE v_call USING v_d.event;
-            v_ok := v_ok || v_d.id;
-            outcome := 'ok';
-        EXCEPTION WHEN OTHERS THEN
-            -- (query_canceled, i.e. the statement timeout, is not caught by OTHERS: it
-            -- aborts the whole batch, which the dispatcher then runs one by one.)
-            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-            error := v_state || ': ' || v_message;
-            outcome := picloud.fail_delivery(v_d.id, run_sql_deliveries.worker, error);
-        END;
-        RETURN NEXT;
-    END LOOP;
-    -- The handlers that succeeded, completed in one statement, in the transaction that
-    -- holds their writes: both commit together, with the batch.
-    PERFORM picloud.complete_deliveries(
-        ARRAY(SELECT h.app_id FROM unnest(v_held) h WHERE h.id = ANY (v_ok)),
-        ARRAY(SELECT h.id FROM unnest(v_held) h WHERE h.id = ANY (v_ok)),
-        array_fill(run_sql_deliveries.worker, ARRAY[cardinality(v_ok)]));
-    -- Leases already lost when the batch started: refused, their handlers not run.
-    RETURN QUERY
-    SELECT u.id, 'stale'::text, NULL::text
-      FROM unnest(run_sql_deliveries.ids) AS u (id)
-     WHERE NOT u.id = ANY (ARRAY(SELECT h.id FROM unnest(v_held) h));
-END
-$$;
-COMMENT ON FUNCTION picloud.run_sql_deliveries(uuid[], bigint[], text) IS
-    'Run the SQL handlers of deliveries (app_ids[i], ids[i]) (leased to worker) in one call: the deliveries are locked (no claimer can reclaim them meanwhile), each handler runs in a subtransaction of its own, a failing one is rolled back alone and recorded as fail_delivery does, and the others are completed in the same transaction as their writes. Outcome per id: ok | retry | dead | stale (lease already lost: not run). The caller''s statement_timeout bounds the whole batch; a timeout aborts all of it (nothing recorded), and the caller then runs the deliveries one by one with their own timeouts.';

@@ -1,10 +1,8 @@
 -- The pub/sub source: every published message fans out to the app's pubsub triggers.
 
--- (This was an AFTER INSERT trigger on messages; picloud.append_messages calls the
--- fan-out itself now, once per message, after an inline test for a pubsub trigger of the
--- app, so a publish to an app without one pays for an index probe and no more.)
-DROP TRIGGER IF EXISTS messages_fan_out ON picloud.messages;
-DROP FUNCTION IF EXISTS picloud.messages_fan_out();
+-- (picloud.append_messages calls the fan-out itself, once per message, after an inline
+-- test for a pubsub trigger of the app, so a publish to an app without one pays for an
+-- index probe and no more.)
 
 CREATE OR REPLACE FUNCTION picloud.fan_out_message(
     app_id uuid, topic text, seq bigint, message jsonb, published_at timestamptz)

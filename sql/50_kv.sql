@@ -15,8 +15,7 @@ $$;
 COMMENT ON FUNCTION picloud.check_kv_key(text) IS
     'The key when it is a valid kv key, else SQLSTATE 22023 with a message saying what keys may contain.';
 
-DROP FUNCTION IF EXISTS picloud.kv_set(uuid, text, jsonb);
-CREATE FUNCTION picloud.kv_set(app_id uuid, key text, value jsonb)
+CREATE OR REPLACE FUNCTION picloud.kv_set(app_id uuid, key text, value jsonb)
 RETURNS TABLE (entry picloud.kv, created boolean)
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -35,8 +35,7 @@ $$;
 COMMENT ON FUNCTION picloud.check_doc_data(jsonb) IS
     'SQLSTATE 22023 unless the document body is a JSON object.';
 
-DROP FUNCTION IF EXISTS picloud.doc_create(uuid, text, text, jsonb);
-CREATE FUNCTION picloud.doc_create(app_id uuid, collection text, id text, data jsonb)
+CREATE OR REPLACE FUNCTION picloud.doc_create(app_id uuid, collection text, id text, data jsonb)
 RETURNS SETOF picloud.docs
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -52,8 +51,7 @@ $$;
 COMMENT ON FUNCTION picloud.doc_create(uuid, text, text, jsonb) IS
     'Insert a new document at version 1 (id NULL: a random UUID); an existing id is a unique violation (409).';
 
-DROP FUNCTION IF EXISTS picloud.doc_put(uuid, text, text, jsonb, bigint);
-CREATE FUNCTION picloud.doc_put(app_id uuid, collection text, id text, data jsonb,
+CREATE OR REPLACE FUNCTION picloud.doc_put(app_id uuid, collection text, id text, data jsonb,
                                 if_version bigint DEFAULT NULL)
 RETURNS TABLE (doc picloud.docs, created boolean)
 LANGUAGE plpgsql AS $$

@@ -28,8 +28,7 @@ $$;
 COMMENT ON FUNCTION picloud.check_file_path(text) IS
     'The path when it is a valid relative file path (no "..", absolute paths, control characters or empty segments), else SQLSTATE 22023 saying why.';
 
-DROP FUNCTION IF EXISTS picloud.file_put(uuid, text, bigint, text, text, text);
-CREATE FUNCTION picloud.file_put(app_id uuid, path text, size bigint, sha256 text,
+CREATE OR REPLACE FUNCTION picloud.file_put(app_id uuid, path text, size bigint, sha256 text,
                                  content_type text, blob text)
 RETURNS TABLE (file picloud.files, old_blob text)
 LANGUAGE plpgsql AS $$

@@ -2,8 +2,7 @@
 -- computes the next time in Python (croniter) and calls picloud.cron_fire in the same
 -- transaction, so each due time fires once however many nodes tick.
 
-DROP FUNCTION IF EXISTS picloud.cron_fire(uuid, text, timestamptz, timestamptz);
-CREATE FUNCTION picloud.cron_fire(app_id uuid, name text, due_at timestamptz,
+CREATE OR REPLACE FUNCTION picloud.cron_fire(app_id uuid, name text, due_at timestamptz,
                                   next_run_at timestamptz)
 RETURNS integer
 LANGUAGE plpgsql AS $$

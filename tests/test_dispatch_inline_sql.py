@@ -1,5 +1,6 @@
-"""picloud.claim_and_run_deliveries: SQL handlers run inside the claim, and the dispatcher
-that uses it (falling back to leased runs when the claim runs into its timeout)."""
+"""picloud.claim_deliveries with run_within_ms: SQL handlers run inside the claim, and the
+dispatcher that uses it (falling back to leased runs when the claim runs into its
+timeout)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row
-from picloud.dispatcher import Claimed, Dispatcher, HandlerFailed
-from picloud.dispatcher.handlers import run_sql_handlers
+from picloud.dispatcher import Claimed, Dispatcher
+from picloud.dispatcher.handlers import run_sql_batch
 from picloud.settings import Settings
 from tests.fix_db import make_app
 from tests.test_dispatcher import (
@@ -45,7 +46,7 @@ def claim_and_run(
     with conn.transaction():
         conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         return conn.execute(
-            "SELECT * FROM picloud.claim_and_run_deliveries('w', %s, '1 min', %s, %s)",
+            "SELECT * FROM picloud.claim_deliveries('w', %s, '1 min', %s, %s)",
             (max, within_ms, max_leased),
         ).fetchall()
 
@@ -130,7 +131,7 @@ def test_only_max_leased_are_leased_and_the_rest_stays_due(db: Conn) -> None:
     [
         (0, 1000, 1, "statement_timeout"),
         (2000, 1000, 1, "statement_timeout"),
-        (1000, None, 1, "run_within_ms"),
+        (1000, 0, 1, "run_within_ms"),
         (1000, 1000, 11, "max_leased"),
         (1000, 1000, -1, "max_leased"),
     ],
@@ -250,7 +251,7 @@ async def test_a_handler_outside_the_allowed_schemas_fails_on_every_path(
     db: Conn, database: str
 ) -> None:
     """The allowed schemas may shrink after a handler was registered: inside a claim and
-    one by one (picloud.run_sql_handler), the run is refused by the same check."""
+    leased (picloud.run_sql_deliveries), the run is refused by the same check."""
     batch_handlers(db)
     app_id = make_app(db)
     trigger(db, app_id, "rec", "kv", sql_handler(db, app_id, "rec", "picloud_handlers.record"))
@@ -267,10 +268,14 @@ async def test_a_handler_outside_the_allowed_schemas_fails_on_every_path(
     assert [d.id for d in claimed] == [ids["alone"]]
     async with AsyncConnectionPool(
         database,
-        kwargs={"autocommit": True, "options": "-c picloud.sql_handler_schemas=other"},
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "options": "-c picloud.sql_handler_schemas=other",
+        },
         open=False,
     ) as pool:
-        outcomes = await run_sql_handlers(pool, [(claimed[0], 1000)], "w2")
+        outcomes = await run_sql_batch(pool, claimed, "w2", 1000)
     failure = outcomes[ids["alone"]]
-    assert isinstance(failure, HandlerFailed) and str(failure).startswith(refused)
+    assert failure.outcome == "retry" and str(failure.error).startswith(refused)
     assert seen_keys(db) == []

@@ -23,8 +23,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from picloud.db import Row, session_settings
-from picloud.dispatcher import Claimed, Dispatcher, HandlerFailed, signature
-from picloud.dispatcher.handlers import run_sql_handlers
+from picloud.dispatcher import Claimed, Dispatcher, signature
+from picloud.dispatcher.handlers import run_sql_batch
 from picloud.dispatcher.runner import Completer
 from picloud.settings import Settings, SettingsError, load_settings
 from tests.fix_db import make_app
@@ -362,11 +362,11 @@ async def test_grouped_sql_runs_isolate_failures_and_lost_leases(db: Conn, datab
     async with AsyncConnectionPool(
         database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
     ) as pool:
-        outcomes = await run_sql_handlers(pool, [(by_key[k], 1000) for k in keys], "w")
+        outcomes = await run_sql_batch(pool, [by_key[k] for k in keys], "w", 1000)
     got = {k: outcomes[by_key[k].id] for k in keys}
-    assert got["a"] is True and got["b"] is True and got["c"] is True and got[keys[-1]] is True
-    assert got["stolen"] is False
-    assert isinstance(got["bad"], HandlerFailed) and "no bad" in str(got["bad"])
+    assert {got[k].outcome for k in ("a", "b", "c", keys[-1])} == {"ok"}
+    assert got["stolen"].outcome == "stale"
+    assert got["bad"].outcome == "retry" and "no bad" in str(got["bad"].error)
     seen = sorted(r["k"] for r in db.execute("SELECT k FROM picloud_handlers.seen").fetchall())
     assert seen == sorted(["a", "b", "c", keys[-1]]), "failed and stale runs rolled back"
     done = db.execute("SELECT subject FROM picloud.deliveries WHERE status = 'done'").fetchall()
@@ -535,6 +535,7 @@ async def test_a_timed_out_batch_runs_again_one_by_one(db: Conn, database: str) 
         database, kwargs={"autocommit": True, "row_factory": dict_row}, open=False
     ) as pool:
         dispatcher.pool = pool
+        dispatcher.completer = Completer(pool)
         started = time.monotonic()
         await dispatcher._run_sql(claimed, "node#1")
         assert time.monotonic() - started < 3, "the slow handler was cut at its timeout"

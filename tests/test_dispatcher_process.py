@@ -179,7 +179,8 @@ async def test_a_dispatcher_process_and_another_share_the_queue(
             n = one(
                 db,
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pid <> pg_backend_pid() AND query LIKE '%%LISTEN picloud_dispatch%%'",
+                " AND pid <> pg_backend_pid()"
+                " AND query LIKE '%%picloud.listen(picloud.dispatch_channel())%%'",
             )
             return bool(n >= 2)
 
@@ -309,7 +310,8 @@ async def test_dispatcher_resumes_after_its_connections_are_killed(
                 one(
                     db,
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid() AND query LIKE '%%LISTEN picloud_dispatch%%'",
+                    " AND pid <> pg_backend_pid()"
+                    " AND query LIKE '%%picloud.listen(picloud.dispatch_channel())%%'",
                 )
             )
 

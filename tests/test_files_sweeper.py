@@ -67,7 +67,9 @@ async def test_sweeper_role_sweeps_and_logs(
         files_orphan_sweep_interval_sec=0.05,
     )
     deadline = time.monotonic() + 10
-    while old.exists() or "sweeper" not in server.state.roles:
+    sweeper = server.state.roles.sweeper
+    assert sweeper is not None
+    while old.exists() or sweeper.last is None:
         assert time.monotonic() < deadline, "the sweeper did not run"
         await asyncio.sleep(0.02)
     assert "1 files deleted, 7 bytes reclaimed" in caplog.text

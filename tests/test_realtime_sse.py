@@ -56,8 +56,8 @@ class Realtime:
 
     @property
     def relay(self) -> Relay:
-        relay = self.server.state.roles["relay"]
-        assert isinstance(relay, Relay)
+        relay = self.server.state.roles.relay
+        assert relay is not None
         return relay
 
 

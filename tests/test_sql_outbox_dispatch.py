@@ -306,22 +306,3 @@ def test_prune_deliveries_keeps_recent_and_dead(db: Conn, app_id: Any, hook: Any
     db.execute("UPDATE picloud.deliveries SET finished_at = now() - interval '2 hours'")
     assert scalar(db, "SELECT picloud.prune_deliveries('1 hour')") == 1
     assert scalar(db, "SELECT status FROM picloud.deliveries") == "dead"
-
-
-def test_complete_or_raise_rolls_back_a_stale_sql_handlers_work(
-    database: str, db: Conn, app_id: Any, hook: Any
-) -> None:
-    make_trigger(db, app_id, hook, "kv", {}, name="t")
-    enqueue(db, app_id, "kv", "k", {"type": "set"})
-    [d] = claim(db, "w")
-    db.execute("CREATE TABLE effects (x int)")
-    with psycopg.connect(database) as conn:
-        conn.execute("INSERT INTO effects VALUES (1)")
-        with pytest.raises(psycopg.Error) as lost:
-            conn.execute("SELECT picloud.complete_delivery_or_raise(%s, 'other')", (d["id"],))
-        assert lost.value.diag.sqlstate == "PCL01"
-        conn.rollback()
-    assert scalar(db, "SELECT count(*) FROM effects") == 0
-    assert scalar(db, "SELECT status FROM picloud.deliveries") == "running"
-    db.execute("SELECT picloud.complete_delivery_or_raise(%s, 'w')", (d["id"],))
-    assert scalar(db, "SELECT status FROM picloud.deliveries") == "done"

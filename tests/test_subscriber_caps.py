@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from picloud.settings import SettingsError, load_settings
-from picloud.web.subscriber_caps import client_of
+from picloud.web.subscriber_caps import CAPS, client_of
 from tests.fix_server import Api, ServerFactory
 from tests.polling import until
 from tests.sse_client import SseStream, open_stream
@@ -48,7 +48,7 @@ async def test_per_client_cap_then_release(
     # Without a trusted proxy, X-Forwarded-For changes nothing.
     assert (await subscribe("203.0.113.9")).status == 429
     first.close()
-    caps = server.state.roles["realtime.caps"]
+    caps = server.app[CAPS]
     await until(lambda: sum(caps.clients.values()) == 1)
     again = await subscribe()
     assert again.status == 200

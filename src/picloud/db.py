@@ -14,8 +14,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import socket
 import time
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -28,7 +31,6 @@ from psycopg_pool.base import AttemptWithBackoff
 from picloud import jsonnum
 from picloud.embedded import embedded_postgres
 from picloud.queries import q
-from picloud.roles import new_node_id
 from picloud.settings import Settings
 
 Row = dict[str, Any]
@@ -44,6 +46,11 @@ PROBE_UP_SEC = 1.0  # how often the probe checks a database that answers
 PROBE_DOWN_SEC = 0.2  # ... and one that does not
 PROBE_TIMEOUT_SEC = 0.8
 CONNECT_TIMEOUT_SEC = 5
+
+
+def new_node_id() -> str:
+    """A process's name among the nodes sharing a database (host, pid, a random part)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def application_name(role: str, node_id: str) -> str:

@@ -16,11 +16,3 @@ def data_root() -> Path:
     if (source_tree / "migrations").is_dir():
         return source_tree
     raise FileNotFoundError("PiCloud's migrations/ and sql/ directories are missing")
-
-
-def migrations_dir() -> Path:
-    return data_root() / "migrations"
-
-
-def sql_dir() -> Path:
-    return data_root() / "sql"

@@ -1,83 +1,100 @@
-"""Background roles (realtime relay, dispatcher, cron ticker, GC, sweeper).
+"""Background roles (realtime relay, dispatcher, cron ticker, GC, sweeper) of a node.
 
-A role is a coroutine function that runs until ``state.stopping`` is set. Modules
-register theirs with ``@role("name")``; ``PICLOUD_ROLES`` picks which run in a process,
-so several nodes can share one database with different duties.
+``PICLOUD_ROLES`` picks which run in a process, so several nodes can share one database
+with different duties. ``start_roles`` starts them, each supervised (restarted when it
+crashes), until the node is stopping; the ``Roles`` it returns holds a typed handle of
+each role that others talk to (None where it does not run here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from picloud.web.state import AppState
+from picloud.cron import ticker
+from picloud.dispatcher.runner import Dispatcher
+from picloud.files.sweeper import Sweeper
+from picloud.node import Node, pause
+from picloud.realtime import gc
+from picloud.realtime.relay import Relay
 
 log = logging.getLogger(__name__)
 
-RoleFn = Callable[["AppState"], Awaitable[None]]
-
-ROLE_FUNCTIONS: dict[str, RoleFn] = {}
-
 RESTART_DELAY_SEC = 1.0
 
-
-def new_node_id() -> str:
-    """This process's name among the nodes sharing a database (host, pid, a random part)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+RoleRun = Callable[[], Awaitable[None]]
 
 
-async def pause(stopping: asyncio.Event, seconds: float) -> bool:
-    """Wait ``seconds``, or less when ``stopping`` is set; True when it is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
-    return stopping.is_set()
+@dataclass
+class Roles:
+    relay: Relay | None = None
+    dispatcher: Dispatcher | None = None
+    sweeper: Sweeper | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def role(name: str) -> Callable[[RoleFn], RoleFn]:
-    def register(fn: RoleFn) -> RoleFn:
-        ROLE_FUNCTIONS[name] = fn
-        return fn
-
-    return register
-
-
-async def supervise(name: str, fn: RoleFn, state: AppState) -> None:
+async def supervise(name: str, run: RoleRun, stopping: asyncio.Event) -> None:
     """Run a role; if it crashes, log it and start it again (it must never die silently)."""
-    while not state.stopping.is_set():
+    while not stopping.is_set():
         try:
-            await fn(state)
+            await run()
             return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("role %s crashed; restarting in %.0fs", name, RESTART_DELAY_SEC)
-            await pause(state.stopping, RESTART_DELAY_SEC)
+            await pause(stopping, RESTART_DELAY_SEC)
 
 
-def start_roles(state: AppState) -> None:
-    for name in sorted(state.settings.roles):
-        fn = ROLE_FUNCTIONS.get(name)
-        if fn is None:
-            continue
-        task = asyncio.create_task(supervise(name, fn, state), name=f"picloud-role-{name}")
-        state.tasks.append(task)
+def start_roles(node: Node) -> Roles:
+    """Start the roles ``node.settings.roles`` names."""
+    wanted = node.settings.roles
+    roles = Roles()
+    runs: dict[str, RoleRun] = {}
+    if "relay" in wanted:
+        relay = roles.relay = Relay(node)
+        runs["relay"] = lambda: _relay(relay, node.stopping)
+    if "dispatcher" in wanted:
+        runs["dispatcher"] = lambda: _dispatcher(node, roles)
+    if "cron" in wanted:
+        runs["cron"] = lambda: ticker.run(node)
+    if "gc" in wanted:
+        runs["gc"] = lambda: gc.run(node)
+    if "sweeper" in wanted:
+        sweeper = roles.sweeper = Sweeper(node)
+        runs["sweeper"] = sweeper.run
+    for name in sorted(runs):
+        task = asyncio.create_task(
+            supervise(name, runs[name], node.stopping), name=f"picloud-role-{name}"
+        )
+        roles.tasks.append(task)
         log.info("role %s started", name)
+    return roles
 
 
-async def stop_roles(state: AppState, grace_sec: float = 10.0) -> None:
+async def _dispatcher(node: Node, roles: Roles) -> None:
+    # A new one at each (re)start: nothing of a crashed run is carried over.
+    roles.dispatcher = Dispatcher(node.settings, node.conninfo, node.node_id, node.metrics.registry)
+    await roles.dispatcher.run(node.stopping)
+
+
+async def _relay(relay: Relay, stopping: asyncio.Event) -> None:
+    try:
+        await relay.run()
+    finally:
+        if stopping.is_set():
+            relay.hub.close_all()
+
+
+async def stop_roles(node: Node, roles: Roles, grace_sec: float = 10.0) -> None:
     """Ask every role to stop, give them ``grace_sec`` seconds to finish, then cancel."""
-    state.stopping.set()
-    if not state.tasks:
+    node.stopping.set()
+    if not roles.tasks:
         return
-    _, pending = await asyncio.wait(state.tasks, timeout=grace_sec)
+    _, pending = await asyncio.wait(roles.tasks, timeout=grace_sec)
     for task in pending:
         task.cancel()
-    await asyncio.gather(*state.tasks, return_exceptions=True)
-    state.tasks.clear()
+    await asyncio.gather(*roles.tasks, return_exceptions=True)
+    roles.tasks.clear()

@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from picloud import VERSIONS, logs
-from picloud.cli import admin, data, dbtools, deliveries, outbox, serve, tokens
+from picloud.cli import admin, data, dbtools, deliveries, dispatcher, outbox, serve, tokens
 from picloud.cli.common import REFUSED, UNREACHABLE, CommandError, Sub, add_output_options
-from picloud.dispatcher import cli as dispatcher_cli
 from picloud.settings import SettingsError, load_settings
 from picloud.startup import DatabaseUnreachable
 
@@ -29,7 +28,7 @@ REGISTRARS: list[Callable[[Sub], None]] = [
     outbox.register,
     deliveries.register,
     dbtools.register,
-    dispatcher_cli.register,
+    dispatcher.register,
 ]
 # Long-running commands log at INFO; admin commands print their result and only warnings.
 SERVERS = ("serve", "dispatcher")

@@ -16,9 +16,8 @@ from typing import Any
 import psycopg
 
 from picloud.cron.expressions import CronError, next_after, parse_expression
+from picloud.node import Node, pause
 from picloud.queries import q
-from picloud.roles import pause, role
-from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +56,13 @@ async def _handle(conn: psycopg.AsyncConnection[Any], job: dict[str, Any]) -> in
     return 0 if row is None or row["enqueued"] is None else 1
 
 
-@role("cron")
-async def run(state: AppState) -> None:
-    interval = state.settings.cron_tick_interval_ms / 1000
+async def run(node: Node) -> None:
+    interval = node.settings.cron_tick_interval_ms / 1000
     while True:
-        if await pause(state.stopping, interval):
+        if await pause(node.stopping, interval):
             return
         try:
-            async with state.db.connection() as conn:
+            async with node.db.connection() as conn:
                 fired = await tick(conn)
         except psycopg.Error:
             log.exception("cron tick failed; trying again next tick")

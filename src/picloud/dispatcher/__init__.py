@@ -2,8 +2,8 @@
 
 ``picloud.claim_deliveries`` leases due deliveries (FOR UPDATE SKIP LOCKED), so any
 number of dispatchers share one database; a lease that runs out (a dispatcher killed
-mid-delivery) makes the delivery due again. NOTIFY on ``picloud_dispatch`` wakes the
-dispatcher; polling (and the next due time) is the fallback.
+mid-delivery) makes the delivery due again. NOTIFY on ``picloud.dispatch_channel()``
+wakes the dispatcher; polling (and the next due time) is the fallback.
 """
 
 from picloud.dispatcher.handlers import Claimed, HandlerFailed, signature

@@ -24,10 +24,9 @@ from picloud.dispatcher.handlers import (
     HandlerFailed,
     call_webhook,
     run_sql_batch,
-    run_sql_handlers,
 )
+from picloud.node import pause
 from picloud.queries import q
-from picloud.roles import pause
 from picloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,8 @@ MIN_WAIT_SEC = 0.01
 PRUNE_EVERY_SEC = 600.0
 # A handler gets at most this share of the lease, so it ends before the lease does.
 LEASE_SHARE = 0.8
-# SQL handlers run together in one call of picloud.run_sql_deliveries (one subtransaction
-# each; at most 64 so a batch of writing handlers never overflows PostgreSQL's per-backend
+# Leased SQL handlers run together in one call of picloud.run_sql_deliveries (at most 64
+# subtransactions, so a batch of writing handlers never overflows PostgreSQL's per-backend
 # subtransaction cache).
 SQL_GROUP = 16
 # Claims in flight at once (each in its own database session).
@@ -367,12 +366,12 @@ class Dispatcher:
     async def _claim(self, leasable: int) -> tuple[str, list[Row], bool]:
         """Claim under a worker name of its own (a delivery this process claims again after
         its lease ran out gets a new one, so a late finish of the first run is refused like
-        any stale worker's): ``picloud.claim_and_run_deliveries``, which runs the SQL
-        handlers it can on the spot and leases up to ``leasable`` others. When that call
-        fails (an SQL handler ran into the statement timeout, say), nothing was claimed,
-        and ``claim_deliveries`` leases instead, so those handlers run one by one under
-        their own timeouts. Returns the worker, the rows, and whether the batch was full
-        (more may be due)."""
+        any stale worker's): ``picloud.claim_deliveries`` with ``run_within_ms``, which
+        runs the SQL handlers it can on the spot and leases up to ``leasable`` others. When
+        that call fails (an SQL handler ran into the statement timeout, say), nothing was
+        claimed, and the same function only leases instead, so those handlers run in
+        batches under their own timeouts. Returns the worker, the rows, and whether the
+        batch was full (more may be due)."""
         assert self.pool is not None
         self.batches += 1
         worker = f"{self.node_id}#{self.batches}"
@@ -464,41 +463,38 @@ class Dispatcher:
         self.metrics.deliveries.labels(kind, outcome).inc()
         self.metrics.seconds.labels(kind).observe(time.perf_counter() - started)
 
-    async def _fail(self, d: Claimed, worker: str, error: HandlerFailed) -> str:
-        row = await self._one("fail_delivery", {"id": d.id, "worker": worker, "error": str(error)})
-        outcome = str(row["outcome"]) if row else "stale"
-        log.info("delivery %d attempt %d failed (%s): %s", d.id, d.attempt, outcome, error)
-        return outcome
-
     async def _run_sql(self, ds: list[Claimed], worker: str) -> None:
         """Run a batch of SQL handlers in one call (picloud.run_sql_deliveries), under the
         smallest timeout of the batch; when that call does not commit (a handler ran into
-        the timeout), run them one by one, each under its own timeout, so the slow one is
-        identified and the others still complete."""
+        the timeout), run each alone under its own timeout, so the slow one is identified
+        and the others still complete. One that does not commit alone has failed."""
         started = time.perf_counter()
         recorded: set[int] = set()
         try:
-            assert self.pool is not None
-            runs = [(d, int(self._timeout_sec(d) * 1000)) for d in ds]
-            batch = await run_sql_batch(self.pool, ds, worker, min(ms for _, ms in runs))
-            if batch is not None:
-                recorded.update(batch)
-                for d in ds:
-                    result = batch.get(d.id, BatchOutcome("stale", None))
-                    self._log_outcome(d, result.outcome, result.error)
-                    self._count("sql", result.outcome, started)
-                return
-            log.info("SQL handler batch of %d did not commit; running them one by one", len(ds))
-            outcomes = await run_sql_handlers(self.pool, runs, worker)
-            for d in ds:
-                result_one = outcomes[d.id]
-                if isinstance(result_one, HandlerFailed):
-                    outcome = await self._fail(d, worker, result_one)
-                else:
-                    outcome = "ok" if result_one else "stale"
-                    self._log_outcome(d, outcome, None)
+            assert self.pool is not None and self.completer is not None
+            timeout_ms = min(int(self._timeout_sec(d) * 1000) for d in ds)
+            try:
+                batch = await run_sql_batch(self.pool, ds, worker, timeout_ms)
+            except HandlerFailed as exc:
+                if len(ds) > 1:
+                    log.info(
+                        "SQL handler batch of %d did not commit (%s); one by one", len(ds), exc
+                    )
+                    for d in ds:
+                        await self._run_sql([d], worker)
+                        recorded.add(d.id)
+                    return
+                [d] = ds
+                outcome = await self.completer.fail(d.app_id, d.id, worker, str(exc))
                 recorded.add(d.id)
+                self._log_outcome(d, outcome, str(exc))
                 self._count("sql", outcome, started)
+                return
+            recorded.update(batch)
+            for d in ds:
+                result = batch.get(d.id, BatchOutcome("stale", None))
+                self._log_outcome(d, result.outcome, result.error)
+                self._count("sql", result.outcome, started)
         except asyncio.CancelledError:
             await asyncio.shield(self._release_all([d for d in ds if d.id not in recorded], worker))
             raise

@@ -17,8 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from picloud.roles import pause, role
-from picloud.web.state import AppState
+from picloud.node import Node, pause
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +54,29 @@ def sweep(root: Path, ttl_sec: float, now: float | None = None) -> SweepStats:
     return SweepStats(dirs, deleted, reclaimed)
 
 
-@role("sweeper")
-async def run(state: AppState) -> None:
-    settings = state.settings
-    while not state.stopping.is_set():
-        stats = await asyncio.to_thread(
-            sweep, settings.files_root, settings.files_orphan_tmp_ttl_sec
-        )
-        if stats.root_missing:
-            log.info("files sweep: root %s does not exist yet; nothing to do", settings.files_root)
-        else:
-            log.info(
-                "files sweep: %d dirs walked, %d files deleted, %d bytes reclaimed",
-                stats.dirs_walked,
-                stats.files_deleted,
-                stats.bytes_reclaimed,
+class Sweeper:
+    """The role; ``last`` is what its latest sweep found (None before the first)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.last: SweepStats | None = None
+
+    async def run(self) -> None:
+        settings, stopping = self.node.settings, self.node.stopping
+        while not stopping.is_set():
+            stats = await asyncio.to_thread(
+                sweep, settings.files_root, settings.files_orphan_tmp_ttl_sec
             )
-        state.roles["sweeper"] = stats
-        await pause(state.stopping, settings.files_orphan_sweep_interval_sec)
+            if stats.root_missing:
+                log.info(
+                    "files sweep: root %s does not exist yet; nothing to do", settings.files_root
+                )
+            else:
+                log.info(
+                    "files sweep: %d dirs walked, %d files deleted, %d bytes reclaimed",
+                    stats.dirs_walked,
+                    stats.files_deleted,
+                    stats.bytes_reclaimed,
+                )
+            self.last = stats
+            await pause(stopping, settings.files_orphan_sweep_interval_sec)

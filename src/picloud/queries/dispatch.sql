@@ -1,15 +1,15 @@
 -- name: listen_dispatch
 -- Subscribe this (dedicated, autocommit) connection to the dispatcher's wake-up channel.
-LISTEN picloud_dispatch;
+SELECT picloud.listen(picloud.dispatch_channel());
 
 -- name: dispatch_committing
 -- Whether some enqueue is still committing (it may have committed without a NOTIFY).
 SELECT picloud.writers_committing('dispatch') AS busy;
 
 -- name: claim_deliveries
--- Lease up to max due deliveries, with their handlers.
+-- Lease up to max due deliveries, with their handlers (outcome NULL).
 SELECT id, app_id, trigger_id, handler_id, source, subject, event, attempt, max_attempts,
-       lease_expires_at, handler_kind, url, secret, function, timeout_ms
+       lease_expires_at, handler_kind, url, secret, function, timeout_ms, outcome, error
   FROM picloud.claim_deliveries(%(worker)s, %(max)s, %(lease)s);
 
 -- name: claim_and_run_deliveries
@@ -18,17 +18,9 @@ BEGIN;
 SET LOCAL statement_timeout = %(run_within_ms)s;
 SELECT id, app_id, trigger_id, handler_id, source, subject, event, attempt, max_attempts,
        lease_expires_at, handler_kind, url, secret, function, timeout_ms, outcome, error
-  FROM picloud.claim_and_run_deliveries(%(worker)s, %(max)s, %(lease)s, %(run_within_ms)s,
-                                        %(max_leased)s);
+  FROM picloud.claim_deliveries(%(worker)s, %(max)s, %(lease)s, %(run_within_ms)s,
+                                %(max_leased)s);
 COMMIT;
-
--- name: complete_delivery
--- Mark a leased delivery done; false when the lease was lost.
-SELECT picloud.complete_delivery(%(id)s, %(worker)s) AS ok;
-
--- name: fail_delivery
--- Record a failed attempt: retry, dead or stale.
-SELECT picloud.fail_delivery(%(id)s, %(worker)s, %(error)s) AS outcome;
 
 -- name: release_delivery
 -- Give back a leased delivery whose handler did not finish (shutting down).
@@ -41,15 +33,6 @@ SELECT extract(epoch FROM picloud.next_delivery_due() - clock_timestamp())::floa
 -- name: prune_deliveries
 -- Delete successful deliveries older than the retention.
 SELECT picloud.prune_deliveries(%(older_than)s) AS pruned;
-
-
--- name: completed_by
--- Which of these deliveries this worker completed (its attempt is recorded ok).
-SELECT a.delivery_id
-  FROM picloud.delivery_attempts a
-  JOIN unnest(%(app_ids)s::uuid[], %(ids)s::bigint[]) AS d (app_id, id)
-    ON a.app_id = d.app_id AND a.delivery_id = d.id
- WHERE a.worker = %(worker)s AND a.outcome = 'ok';
 
 -- name: run_sql_deliveries
 -- Run a batch of SQL handlers in one transaction under one statement timeout (ms).

@@ -39,8 +39,11 @@ SELECT r.app_id, c.topic,
  ORDER BY c.ord;
 
 -- name: relay_listen
--- Subscribe the relay's connection to published messages, control messages and presence.
-LISTEN picloud_realtime; LISTEN picloud_realtime_control; LISTEN picloud_presence;
+-- Subscribe the relay's connection to published messages, control messages and presence;
+-- the channels' names.
+SELECT picloud.listen(picloud.realtime_channel()) AS messages,
+       picloud.listen(picloud.realtime_control_channel()) AS control,
+       picloud.listen(picloud.presence_channel()) AS presence;
 
 -- name: replay_messages
 -- SSE frames (position and data text) of one topic incarnation (epoch) after a position

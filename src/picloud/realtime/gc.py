@@ -7,9 +7,8 @@ import logging
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from picloud.node import Node, pause
 from picloud.queries import q
-from picloud.roles import pause, role
-from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +18,12 @@ def prune_interval(retention_sec: int) -> float:
     return float(min(60.0, max(1.0, retention_sec / 10)))
 
 
-@role("gc")
-async def run(state: AppState) -> None:
-    retention = state.settings.realtime_retention_sec
+async def run(node: Node) -> None:
+    retention = node.settings.realtime_retention_sec
     interval = prune_interval(retention)
-    while not state.stopping.is_set():
+    while not node.stopping.is_set():
         try:
-            async with state.db.connection() as conn:
+            async with node.db.connection() as conn:
                 row = await (
                     await conn.execute(q("prune_messages"), {"retention_sec": retention})
                 ).fetchone()
@@ -33,4 +31,4 @@ async def run(state: AppState) -> None:
                 log.info("pruned %d message(s) older than %ds", row["deleted"], retention)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("message pruning failed (%s); will retry", exc)
-        await pause(state.stopping, interval)
+        await pause(node.stopping, interval)

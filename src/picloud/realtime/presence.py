@@ -13,7 +13,7 @@ The rules live in SQL (sql/34_presence.sql); this is the node's side of them.
   stalled past its lease, or the database restarted) joins all its streams again.
 * **Watching.** Every stream of a presence topic (with a subject or not) receives
   ``event: presence`` frames. Per (app, topic) the node keeps who is present, loaded from
-  the view when the first local stream arrives and then moved by the ``picloud_presence``
+  the view when the first local stream arrives and then moved by the ``picloud.presence_channel()``
   notifications (which the database sends once per subject: first join, last leave). A new
   stream is first sent everyone present, so two subjects see each other whichever came
   first; an announcement that would not change the set (a join already seen in the
@@ -35,14 +35,13 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from picloud import jsonnum
+from picloud.node import Node
 from picloud.queries import q
 from picloud.realtime.hub import ChannelKey, Subscriber
 from picloud.realtime.sse import chunk
-from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
 
-PRESENCE_CHANNEL = "picloud_presence"
 RETRY_SEC = (0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -73,7 +72,7 @@ def presence_frame(topic: str, event: str, subject: str, info: Any) -> bytes:
 
 
 class Presence:
-    def __init__(self, state: AppState, max_bytes: int) -> None:
+    def __init__(self, state: Node, max_bytes: int) -> None:
         self.state = state
         self.max_bytes = max_bytes
         timeout = state.settings.presence_timeout_sec
@@ -132,7 +131,7 @@ class Presence:
 
     # -- the relay's side -------------------------------------------------------------
     def notified(self, payload: str) -> None:
-        """A picloud_presence notification (JSON: app, topic, event, subject, info)."""
+        """A presence-channel notification (JSON: app, topic, event, subject, info)."""
         try:
             data = jsonnum.loads(payload)
             key = (str(data["app"]), str(data["topic"]))

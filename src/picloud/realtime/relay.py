@@ -1,15 +1,16 @@
 """The ``relay`` role: LISTEN/NOTIFY to live SSE subscribers.
 
-One dedicated autocommit connection per process LISTENs on ``picloud_realtime`` (payload
-``<app_id> <seq> <topic>``: ids, never bodies) and ``picloud_realtime_control``
-(``close <app_id> <topic>``). A notification only marks its channel dirty; the pump then
-reads every dirty channel's new rows (``seq >`` what the channel last fanned out) from
-``picloud.messages`` in one query and hands the settled ones to the hub, in position
-order. Positions are drawn without a lock held through commit (sql/32_positions.sql), so
-a reader can see position n + 2 before n + 1 commits (or n + 1 was rolled back): the relay
-moves past a gap only once it is settled, that is when every transaction that was
-publishing to the topic just after the read that showed the gap has ended
-(picloud.topic_blockers, asked again every ``RESWEEP_SEC`` while some gap waits). No
+One dedicated autocommit connection per process LISTENs on
+``picloud.realtime_channel()`` (payload ``<app_id> <seq> <topic>``: ids, never bodies),
+``picloud.realtime_control_channel()`` (``close <app_id> <topic>``) and
+``picloud.presence_channel()`` (picloud.realtime.presence). A notification only marks its
+channel dirty; the pump then reads every dirty channel's new rows (``seq >`` what the
+channel last fanned out) from ``picloud.messages`` in one query and hands the settled ones
+to the hub, in position order. Positions are drawn without a lock held through commit
+(sql/32_positions.sql), so a reader can see position n + 2 before n + 1 commits (or n + 1
+was rolled back): the relay moves past a gap only once it is settled, that is when every
+transaction that was publishing to the topic just after the read that showed the gap has
+ended (picloud.topic_blockers, asked again every ``RESWEEP_SEC`` while some gap waits). No
 message can then appear behind a position a subscriber has passed.
 
 At most one committing publish carries a NOTIFY (sql/29_wakeups.sql, picloud.wake_on_commit);
@@ -40,17 +41,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
 from picloud.db import CONNECT_TIMEOUT_SEC, Row, application_name, connect_options
+from picloud.node import Node, pause
 from picloud.queries import q
 from picloud.realtime.hub import Channel, ChannelKey, Hub
-from picloud.realtime.presence import PRESENCE_CHANNEL, Presence
+from picloud.realtime.presence import Presence
 from picloud.realtime.sse import Frame
-from picloud.roles import pause, role
-from picloud.web.state import AppState
 
 log = logging.getLogger(__name__)
 
-MESSAGES_CHANNEL = "picloud_realtime"
-CONTROL_CHANNEL = "picloud_realtime_control"
 FETCH_PAGE = 500
 # Capped low: live streams resume within half a second of the database coming back.
 RECONNECT_DELAY_SEC = (0.05, 0.1, 0.25, 0.5)
@@ -61,9 +59,9 @@ BACKSTOP_SEC = 1.0
 
 
 class Relay:
-    """The hub plus the machinery that feeds it; ``state.roles["relay"]`` while running."""
+    """The hub plus the machinery that feeds it (``picloud.roles.Roles.relay``)."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: Node) -> None:
         self.state = state
         self.hub = Hub(
             state.settings.realtime_broadcast_capacity, state.settings.realtime_max_pending_bytes
@@ -82,7 +80,6 @@ class Relay:
         self.wake = asyncio.Event()
         self.listening = asyncio.Event()
         self.connections = 0  # LISTEN connections opened so far (1 + reconnects)
-        self.listen_pid: int | None = None
         # The pump reads on a connection of its own: busy API traffic on the pool never
         # delays delivery, and its two queries stay prepared.
         self._reader: psycopg.AsyncConnection[Row] | None = None
@@ -178,15 +175,15 @@ class Relay:
             connect_timeout=CONNECT_TIMEOUT_SEC,
         )
         async with conn:
-            await conn.execute(q("relay_listen"))
-            self.listen_pid = conn.info.backend_pid
+            channels = await (await conn.execute(q("relay_listen"))).fetchone()
+            assert channels is not None
             self.connections += 1
             # Anything published while nobody listened is read back from the table.
             self.verify.update(self.hub.channels)
             self.wake.set()
             self.presence.listening_again()
             self.listening.set()
-            listen = asyncio.create_task(self._consume(conn))
+            listen = asyncio.create_task(self._consume(conn, *channels))
             stop = asyncio.create_task(self.state.stopping.wait())
             try:
                 await asyncio.wait({listen, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,19 +194,25 @@ class Relay:
                 with contextlib.suppress(asyncio.CancelledError):
                     await listen  # re-raises the connection's error, if any
 
-    async def _consume(self, conn: psycopg.AsyncConnection[object]) -> None:
+    async def _consume(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        messages_channel: str,
+        control_channel: str,
+        presence_channel: str,
+    ) -> None:
         channels = self.hub.channels
         async for note in conn.notifies():
             try:
-                if note.channel == MESSAGES_CHANNEL:
+                if note.channel == messages_channel:
                     app_id, seq, topic = note.payload.split(" ", 2)
                     int(seq)  # a malformed payload is logged and ignored
                     if channels:
                         self.sweep = True
                         self.wake.set()
-                elif note.channel == PRESENCE_CHANNEL:
+                elif note.channel == presence_channel:
                     self.presence.notified(note.payload)
-                elif note.channel == CONTROL_CHANNEL:
+                elif note.channel == control_channel:
                     verb, app_id, topic = note.payload.split(" ", 2)
                     if verb == "close":
                         ended = self.hub.close_channel((app_id, topic))
@@ -402,17 +405,3 @@ def settled_prefix(channel: Channel, frames: list[Frame]) -> list[Frame]:
         last = f.seq
         n += 1
     return frames[:n]
-
-
-@role("relay")
-async def run(state: AppState) -> None:
-    relay = state.roles.get("relay")
-    if not isinstance(relay, Relay):
-        relay = Relay(state)
-        state.roles["relay"] = relay
-    try:
-        await relay.run()
-    finally:
-        if state.stopping.is_set():
-            relay.hub.close_all()
-            state.roles.pop("relay", None)

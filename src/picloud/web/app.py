@@ -8,16 +8,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-# Importing these modules registers their routes and roles.
 from picloud import logs
-from picloud.cron import ticker as _cron_ticker  # noqa: F401
 from picloud.db import open_pool
-from picloud.dispatcher import role as _dispatcher_role  # noqa: F401
-from picloud.files import sweeper as _files_sweeper  # noqa: F401
-from picloud.realtime import gc as _realtime_gc  # noqa: F401
-from picloud.realtime import relay as _relay  # noqa: F401
-from picloud.roles import new_node_id, start_roles, stop_roles
+from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
+
+# Importing these modules registers their routes.
 from picloud.web import apps as _apps  # noqa: F401
 from picloud.web import cron as _cron  # noqa: F401
 from picloud.web import dashboard as _dashboard  # noqa: F401
@@ -39,6 +35,7 @@ from picloud.web.bodies import json_body_limit
 from picloud.web.errors import Handler, error_middleware
 from picloud.web.routing import routes
 from picloud.web.state import STATE, AppState
+from picloud.web.subscriber_caps import CAPS, SubscriberCaps
 
 PREPARED_STATUS = web.RequestKey("picloud_prepared_status", int)
 CLIENT_CLOSED = 499  # nothing was sent before the client went away
@@ -79,19 +76,20 @@ def create_app(settings: Settings, conninfo: str) -> web.Application:
         middlewares=[metrics_middleware, logs.context_middleware, error_middleware],
         client_max_size=json_body_limit(settings),
     )
-    state = AppState(settings=settings, conninfo=conninfo, node_id=new_node_id())
+    state = AppState(settings=settings, conninfo=conninfo)
     app[STATE] = state
+    app[CAPS] = SubscriberCaps.of(settings)
     routes.install(app)
     app.on_response_prepare.append(on_response_prepare)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with open_pool(conninfo, settings, node_id=state.node_id) as pool:
             state.pool = pool
-            start_roles(state)
+            state.roles = start_roles(state)
             try:
                 yield
             finally:
-                await stop_roles(state)
+                await stop_roles(state, state.roles)
                 state.pool = None
 
     async def shutting_down(app: web.Application) -> None:

@@ -42,11 +42,7 @@ OPEN_ATTEMPTS = 3
 
 
 def store_of(state: AppState) -> BlobStore:
-    store = state.roles.get("files.store")
-    if not isinstance(store, BlobStore):
-        store = BlobStore(state.settings.files_root)
-        state.roles["files.store"] = store
-    return store
+    return state.files
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:

@@ -26,14 +26,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import psycopg
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from psycopg_pool import PoolTimeout
 
 from picloud.db import Pool
 from picloud.queries import q
 from picloud.web.errors import ApiError
-from picloud.web.state import state_of
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +245,3 @@ class PublishGroups:
             )
             for i in range(1, len(reqs) + 1)
         ]
-
-
-def publish_groups(request: web.Request) -> PublishGroups:
-    """The node's publish groups (made on first use, on the server's pool)."""
-    state = state_of(request)
-    if state.publish_groups is None:
-        state.publish_groups = PublishGroups(state.db, state.metrics.registry)
-    return state.publish_groups

@@ -21,7 +21,6 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from picloud.realtime.cursor import Cursor
-from picloud.realtime.relay import Relay
 from picloud.realtime.subscribe import Start, follow, plan
 from picloud.web.auth import bearer_token
 from picloud.web.errors import ApiError, bad_request, not_found
@@ -152,8 +151,8 @@ async def serve_topics(
     """Stream authorised topics on one connection: open the response and run the subscribe
     sequence (picloud.realtime.subscribe) on it."""
     state = state_of(request)
-    relay = state.roles.get("relay")
-    if not isinstance(relay, Relay):
+    relay = state.roles.relay
+    if relay is None:
         raise ApiError(503, "unavailable", "the realtime relay does not run on this node")
     if request.transport is None:
         raise ConnectionResetError("client went away")

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from picloud.settings import Networks, Settings
 from picloud.web.errors import ApiError
-from picloud.web.state import state_of
 
 RETRY_AFTER_SEC = 5
 
@@ -78,6 +77,10 @@ class SubscriberCaps:
                     del counts[key]
 
 
+# This node's counts, made with the application (picloud.web.app).
+CAPS = web.AppKey("picloud_subscriber_caps", SubscriberCaps)
+
+
 def over_cap(message: str) -> ApiError:
     return ApiError(
         429, "too_many_subscribers", message, headers={"Retry-After": str(RETRY_AFTER_SEC)}
@@ -88,8 +91,5 @@ def subscriber_slot(
     request: web.Request, app_id: object
 ) -> contextlib.AbstractContextManager[None]:
     """The slot a new stream of ``app_id`` holds while it runs (429 when over a cap)."""
-    state = state_of(request)
-    caps = state.roles.get("realtime.caps")
-    if not isinstance(caps, SubscriberCaps):
-        caps = state.roles["realtime.caps"] = SubscriberCaps.of(state.settings)
+    caps = request.app[CAPS]
     return caps.slot(str(app_id), client_of(request, caps.proxies))

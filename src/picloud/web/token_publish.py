@@ -18,10 +18,10 @@ from picloud import jsonnum
 from picloud.web.auth import bearer_token
 from picloud.web.errors import bad_request, error_response
 from picloud.web.jsonio import json_response, read_object
-from picloud.web.publish_group import Publish, publish_groups
+from picloud.web.publish_group import Publish
 from picloud.web.ratelimit import TokenBuckets, retry_after
 from picloud.web.routing import routes
-from picloud.web.state import state_of
+from picloud.web.state import publish_groups, state_of
 
 
 def buckets(request: web.Request) -> TokenBuckets:

@@ -22,9 +22,10 @@ from picloud.web.jsonio import (
     read_patch,
 )
 from picloud.web.params import query_int
-from picloud.web.publish_group import Publish, publish_groups
+from picloud.web.publish_group import Publish
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all, fetch_one
+from picloud.web.state import publish_groups
 
 # The publish route's early check of a name (topic_name, path_topic); every other route
 # leaves names to SQL (picloud.check_topic_name).

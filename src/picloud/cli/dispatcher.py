@@ -8,10 +8,9 @@ import logging
 import signal
 
 from picloud.cli.common import Sub
-from picloud.db import database_url
+from picloud.db import database_url, new_node_id
 from picloud.dispatcher.runner import Dispatcher
 from picloud.migrate import migrate
-from picloud.roles import new_node_id
 from picloud.settings import Settings, load_settings
 from picloud.startup import wait_for_database
 
