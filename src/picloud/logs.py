@@ -48,7 +48,7 @@ async def context_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Each request starts with no ids (keep-alive requests may share a task) and ends by
-    dropping whatever it set (require_app sets the app id)."""
+    dropping whatever it set (credentials() sets the app id)."""
     tokens = (request_id.set(None), app_id.set(None))
     try:
         return await handler(request)

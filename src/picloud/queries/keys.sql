@@ -16,10 +16,6 @@ SELECT k.id, k.key, k.key_prefix, k.created_at
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.create_api_key(a.app, %(name)s, %(capabilities)s, NULL) k;
 
--- name: authenticate_key
--- The live key with this secret, if any.
-SELECT id, app_id, capabilities FROM picloud.authenticate_key(%(key)s);
-
 -- name: list_api_keys
 -- An app's keys, without secrets.
 SELECT id, name, key_prefix, capabilities, created_at, expires_at, revoked_at

@@ -21,22 +21,16 @@ SELECT c.app_id::text AS app_id, c.topic, p.subject, p.info
  CROSS JOIN LATERAL picloud.topic_presence(c.app_id, c.topic) p;
 
 -- name: topic_presence_with_key
--- GET .../topics/{name}/presence in one statement: the caller's live key, whether the app
--- and the topic exist, and (only when the key holds topics:manage on that app: the rule of
--- picloud.web.auth.Principal.allows) who is present. No row: unknown key.
-SELECT k.id AS key_id, k.app_id AS key_app_id, k.capabilities, a.id AS app_id,
-       t.name AS topic, t.presence,
+-- GET .../topics/{name}/presence in one statement: picloud.authorize, the topic (a malformed
+-- name is 22023; no row: no such topic) and, when it tracks presence, who is present.
+SELECT t.presence,
        CASE WHEN t.presence
-                 AND ('instance:admin' = ANY (k.capabilities)
-                      OR (k.app_id = a.id
-                          AND k.capabilities && ARRAY['app:admin', 'topics:manage']::text[]))
             THEN (SELECT coalesce(jsonb_agg(to_jsonb(p) ORDER BY p.connected_at, p.subject),
                                   '[]')
-                    FROM picloud.topic_presence(a.id, t.name) p)
+                    FROM picloud.topic_presence(t.app_id, t.name) p)
        END AS subjects
-  FROM picloud.authenticate_key(%(key)s) k
-  LEFT JOIN picloud.apps a ON a.id = %(app_id)s
-  LEFT JOIN picloud.topics t ON t.app_id = a.id AND t.name = %(topic)s;
+  FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
+       LATERAL picloud.topic(a.app, %(topic)s) t;
 
 -- name: topic_presence_with_token
 -- GET /realtime/presence/{topic} on the app's host in one statement: the app behind the

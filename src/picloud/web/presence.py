@@ -10,13 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
-from picloud.web.auth import Principal, bearer_token, require_app
-from picloud.web.errors import ApiError, forbidden, not_found, unauthorized
+from picloud.web.auth import bearer_token, credentials
+from picloud.web.errors import ApiError, not_found
 from picloud.web.jsonio import json_response
-from picloud.web.params import path_uuid
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_one
-from picloud.web.topics import BASE, TOPIC_NAME, path_topic
+from picloud.web.topics import BASE
 
 PRESENCE_OFF = 'this topic does not track presence (PATCH it with {"presence": true})'
 
@@ -35,23 +34,9 @@ def _answer(row: dict[str, Any]) -> web.Response:
     statuses=(409,),
 )
 async def topic_presence(request: web.Request) -> web.Response:
-    key = bearer_token(request)
-    if key is None:
-        raise unauthorized()
-    app_id = path_uuid(request, "app_id")
-    if not TOPIC_NAME.fullmatch(request.match_info["name"]):
-        await require_app(request, "topics:manage")  # authorise first, then say what is wrong
-        path_topic(request)
-    params = {"key": key, "app_id": app_id, "topic": request.match_info["name"]}
+    params = {**credentials(request), "topic": request.match_info["name"]}
     row = await fetch_one(request, "topic_presence_with_key", params)
     if row is None:
-        raise unauthorized()
-    if row["app_id"] is None:
-        raise not_found("no such app")
-    principal = Principal(row["key_id"], row["key_app_id"], frozenset(row["capabilities"]))
-    if not principal.allows("topics:manage", app_id):
-        raise forbidden()
-    if row["topic"] is None:
         raise not_found("no such topic")
     return _answer(row)
 
