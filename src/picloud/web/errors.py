@@ -84,6 +84,27 @@ _HTTP_CODES = {
 VERSION_CONFLICT = "PC409"
 
 
+def refusal_of(sqlstate: str, message: str | None) -> ApiError | None:
+    """The answer to a SQL function's refusal of bad input, by its SQLSTATE (and message);
+    None when the SQLSTATE is not one a function raises for its caller."""
+    text = message or "invalid input"
+    if sqlstate.startswith("22"):
+        # Any class 22: 22023 from our functions, and e.g. 22P05 for a \u0000 inside a
+        # JSON string.
+        return ApiError(400, "invalid_input", text)
+    if sqlstate.startswith("28"):
+        return ApiError(401, "unauthorized", text)  # picloud.authorize: no live key
+    if sqlstate == "42501":
+        return ApiError(403, "forbidden", text)
+    if sqlstate == "P0002":
+        return ApiError(404, "not_found", text)
+    if sqlstate == "54000":
+        return ApiError(413, "too_large", text)
+    if sqlstate == VERSION_CONFLICT:
+        return ApiError(409, "version_conflict", message or "version conflict")
+    return None
+
+
 def _from_database(exc: psycopg.Error) -> ApiError | None:
     diag = exc.diag
     primary = diag.message_primary or "invalid input"
@@ -97,20 +118,11 @@ def _from_database(exc: psycopg.Error) -> ApiError | None:
         return ApiError(400, "invalid_input", f"{diag.column_name or 'a field'} is required")
     if isinstance(exc, pg_errors.ForeignKeyViolation):
         return ApiError(400, "invalid_reference", f"unknown reference ({diag.constraint_name})")
-    if isinstance(exc, psycopg.DataError):
-        # Any SQLSTATE class 22: 22023 from our functions, and e.g. 22P05 for a \u0000
-        # inside a JSON string (psycopg gives most of them their own class).
-        return ApiError(400, "invalid_input", primary)
-    if isinstance(exc, pg_errors.InvalidAuthorizationSpecification):
-        return ApiError(401, "unauthorized", primary)  # picloud.authorize: no live key
-    if isinstance(exc, pg_errors.InsufficientPrivilege):
-        return ApiError(403, "forbidden", primary)
-    if isinstance(exc, pg_errors.NoDataFound):
-        return ApiError(404, "not_found", primary)
-    if isinstance(exc, pg_errors.ProgramLimitExceeded):
-        return ApiError(413, "too_large", primary)
-    if diag.sqlstate == VERSION_CONFLICT:
-        return ApiError(409, "version_conflict", diag.message_primary or "version conflict")
+    # psycopg raises DataError itself for text PostgreSQL cannot hold (a NUL): class 22 too.
+    sqlstate = diag.sqlstate or ("22000" if isinstance(exc, psycopg.DataError) else "")
+    refused = refusal_of(sqlstate, diag.message_primary or str(exc) or None)
+    if refused is not None:
+        return refused
     if isinstance(exc, psycopg.OperationalError):
         return ApiError(503, "unavailable", "the database is unavailable; try again")
     return None

@@ -31,7 +31,7 @@ from psycopg_pool import PoolTimeout
 
 from picloud.db import Pool
 from picloud.queries import q
-from picloud.web.errors import ApiError
+from picloud.web.errors import ApiError, refusal_of
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +75,9 @@ class Outcome:
     published_at: str | None
 
     def refusal(self) -> ApiError:
-        """The HTTP error of a refused request."""
+        """The HTTP error of a refused request (the same map as any SQL refusal)."""
         state, text = self.error_state or "", self.error_message or "refused"
-        if state.startswith("28"):
-            return ApiError(401, "unauthorized", text)
-        if state == "42501":
-            return ApiError(403, "forbidden", text)
-        if state == "P0002":
-            return ApiError(404, "not_found", text)
-        if state.startswith("54"):
-            return ApiError(413, "too_large", text)
-        return ApiError(400, "invalid_input", text)
+        return refusal_of(state, text) or ApiError(400, "invalid_input", text)
 
 
 @dataclass
