@@ -9,12 +9,11 @@ from aiohttp import web
 
 from picloud.realtime.subscribe import Start
 from picloud.web.auth import credentials
-from picloud.web.errors import bad_request, not_found
+from picloud.web.errors import not_found
 from picloud.web.params import stream_last_event_id
-from picloud.web.realtime import serve_topics
+from picloud.web.realtime import serve_topics, stream_topics
 from picloud.web.routing import routes
 from picloud.web.sql import fetch_all
-from picloud.web.state import state_of
 
 
 @routes.get(
@@ -27,14 +26,7 @@ from picloud.web.state import state_of
     response_content="text/event-stream",
 )
 async def operator_stream(request: web.Request) -> web.StreamResponse:
-    topics = request.query.getall("topic", [])
-    limit = state_of(request).settings.realtime_max_topics_per_stream
-    if not topics:
-        raise bad_request("name at least one ?topic=")
-    if len(topics) > limit:
-        raise bad_request(f"at most {limit} topics on one stream")
-    if len(set(topics)) != len(topics):
-        raise bad_request("a topic is named twice")
+    topics = stream_topics(request)
     resume = stream_last_event_id(request)
     auth = credentials(request)
     rows = await fetch_all(request, "operator_stream_check", {**auth, "topics": topics})

@@ -72,6 +72,20 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         )
 
 
+def stream_topics(request: web.Request) -> list[str]:
+    """The ``?topic=`` list of a multiplexed stream: at least one, at most
+    PICLOUD_REALTIME_MAX_TOPICS_PER_STREAM, none twice (400 otherwise)."""
+    topics = request.query.getall("topic", [])
+    limit = state_of(request).settings.realtime_max_topics_per_stream
+    if not topics:
+        raise bad_request("name at least one ?topic=")
+    if len(topics) > limit:
+        raise bad_request(f"at most {limit} topics on one stream")
+    if len(set(topics)) != len(topics):
+        raise bad_request("a topic is named twice")
+    return topics
+
+
 @routes.get(
     "/realtime",
     "Subscribe to several topics over one Server-Sent Events stream (?topic= repeated)",
@@ -82,14 +96,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     statuses=(401, 404, 429),
 )
 async def subscribe_many(request: web.Request) -> web.StreamResponse:
-    topics = request.query.getall("topic", [])
-    limit = state_of(request).settings.realtime_max_topics_per_stream
-    if not topics:
-        raise bad_request("name at least one ?topic=")
-    if len(topics) > limit:
-        raise bad_request(f"at most {limit} topics on one stream")
-    if len(set(topics)) != len(topics):
-        raise bad_request("a topic is named twice")
+    topics = stream_topics(request)
     resume = stream_last_event_id(request)
     token = bearer_token(request) or request.query.get("token")
     params = {"host": request.host, "topics": topics, "token": token}
