@@ -49,6 +49,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.targets import TARGETS  # noqa: E402
 
 ADMIN_KEY = "pck_bench_admin_key_0123456789abcdef"
 POOL_MAX = 16  # picloud's pool (picloud.db.open_pool): the reference gets the same
@@ -403,26 +404,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def durable_cluster(base: Path) -> Iterator[str]:
-    from tests.pg_cluster import pg15_cluster
-
-    # Default durability: fsync, synchronous_commit and full_page_writes on.
-    with pg15_cluster(base=base, settings={"max_connections": "120"}) as conninfo:
-        yield conninfo
-
-
-@contextlib.contextmanager
-def embedded_cluster(base: Path) -> Iterator[str]:
-    from picloud.embedded import embedded_postgres
-
-    with (
-        tempfile.TemporaryDirectory(prefix="picloud-bench-emb-", dir=base) as tmp,
-        embedded_postgres(Path(tmp), cleanup_mode="delete") as uri,
-    ):
-        yield uri
-
-
 def measure_target(conninfo: str, args: argparse.Namespace, wrk: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="picloud-bench-http-", dir="/var/tmp"))
     target = Target(conninfo, work)
@@ -576,9 +557,8 @@ def main() -> int:
         "unit": "requests per second, [min, max] over repeats; ratio = picloud / reference",
         "target_ratio": 0.85,
     }
-    clusters = {"durable": durable_cluster, "embedded": embedded_cluster}
     for name in args.targets.split(","):
-        with clusters[name](Path("/var/tmp")) as conninfo:
+        with TARGETS[name](Path("/var/tmp")) as conninfo:
             report[name] = measure_target(conninfo, args, wrk)
         report["machine"][f"loadavg_after_{name}"] = [round(x, 2) for x in os.getloadavg()]
     report["elapsed_s"] = round(time.monotonic() - started, 1)

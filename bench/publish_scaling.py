@@ -59,6 +59,7 @@ from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.targets import TARGETS  # noqa: E402
 
 Work = Callable[[psycopg.Connection[Any], int, float], int]
 
@@ -161,27 +162,6 @@ def source_tree(rev: str, base: Path) -> Iterator[Path]:
         ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         yield Path(tmp)
-
-
-@contextlib.contextmanager
-def durable_cluster(base: Path) -> Iterator[str]:
-    from tests.pg_cluster import pg15_cluster
-
-    # Default durability (fsync, synchronous_commit, full_page_writes all on); enough
-    # connections for the largest point.
-    with pg15_cluster(base=base, settings={"max_connections": "120"}) as conninfo:
-        yield conninfo
-
-
-@contextlib.contextmanager
-def embedded_cluster(base: Path) -> Iterator[str]:
-    from picloud.embedded import embedded_postgres
-
-    with (
-        tempfile.TemporaryDirectory(prefix="picloud-bench-emb-", dir=base) as tmp,
-        embedded_postgres(Path(tmp), cleanup_mode="delete") as uri,
-    ):
-        yield uri
 
 
 def measure_target(conninfo: str, args: argparse.Namespace, tree: Path | None) -> dict[str, Any]:
@@ -604,11 +584,10 @@ def main() -> int:
             capture_output=True,
             text=True,
         ).stdout.strip()
-    clusters = {"durable": durable_cluster, "embedded": embedded_cluster}
     with contextlib.ExitStack() as stack:
         tree = stack.enter_context(source_tree(args.baseline, base)) if args.baseline else None
         for target in args.targets.split(","):
-            with clusters[target](base) as conninfo:
+            with TARGETS[target](base) as conninfo:
                 report[target] = measure_target(conninfo, args, tree) if "sql" in sections else {}
                 if "sql" in sections and target == "durable" and args.latency:
                     report[target]["latency"] = measure_latency(conninfo, args, tree, base)
