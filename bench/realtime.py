@@ -4,7 +4,8 @@ multiplexed streams and presence: latency with 10 topics per stream, memory per 
 multiplexed connection, and presence joins seen on another node — each beside a
 reference measured in the same run.
 
-    .venv/bin/python bench/realtime.py [--quick] [--connections 5000] [--only multiplex]
+    .venv/bin/python bench/realtime.py [--quick] [--connections 5000]
+        [--only multiplex|publishing] [--rounds 3]
 
 Everything runs on this machine over loopback: an embedded PostgreSQL in a temporary
 directory, ``picloud serve`` as a separate process, a bare aiohttp SSE server (the
@@ -943,6 +944,44 @@ async def measure(bench: Bench, connections: int) -> dict[str, Any]:
     return out
 
 
+async def measure_publishing(bench: Bench, rounds: int) -> dict[str, Any]:
+    """The publishing figures alone, ``rounds`` times in one server process (for their
+    spread): batch publish over HTTP beside the raw loop, and doc PUT -> live collection
+    beside SQL publish -> subscriber, each pair measured back to back."""
+    pub_topics = [bench.topic(f"pub{i}") for i in range(4)]
+    runs: list[dict[str, Any]] = []
+    with bench.picloud(capacity=64):
+        for _ in range(rounds):
+            raw = bench.raw_insert_notify()
+            batch = await bench.http_publish(pub_topics, batch=100)
+            reference = await bench.latency(100)
+            live = await bench.latency(100, collection=bench.fresh("todos"))
+            runs.append(
+                {
+                    "batch_publish_ratio": round(batch / raw, 3),
+                    "raw_insert_notify_per_s": round(raw),
+                    "http_batch_messages_per_s": round(batch),
+                    "live_collection_p50_ms": live["p50_ms"],
+                    "live_collection_p99_ms": live["p99_ms"],
+                    "put_round_trip_p50_ms": live["put_round_trip_p50_ms"],
+                    "put_round_trip_p99_ms": live["put_round_trip_p99_ms"],
+                    "live_lost": live["lost"],
+                    "live_duplicated": live["duplicated"],
+                    "sql_publish_p50_ms": reference["p50_ms"],
+                    "sql_publish_p99_ms": reference["p99_ms"],
+                    "loadavg_1m": round(os.getloadavg()[0], 2),
+                }
+            )
+    p99s = [r["live_collection_p99_ms"] for r in runs]
+    ratios = [r["batch_publish_ratio"] for r in runs]
+    return {
+        "publishing_rounds": runs,
+        "live_collection_p99_ms_range": [min(p99s), max(p99s)],
+        "batch_publish_ratio_range": [min(ratios), max(ratios)],
+        "targets": {"live_collection_p99_ms": "<= 15", "batch_publish_ratio": ">= 1.0"},
+    }
+
+
 async def measure_multiplex(bench: Bench, connections: int) -> dict[str, Any]:
     """Multiplexed streams and presence, each beside its single-topic figure of this run."""
     out: dict[str, Any] = {}
@@ -973,8 +1012,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=5000, help="idle SSE connections")
     parser.add_argument(
         "--only",
-        choices=["multiplex"],
-        help="only the multiplexed-stream and presence figures (with their references)",
+        choices=["multiplex", "publishing"],
+        help="only the multiplexed-stream and presence figures, or only the batch-publish"
+        " and live-collection ones (with their references)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of --only publishing (for the spread)"
     )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--latency-worker", nargs=4, help=argparse.SUPPRESS)
@@ -1000,6 +1043,8 @@ def main() -> int:
             started = time.monotonic()
             if args.only == "multiplex":
                 results = asyncio.run(measure_multiplex(bench, args.connections))
+            elif args.only == "publishing":
+                results = asyncio.run(measure_publishing(bench, args.rounds))
             else:
                 results = asyncio.run(measure(bench, args.connections))
                 results |= asyncio.run(measure_multiplex(bench, args.connections))
