@@ -98,9 +98,21 @@ class Relay:
         return self._reader
 
     async def _read(self, query: str, params: dict[str, Any]) -> list[Row]:
+        return (await self._reads((query, params)))[0]
+
+    async def _reads(self, *queries: tuple[str, dict[str, Any]]) -> list[list[Row]]:
+        """Run ``queries`` in order, each with a snapshot of its own (READ COMMITTED), and
+        return their rows. Several are sent together (pipeline mode): one round trip."""
         conn = await self._reader_conn()
         try:
-            return await (await conn.execute(q(query), params, prepare=True)).fetchall()
+            if len(queries) == 1:
+                query, params = queries[0]
+                return [await (await conn.execute(q(query), params, prepare=True)).fetchall()]
+            async with conn.pipeline():
+                cursors = [
+                    await conn.execute(q(query), params, prepare=True) for query, params in queries
+                ]
+            return [await c.fetchall() for c in cursors]
         except psycopg.OperationalError:
             await conn.close()
             self._reader = None
@@ -233,12 +245,10 @@ class Relay:
                     await self._verify(verify)
                     for key in verify:
                         dirty[key] = EVERYTHING
-                committing = False
                 if sweep:
-                    # Asked before the read: see the module docstring.
-                    committing = bool((await self._read("relay_committing", {}))[0]["busy"])
                     dirty.update(dict.fromkeys(self.hub.channels, EVERYTHING))
-                found = await self._fetch(dirty)
+                # On a sweep, asked before the read (see the module docstring).
+                committing, found = await self._fetch(dirty, ask_committing=sweep)
                 if found or self.gaps:
                     await self._settle(found)
                 if committing or self.gaps:
@@ -277,13 +287,22 @@ class Relay:
             elif not row["external"]:
                 self.hub.close_channel(key, operators_too=False)
 
-    async def _fetch(self, dirty: dict[ChannelKey, int]) -> dict[ChannelKey, Channel]:
-        """Read the dirty channels and deliver what is settled; returns the channels that
+    async def _fetch(
+        self, dirty: dict[ChannelKey, int], *, ask_committing: bool = False
+    ) -> tuple[bool, dict[ChannelKey, Channel]]:
+        """Read the dirty channels and deliver what is settled; returns whether some publish
+        was still committing just before the read (when ``ask_committing``; the question
+        and the read go in one round trip, the question first) and the channels that
         stopped at a gap (each with the position its read saw in ``self.seen``)."""
         channels = self.hub.channels
         keys = [k for k, seq in dirty.items() if k in channels and seq > channels[k].last_seq]
+        asked: list[tuple[str, dict[str, Any]]] = (
+            [("relay_committing", {})] if ask_committing else []
+        )
         if not keys:
-            return {}
+            if not asked:
+                return False, {}
+            return bool((await self._reads(*asked))[0][0]["busy"]), {}
         epochs = {k: channels[k].epoch for k in keys}
         params = {
             "app_ids": [k[0] for k in keys],
@@ -292,7 +311,8 @@ class Relay:
             "afters": [channels[k].last_seq for k in keys],
             "limit": self.page,
         }
-        rows = await self._read("relay_fetch", params)
+        *answers, rows = await self._reads(*asked, ("relay_fetch", params))
+        committing = bool(answers[0][0]["busy"]) if answers else False
         frames: dict[ChannelKey, list[Frame]] = defaultdict(list)
         for row in rows:
             key = (row["app_id"], row["topic"])
@@ -311,7 +331,7 @@ class Relay:
             elif len(batch) == self.page:  # more to read
                 self.dirty[key] = max(dirty[key], self.dirty.get(key, 0))
                 self.wake.set()
-        return stopped
+        return committing, stopped
 
     async def _settle(self, stopped: dict[ChannelKey, Channel]) -> None:
         """Ask which publishers may still fill the gaps channels stopped at (new ones: every
