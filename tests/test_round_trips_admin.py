@@ -238,9 +238,21 @@ async def test_bad_input_is_reported_by_sql_in_one_statement(
     await one("GET", f"{base}/topics/ghost/messages", 404)
     await one("GET", f"{base}/topics/ghost/stream", 404)
 
-    for bad in ({"ttl_seconds": 0}, {"ttl_seconds": -5}, {"ttl_seconds": 10**9}, {"subject": ""}):
-        await one("POST", f"{base}/topics/t/tokens", 400, json=bad)
+    bad_mints: list[dict[str, Any]] = [
+        {"ttl_seconds": 0},
+        {"ttl_seconds": -5},
+        {"ttl_seconds": 10**9},
+        {"subject": ""},
+        {"subject": "x" * 129},
+        {"subject": "a\tb"},
+    ]
+    for bad in bad_mints:
+        reply = await one("POST", f"{base}/topics/t/tokens", 400, json=bad)
+        assert reply.error_code == "invalid_input", reply.raw
         await one("POST", f"{base}/tokens", 400, json={"topics": ["t"], **bad})
+    subject = "x" * 128
+    await one("POST", f"{base}/topics/t/tokens", 201, json={"subject": subject})
+    await one("POST", f"{base}/tokens", 201, json={"topics": ["t"], "subject": subject})
     await one("POST", f"{base}/tokens", 400, json={"topics": []})
     await one("POST", f"{base}/tokens", 400, json={"topics": ["t", "t"]})
     await one("POST", f"{base}/topics/ghost/tokens", 404, json={})
