@@ -19,3 +19,6 @@ ALTER TABLE picloud.presence_connections
     DROP CONSTRAINT IF EXISTS presence_connections_subject_valid,
     ADD CONSTRAINT presence_connections_subject_valid
         CHECK (picloud.token_subject_valid(subject)) NOT VALID;
+
+-- picloud.create_topic gains presence (sql/30_topics.sql creates the new signature).
+DROP FUNCTION IF EXISTS picloud.create_topic(uuid, text, boolean, text);

@@ -113,6 +113,9 @@ def test_topics_tokens_publish(picloud: Cli, db: Conn, tmp_path: Path) -> None:
         "UPDATED_AT",
     ]
     assert "room" in out and " no " in out
+    watched = ok_json(picloud, "topics", "create", "chat", "lobby", "--presence")
+    assert (watched["presence"], watched["auth_mode"], made["presence"]) == (True, "token", False)
+    assert ok_json(picloud, "topics", "delete", "chat", "lobby") == {"deleted": "lobby"}
     assert "invalid topic name" in refused(picloud, "topics", "create", "chat", "bad*")
     assert "no topic 'nope'" in refused(picloud, "topics", "update", "chat", "nope", "--external")
 
