@@ -49,24 +49,19 @@ CREATE OR REPLACE FUNCTION picloud.create_cron_job(
     payload jsonb DEFAULT NULL, enabled boolean DEFAULT NULL, next_run_at timestamptz DEFAULT NULL)
 RETURNS SETOF picloud.cron_jobs
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_job picloud.cron_jobs;
 BEGIN
     PERFORM picloud.check_cron_payload(create_cron_job.payload);
-    INSERT INTO picloud.cron_jobs (app_id, name, expression, next_run_at)
-    VALUES (create_cron_job.app_id, create_cron_job.name, create_cron_job.expression,
-            create_cron_job.next_run_at)
-    RETURNING * INTO v_job;
-    IF num_nonnulls(create_cron_job.timezone, create_cron_job.payload,
-                    create_cron_job.enabled) > 0 THEN
-        UPDATE picloud.cron_jobs j
-           SET timezone = coalesce(create_cron_job.timezone, j.timezone),
-               payload = coalesce(create_cron_job.payload, j.payload),
-               enabled = coalesce(create_cron_job.enabled, j.enabled)
-         WHERE j.app_id = v_job.app_id AND j.name = v_job.name
-        RETURNING * INTO v_job;
-    END IF;
-    RETURN NEXT v_job;
+    -- One INSERT (sql/15_row_defaults.sql): what is not given takes the columns' defaults
+    -- (timezone UTC, payload {}, enabled).
+    RETURN QUERY EXECUTE format(
+        'INSERT INTO picloud.cron_jobs AS j (app_id, name, expression, next_run_at, timezone,'
+        ' payload, enabled) VALUES ($1, $2, $3, $4, %s, %s, %s) RETURNING j.*',
+        picloud.value_or_default(create_cron_job.timezone, 5),
+        picloud.value_or_default(create_cron_job.payload, 6),
+        picloud.value_or_default(create_cron_job.enabled, 7))
+    USING create_cron_job.app_id, create_cron_job.name, create_cron_job.expression,
+          create_cron_job.next_run_at, create_cron_job.timezone, create_cron_job.payload,
+          create_cron_job.enabled;
 END
 $$;
 COMMENT ON FUNCTION picloud.create_cron_job(uuid, text, text, text, jsonb, boolean, timestamptz) IS
