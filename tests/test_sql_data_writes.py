@@ -330,3 +330,28 @@ def test_creates_leave_what_is_not_given_to_the_columns(db: Conn, app: uuid.UUID
     assert one(db, "SELECT count(*) AS n FROM picloud.cron_jobs WHERE app_id = %s", app)["n"] == 2
     assert one(db, "SELECT picloud.value_or_default(NULL::integer, 3) AS v")["v"] == "DEFAULT"
     assert one(db, "SELECT picloud.value_or_default(0, 3) AS v")["v"] == "$3"
+
+
+def test_the_cron_tickers_writes(db: Conn, app: uuid.UUID) -> None:
+    db.execute(
+        "INSERT INTO picloud.cron_jobs (app_id, name, expression) VALUES (%s, 'n', '* * * * *')",
+        (app,),
+    )
+    schedule = "SELECT picloud.cron_schedule(%s, %s, %s::timestamptz) AS done"
+    assert one(db, schedule, app, "n", "2030-01-01T00:00:00Z")["done"] is True
+    # Only a job without a due time is scheduled: the first time stays.
+    assert one(db, schedule, app, "n", "2031-01-01T00:00:00Z")["done"] is False
+    assert one(db, schedule, app, "gone", "2031-01-01T00:00:00Z")["done"] is False
+    job = one(db, "SELECT * FROM picloud.cron_jobs WHERE app_id = %s", app)
+    assert (job["next_run_at"].year, job["enabled"]) == (2030, True)
+    with pytest.raises(errors.InvalidParameterValue, match="next_run_at"):
+        db.execute(schedule, (app, "n", None))
+
+    disable = "SELECT picloud.cron_disable(%s, %s, %s) AS done"
+    assert one(db, disable, app, "n", "expression: bad")["done"] is True
+    job = one(db, "SELECT * FROM picloud.cron_jobs WHERE app_id = %s", app)
+    assert (job["enabled"], job["last_error"]) == (False, "expression: bad")
+    assert one(db, disable, app, "gone", "x")["done"] is False
+    for error in (None, ""):
+        with pytest.raises(errors.InvalidParameterValue, match="says why"):
+            db.execute(disable, (app, "n", error))
