@@ -67,21 +67,22 @@ COMMENT ON FUNCTION picloud.check_auth_mode(text) IS
 
 CREATE OR REPLACE FUNCTION picloud.create_topic(
     app_id uuid, name text, external_subscribable boolean DEFAULT false,
-    auth_mode text DEFAULT 'token')
+    auth_mode text DEFAULT 'token', presence boolean DEFAULT false)
 RETURNS SETOF picloud.topics
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM picloud.check_topic_name(create_topic.name);
     PERFORM picloud.check_auth_mode(create_topic.auth_mode);
     RETURN QUERY
-    INSERT INTO picloud.topics AS t (app_id, name, external_subscribable, auth_mode)
+    INSERT INTO picloud.topics AS t (app_id, name, external_subscribable, auth_mode, presence)
     VALUES (create_topic.app_id, create_topic.name,
-            coalesce(create_topic.external_subscribable, false), create_topic.auth_mode)
+            coalesce(create_topic.external_subscribable, false), create_topic.auth_mode,
+            coalesce(create_topic.presence, false))
     RETURNING t.*;
 END
 $$;
-COMMENT ON FUNCTION picloud.create_topic(uuid, text, boolean, text) IS
-    'Create a topic; 22023 for a bad name or auth_mode, 23505 when it exists.';
+COMMENT ON FUNCTION picloud.create_topic(uuid, text, boolean, text, boolean) IS
+    'Create a topic (NULL flags: false; presence: who is here, picloud.presence); 22023 for a bad name or auth_mode, 23505 when it exists.';
 
 CREATE OR REPLACE FUNCTION picloud.topic(app_id uuid, name text) RETURNS SETOF picloud.topics
 LANGUAGE plpgsql STABLE AS $$

@@ -38,6 +38,22 @@ $$;
 COMMENT ON FUNCTION picloud.app_signing_key(uuid) IS
     'The app''s current token signing key and its version, created on first use (race-free).';
 
+-- picloud.token_subject_valid(subject), the rule itself, is defined by migration V0017 (a
+-- CHECK of picloud.presence_connections depends on it).
+
+CREATE OR REPLACE FUNCTION picloud.check_token_subject(subject text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF check_token_subject.subject IS NOT NULL
+       AND NOT picloud.token_subject_valid(check_token_subject.subject) THEN
+        RAISE EXCEPTION 'subject must be 1-128 characters without control characters'
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.check_token_subject(text) IS
+    '22023 unless a token''s subject is NULL (none) or picloud.token_subject_valid(subject).';
+
 CREATE OR REPLACE FUNCTION picloud.sign_subscriber_token(
     app_id uuid, topics text[], ttl interval, can_publish boolean, subject text,
     info jsonb DEFAULT NULL)
@@ -53,12 +69,7 @@ BEGIN
        OR sign_subscriber_token.ttl > interval '30 days' THEN
         RAISE EXCEPTION 'ttl must be more than 0 and at most 30 days' USING ERRCODE = '22023';
     END IF;
-    IF sign_subscriber_token.subject IS NOT NULL
-       AND (length(sign_subscriber_token.subject) NOT BETWEEN 1 AND 256
-            OR sign_subscriber_token.subject ~ '[[:cntrl:]]') THEN
-        RAISE EXCEPTION 'subject must be 1-256 characters without control characters'
-            USING ERRCODE = '22023';
-    END IF;
+    PERFORM picloud.check_token_subject(sign_subscriber_token.subject);
     IF sign_subscriber_token.info IS NOT NULL
        AND (sign_subscriber_token.subject IS NULL
             OR jsonb_typeof(sign_subscriber_token.info) <> 'object'
@@ -117,7 +128,7 @@ LANGUAGE sql VOLATILE AS $$
                                          subscriber_token.subject)
 $$;
 COMMENT ON FUNCTION picloud.subscriber_token(uuid, text, interval, boolean, text) IS
-    'Mint a subscriber token for one topic of one app, valid for ttl (at most 30 days), signed with the app''s current key (created on first use); can_publish also lets it publish to that topic (POST /realtime/topics/{topic}/messages), and subject (1-256 characters) rides in the frames it publishes as "from". P0002 when the topic does not exist, 22023 for a bad ttl or subject.';
+    'Mint a subscriber token for one topic of one app, valid for ttl (at most 30 days), signed with the app''s current key (created on first use); can_publish also lets it publish to that topic (POST /realtime/topics/{topic}/messages), and subject (1-128 characters, picloud.token_subject_valid) rides in the frames it publishes as "from". P0002 when the topic does not exist, 22023 for a bad ttl or subject.';
 
 CREATE OR REPLACE FUNCTION picloud.subscriber_token(
     app_id uuid, topics text[], ttl interval, subject text DEFAULT NULL, info jsonb DEFAULT NULL)
@@ -128,7 +139,7 @@ LANGUAGE sql VOLATILE AS $$
                                          subscriber_token.info)
 $$;
 COMMENT ON FUNCTION picloud.subscriber_token(uuid, text[], interval, text, jsonb) IS
-    'Mint a subscriber token for several topics of one app (one multiplexed stream, GET /realtime?topic=...), valid for ttl (at most 30 days); it may subscribe to each of them and publish to none; subject (1-256 characters) names the app''s user, and info (a JSON object of at most 1024 bytes, only with a subject) is what presence shows of them. P0002 when a topic does not exist; 22023 for a bad ttl, subject, info or topic list (empty, NULL or repeated names), or when the token would exceed 4096 characters.';
+    'Mint a subscriber token for several topics of one app (one multiplexed stream, GET /realtime?topic=...), valid for ttl (at most 30 days); it may subscribe to each of them and publish to none; subject (1-128 characters, picloud.token_subject_valid) names the app''s user, and info (a JSON object of at most 1024 bytes, only with a subject) is what presence shows of them. P0002 when a topic does not exist; 22023 for a bad ttl, subject, info or topic list (empty, NULL or repeated names), or when the token would exceed 4096 characters.';
 
 CREATE OR REPLACE FUNCTION picloud.subscriber_token_claims(token text)
 RETURNS TABLE (key_version integer, expires_at timestamptz, app_id uuid, topic text,
@@ -149,7 +160,8 @@ BEGIN
         convert_from(picloud.base64url_decode(split_part(subscriber_token_claims.token, '.', 1)),
                      'UTF8'),
         '^([0-9]{1,9})\.([0-9]{1,12})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_.:-]{1,128}(?:,[A-Za-z0-9_.:-]{1,128})*)(?: ([p-])(?: ([^[:cntrl:]]+)(?:\x1e(\{[^\x1e]*\}))?)?)?$');
-    IF v_fields IS NULL OR length(v_fields[6]) > 256 THEN
+    IF v_fields IS NULL
+       OR (v_fields[6] IS NOT NULL AND NOT picloud.token_subject_valid(v_fields[6])) THEN
         RETURN;
     END IF;
     key_version := v_fields[1]::integer;

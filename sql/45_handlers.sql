@@ -51,24 +51,18 @@ CREATE OR REPLACE FUNCTION picloud.create_handler(
     api_key text DEFAULT NULL)
 RETURNS SETOF picloud.handlers
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_handler picloud.handlers;
 BEGIN
     PERFORM picloud.check_handler_rights(create_handler.api_key, create_handler.app_id,
                                          create_handler.kind, 'registering');
-    -- The columns' defaults (timeout_ms) apply to what is not given; the BEFORE trigger
-    -- generates a webhook's secret.
-    INSERT INTO picloud.handlers (app_id, name, kind, url, secret, function, topic)
-    VALUES (create_handler.app_id, create_handler.name, create_handler.kind,
-            create_handler.url, create_handler.secret, create_handler.function,
-            create_handler.topic)
-    RETURNING * INTO v_handler;
-    IF create_handler.timeout_ms IS NOT NULL THEN
-        UPDATE picloud.handlers h SET timeout_ms = create_handler.timeout_ms
-         WHERE h.app_id = v_handler.app_id AND h.id = v_handler.id
-        RETURNING * INTO v_handler;
-    END IF;
-    RETURN NEXT v_handler;
+    -- One INSERT (sql/15_row_defaults.sql): timeout_ms not given is the column's default;
+    -- the BEFORE trigger generates a webhook's secret.
+    RETURN QUERY EXECUTE format(
+        'INSERT INTO picloud.handlers AS h (app_id, name, kind, url, secret, function, topic,'
+        ' timeout_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, %s) RETURNING h.*',
+        picloud.value_or_default(create_handler.timeout_ms, 8))
+    USING create_handler.app_id, create_handler.name, create_handler.kind, create_handler.url,
+          create_handler.secret, create_handler.function, create_handler.topic,
+          create_handler.timeout_ms;
 END
 $$;
 COMMENT ON FUNCTION picloud.create_handler(uuid, text, text, text, text, text, text, integer, text) IS
@@ -165,27 +159,21 @@ CREATE OR REPLACE FUNCTION picloud.create_trigger(
     max_attempts integer DEFAULT NULL, enabled boolean DEFAULT NULL, api_key text DEFAULT NULL)
 RETURNS SETOF picloud.triggers
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_trigger picloud.triggers;
 BEGIN
     PERFORM picloud.check_trigger_source(create_trigger.source);
     PERFORM picloud.check_trigger_target(create_trigger.api_key, create_trigger.app_id,
                                          create_trigger.handler_id);
-    -- What is not given takes the columns' defaults (filter {}, max_attempts, enabled).
-    INSERT INTO picloud.triggers (app_id, name, source, handler_id)
-    VALUES (create_trigger.app_id, create_trigger.name, create_trigger.source,
-            create_trigger.handler_id)
-    RETURNING * INTO v_trigger;
-    IF num_nonnulls(create_trigger.filter, create_trigger.max_attempts,
-                    create_trigger.enabled) > 0 THEN
-        UPDATE picloud.triggers t
-           SET filter = coalesce(create_trigger.filter, t.filter),
-               max_attempts = coalesce(create_trigger.max_attempts, t.max_attempts),
-               enabled = coalesce(create_trigger.enabled, t.enabled)
-         WHERE t.app_id = v_trigger.app_id AND t.id = v_trigger.id
-        RETURNING * INTO v_trigger;
-    END IF;
-    RETURN NEXT v_trigger;
+    -- One INSERT (sql/15_row_defaults.sql): what is not given takes the columns' defaults
+    -- (filter {}, max_attempts, enabled).
+    RETURN QUERY EXECUTE format(
+        'INSERT INTO picloud.triggers AS t (app_id, name, source, handler_id, filter,'
+        ' max_attempts, enabled) VALUES ($1, $2, $3, $4, %s, %s, %s) RETURNING t.*',
+        picloud.value_or_default(create_trigger.filter, 5),
+        picloud.value_or_default(create_trigger.max_attempts, 6),
+        picloud.value_or_default(create_trigger.enabled, 7))
+    USING create_trigger.app_id, create_trigger.name, create_trigger.source,
+          create_trigger.handler_id, create_trigger.filter, create_trigger.max_attempts,
+          create_trigger.enabled;
 END
 $$;
 COMMENT ON FUNCTION picloud.create_trigger(uuid, text, text, uuid, jsonb, integer, boolean, text) IS

@@ -28,6 +28,39 @@ $$;
 COMMENT ON FUNCTION picloud.cron_fire(uuid, text, timestamptz, timestamptz) IS
     'Fire one due time of a cron job: move next_run_at from due_at to next_run_at and enqueue a cron fire event (subject = job name). Returns the deliveries enqueued, or NULL when that due time was already fired.';
 
+CREATE OR REPLACE FUNCTION picloud.cron_schedule(app_id uuid, name text,
+                                                  next_run_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF cron_schedule.next_run_at IS NULL THEN
+        RAISE EXCEPTION 'next_run_at must be given' USING ERRCODE = '22023';
+    END IF;
+    UPDATE picloud.cron_jobs j SET next_run_at = cron_schedule.next_run_at
+     WHERE j.app_id = cron_schedule.app_id AND j.name = cron_schedule.name
+       AND j.next_run_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION picloud.cron_schedule(uuid, text, timestamptz) IS
+    'The ticker gives a cron job without a due time (inserted from psql, or changed without one) its next time, without firing it: true when it did, false when the job has a due time already or is gone. 22023 when next_run_at is NULL.';
+
+CREATE OR REPLACE FUNCTION picloud.cron_disable(app_id uuid, name text, error text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF coalesce(cron_disable.error, '') = '' THEN
+        RAISE EXCEPTION 'a disabled cron job says why: error must be given'
+            USING ERRCODE = '22023';
+    END IF;
+    UPDATE picloud.cron_jobs j SET enabled = false, last_error = cron_disable.error
+     WHERE j.app_id = cron_disable.app_id AND j.name = cron_disable.name;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION picloud.cron_disable(uuid, text, text) IS
+    'The ticker disables a cron job whose expression or time zone it cannot use, saying why in last_error: true when it did, false when the job is gone. 22023 when error is NULL or empty.';
+
 CREATE OR REPLACE FUNCTION picloud.check_cron_payload(payload jsonb) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -49,24 +82,19 @@ CREATE OR REPLACE FUNCTION picloud.create_cron_job(
     payload jsonb DEFAULT NULL, enabled boolean DEFAULT NULL, next_run_at timestamptz DEFAULT NULL)
 RETURNS SETOF picloud.cron_jobs
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    v_job picloud.cron_jobs;
 BEGIN
     PERFORM picloud.check_cron_payload(create_cron_job.payload);
-    INSERT INTO picloud.cron_jobs (app_id, name, expression, next_run_at)
-    VALUES (create_cron_job.app_id, create_cron_job.name, create_cron_job.expression,
-            create_cron_job.next_run_at)
-    RETURNING * INTO v_job;
-    IF num_nonnulls(create_cron_job.timezone, create_cron_job.payload,
-                    create_cron_job.enabled) > 0 THEN
-        UPDATE picloud.cron_jobs j
-           SET timezone = coalesce(create_cron_job.timezone, j.timezone),
-               payload = coalesce(create_cron_job.payload, j.payload),
-               enabled = coalesce(create_cron_job.enabled, j.enabled)
-         WHERE j.app_id = v_job.app_id AND j.name = v_job.name
-        RETURNING * INTO v_job;
-    END IF;
-    RETURN NEXT v_job;
+    -- One INSERT (sql/15_row_defaults.sql): what is not given takes the columns' defaults
+    -- (timezone UTC, payload {}, enabled).
+    RETURN QUERY EXECUTE format(
+        'INSERT INTO picloud.cron_jobs AS j (app_id, name, expression, next_run_at, timezone,'
+        ' payload, enabled) VALUES ($1, $2, $3, $4, %s, %s, %s) RETURNING j.*',
+        picloud.value_or_default(create_cron_job.timezone, 5),
+        picloud.value_or_default(create_cron_job.payload, 6),
+        picloud.value_or_default(create_cron_job.enabled, 7))
+    USING create_cron_job.app_id, create_cron_job.name, create_cron_job.expression,
+          create_cron_job.next_run_at, create_cron_job.timezone, create_cron_job.payload,
+          create_cron_job.enabled;
 END
 $$;
 COMMENT ON FUNCTION picloud.create_cron_job(uuid, text, text, text, jsonb, boolean, timestamptz) IS

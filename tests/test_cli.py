@@ -113,6 +113,9 @@ def test_topics_tokens_publish(picloud: Cli, db: Conn, tmp_path: Path) -> None:
         "UPDATED_AT",
     ]
     assert "room" in out and " no " in out
+    watched = ok_json(picloud, "topics", "create", "chat", "lobby", "--presence")
+    assert (watched["presence"], watched["auth_mode"], made["presence"]) == (True, "token", False)
+    assert ok_json(picloud, "topics", "delete", "chat", "lobby") == {"deleted": "lobby"}
     assert "invalid topic name" in refused(picloud, "topics", "create", "chat", "bad*")
     assert "no topic 'nope'" in refused(picloud, "topics", "update", "chat", "nope", "--external")
 
@@ -185,6 +188,10 @@ def test_kv_docs_files(picloud: Cli, tmp_path: Path) -> None:
         "deleted": "docs/hello.txt"
     }
     assert "no file" in refused(picloud, "files", "get", "data", "docs/hello.txt")
+    assert "no file 'docs/hello.txt'" in refused(
+        picloud, "files", "delete", "data", "docs/hello.txt"
+    )
+    assert "invalid" in refused(picloud, "files", "delete", "data", "../escape")
     assert list((tmp_path / "files").rglob("*.txt")) == []
 
 
@@ -286,6 +293,7 @@ def test_handlers_triggers_cron_deliveries(picloud: Cli, db: Conn) -> None:
         picloud, "cron", "put", "ops", "bad", "* * * * *", "--timezone", "Mars/Base"
     )
     assert ok_json(picloud, "cron", "delete", "ops", "nightly") == {"deleted": "nightly"}
+    assert "no cron job 'nightly'" in refused(picloud, "cron", "delete", "ops", "nightly")
 
     db.execute(
         "INSERT INTO picloud.kv (app_id, key, value) SELECT id, 'apple', '1' FROM picloud.apps"
@@ -299,7 +307,12 @@ def test_handlers_triggers_cron_deliveries(picloud: Cli, db: Conn) -> None:
     assert "no delivery 999" in refused(picloud, "deliveries", "show", "ops", "999")
     assert "triggers still use" in refused(picloud, "handlers", "delete", "ops", hook["id"])
     assert ok_json(picloud, "triggers", "delete", "ops", trig["id"]) == {"deleted": trig["id"]}
+    assert f"no trigger {trig['id']}" in refused(picloud, "triggers", "delete", "ops", trig["id"])
+    assert f"no trigger {trig['id']}" in refused(
+        picloud, "triggers", "update", "ops", trig["id"], "--enable"
+    )
     assert ok_json(picloud, "handlers", "delete", "ops", hook["id"]) == {"deleted": hook["id"]}
+    assert f"no handler {hook['id']}" in refused(picloud, "handlers", "delete", "ops", hook["id"])
 
 
 def test_dead_letters_single_retry_is_idempotent(picloud: Cli, db: Conn) -> None:

@@ -59,3 +59,31 @@ def test_the_sql_files_drop_no_function() -> None:
         if "DROP FUNCTION" in path.read_text(encoding="utf-8").upper()
     )
     assert dropping == []
+
+
+def test_v0017_drops_the_create_topic_without_presence(empty_database: str) -> None:
+    """A database as V0016 left it (create_topic without presence, subjects up to 256
+    characters) migrates to the snapshot: one create_topic, the subject rule in one place."""
+    migrate(empty_database)
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION picloud.create_topic(app_id uuid, name text,"
+            " external_subscribable boolean DEFAULT false, auth_mode text DEFAULT 'token')"
+            " RETURNS SETOF picloud.topics LANGUAGE sql AS 'SELECT * FROM picloud.topics'"
+        )
+        conn.execute(
+            "ALTER TABLE picloud.presence_connections"
+            " DROP CONSTRAINT presence_connections_subject_valid,"
+            " ADD CONSTRAINT presence_connections_subject_length"
+            " CHECK (length(subject) BETWEEN 1 AND 256)"
+        )
+        conn.execute("DELETE FROM public.schema_version WHERE version >= 17")
+    assert migrate(empty_database).applied == [17]
+    with psycopg.connect(empty_database) as conn:
+        current = schema_snapshot(conn)
+        forms = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'create_topic'"
+            " AND pronamespace = 'picloud'::regnamespace"
+        ).fetchone()
+    assert forms == (1,)
+    assert current == (ROOT / "tests" / "schema_snapshot.txt").read_text()

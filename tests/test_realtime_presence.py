@@ -148,13 +148,28 @@ async def test_multiplexed_stream_of_token_public_and_presence_topics(rt: Realti
     again.close()
 
 
+async def test_a_topic_created_with_presence_tracks_who_is_here(rt: Realtime) -> None:
+    await rt.topic("born", presence=True)  # POST .../topics {"presence": true}
+    base = f"/api/v1/apps/{rt.app['id']}/topics/born"
+    assert (await rt.api.get(base)).json["presence"] is True
+    ada = await subject_token(rt, "ada", topics=["born"])
+    stream = await rt.subscribe("born", token=ada)
+    assert await presence_events(stream, 1) == [("joined", "ada", None)]
+    reply = await rt.api.get(f"{base}/presence")
+    assert [s["subject"] for s in reply.json["subjects"]] == ["ada"]
+    stream.close()
+
+
 async def test_presence_flag_and_token_info_refuse_bad_input(rt: Realtime) -> None:
     base = f"/api/v1/apps/{rt.app['id']}"
     for body in ({"presence": "yes"}, {"presence": None}, {"presence": 1}):
         reply = await rt.api.patch(f"{base}/topics/room", json=body)
         assert reply.status == 400, (body, reply.raw)
-    reply = await rt.api.post(f"{base}/topics", json={"name": "x", "presence": True})
-    assert reply.status == 400
+    for flag in ("yes", 1, {}):
+        reply = await rt.api.post(f"{base}/topics", json={"name": "x", "presence": flag})
+        assert (reply.status, reply.error_code) == (400, "invalid_input"), (flag, reply.raw)
+        assert "'presence' must be true or false" in reply.json["error"]["message"]
+    assert (await rt.api.get(f"{base}/topics/x")).status == 404  # nothing half-written
     for extra in (
         {"subject": "a", "info": [1]},
         {"subject": "a", "info": "text"},

@@ -123,8 +123,10 @@ async def test_topic_routes_run_one_statement(api: Api, round_trips: RoundTrips)
     made = await one("POST", f"{base}/topics", 201, json={"name": "room"})
     assert (made.json["auth_mode"], made.json["external_subscribable"]) == ("token", False)
     await one("POST", f"{base}/topics", 201, json={"name": "lobby", "auth_mode": "public"})
+    watched = await one("POST", f"{base}/topics", 201, json={"name": "seen", "presence": True})
+    assert (watched.json["presence"], made.json["presence"]) == (True, False)
     names = [t["name"] for t in (await one("GET", f"{base}/topics", 200)).json["topics"]]
-    assert names == ["lobby", "room"]
+    assert names == ["lobby", "room", "seen"]
     assert (await one("GET", f"{base}/topics/room", 200)).json["name"] == "room"
     flags = {"external_subscribable": True, "auth_mode": "public"}
     changed = await one("PATCH", f"{base}/topics/room", 200, json=flags)
@@ -232,15 +234,31 @@ async def test_bad_input_is_reported_by_sql_in_one_statement(
         await one("POST", f"{base}/tokens", 400, json={"topics": ["t", name]})
     await one("POST", f"{base}/topics", 400, json={"name": "m", "auth_mode": "secret"})
     await one("PATCH", f"{base}/topics/t", 400, json={"auth_mode": "secret"})
+    for flag in ("yes", 1, [True]):  # the JSON shape: refused before any statement
+        await round_trips.refused(
+            "POST", f"{base}/topics", 400, json={"name": "m", "presence": flag}
+        )
     await one("POST", f"{base}/topics", 409, json={"name": "t"})
     for method in ("GET", "PATCH", "DELETE"):
         await one(method, f"{base}/topics/ghost", 404, **body({} if method == "PATCH" else None))
     await one("GET", f"{base}/topics/ghost/messages", 404)
     await one("GET", f"{base}/topics/ghost/stream", 404)
 
-    for bad in ({"ttl_seconds": 0}, {"ttl_seconds": -5}, {"ttl_seconds": 10**9}, {"subject": ""}):
-        await one("POST", f"{base}/topics/t/tokens", 400, json=bad)
+    bad_mints: list[dict[str, Any]] = [
+        {"ttl_seconds": 0},
+        {"ttl_seconds": -5},
+        {"ttl_seconds": 10**9},
+        {"subject": ""},
+        {"subject": "x" * 129},
+        {"subject": "a\tb"},
+    ]
+    for bad in bad_mints:
+        reply = await one("POST", f"{base}/topics/t/tokens", 400, json=bad)
+        assert reply.error_code == "invalid_input", reply.raw
         await one("POST", f"{base}/tokens", 400, json={"topics": ["t"], **bad})
+    subject = "x" * 128
+    await one("POST", f"{base}/topics/t/tokens", 201, json={"subject": subject})
+    await one("POST", f"{base}/tokens", 201, json={"topics": ["t"], "subject": subject})
     await one("POST", f"{base}/tokens", 400, json={"topics": []})
     await one("POST", f"{base}/tokens", 400, json={"topics": ["t", "t"]})
     await one("POST", f"{base}/topics/ghost/tokens", 404, json={})

@@ -219,3 +219,139 @@ def test_dead_letters_of_one_app(db: Conn, app: uuid.UUID) -> None:
     assert one(db, "SELECT picloud.discard_dead_letter(%s, %s) AS id", app, ids[1])["id"] == ids[1]
     runs = one(db, "SELECT picloud.delivery_attempts_of(%s, %s) AS a", app, retried)["a"]
     assert runs == []
+
+
+def writes_of(db: Conn, table: str) -> tuple[int, int]:
+    """(rows inserted, rows updated) in ``table`` by the current transaction so far."""
+    row = one(
+        db,
+        "SELECT n_tup_ins AS ins, n_tup_upd AS upd FROM pg_stat_xact_user_tables"
+        " WHERE schemaname = 'picloud' AND relname = %s",
+        table,
+    )
+    return row["ins"], row["upd"]
+
+
+def test_each_create_writes_its_row_once(db: Conn, app: uuid.UUID) -> None:
+    """Every field given (none left to a column default): one INSERT, no UPDATE after it."""
+    with db.transaction():
+        handler = one(
+            db,
+            "SELECT * FROM picloud.create_handler(%s, 'h', 'webhook', 'https://x.test/', %s,"
+            " timeout_ms => 250)",
+            app,
+            "s" * 16,
+        )
+        assert (handler["timeout_ms"], handler["secret"]) == (250, "s" * 16)
+        assert writes_of(db, "handlers") == (1, 0)
+    with db.transaction():
+        trigger = one(
+            db,
+            "SELECT * FROM picloud.create_trigger(%s, 't', 'kv', %s, %s, 7, false)",
+            app,
+            handler["id"],
+            Jsonb({"types": ["set"]}),
+        )
+        assert (trigger["filter"], trigger["max_attempts"], trigger["enabled"]) == (
+            {"types": ["set"]},
+            7,
+            False,
+        )
+        assert writes_of(db, "triggers") == (1, 0)
+    with db.transaction():
+        job = one(
+            db,
+            "SELECT * FROM picloud.create_cron_job(%s, 'n', '0 3 * * *', 'Europe/Paris', %s,"
+            " false, '2030-01-01T02:00:00Z')",
+            app,
+            Jsonb({"k": 1}),
+        )
+        assert (job["timezone"], job["payload"], job["enabled"]) == (
+            "Europe/Paris",
+            {"k": 1},
+            False,
+        )
+        assert job["next_run_at"].year == 2030
+        assert writes_of(db, "cron_jobs") == (1, 0)
+    with db.transaction():
+        topic = one(db, "SELECT * FROM picloud.create_topic(%s, 'p', true, 'public', true)", app)
+        assert (topic["external_subscribable"], topic["auth_mode"], topic["presence"]) == (
+            True,
+            "public",
+            True,
+        )
+        assert writes_of(db, "topics") == (1, 0)
+
+
+def test_creates_leave_what_is_not_given_to_the_columns(db: Conn, app: uuid.UUID) -> None:
+    handler = one(
+        db,
+        "SELECT * FROM picloud.create_handler(%s, 'h', 'webhook', 'https://x.test/',"
+        " timeout_ms => NULL)",
+        app,
+    )
+    assert handler["timeout_ms"] == 10000
+    trigger = one(
+        db,
+        "SELECT * FROM picloud.create_trigger(%s, 't', 'kv', %s, NULL, 3, NULL)",
+        app,
+        handler["id"],
+    )
+    assert (trigger["filter"], trigger["max_attempts"], trigger["enabled"]) == ({}, 3, True)
+    job = one(
+        db, "SELECT * FROM picloud.create_cron_job(%s, 'n', '* * * * *', NULL, NULL, false)", app
+    )
+    assert (job["timezone"], job["payload"], job["enabled"]) == ("UTC", {}, False)
+    # The rules still hold on the composed INSERT: CHECKs, the filter check, the foreign key.
+    for bad, refusal in (
+        (
+            "SELECT picloud.create_trigger(%s, 'b', 'kv', %s, max_attempts => 0)",
+            errors.CheckViolation,
+        ),
+        ("SELECT picloud.create_trigger(%s, 'b c', 'kv', %s)", errors.CheckViolation),
+        ("SELECT picloud.create_trigger(%s, 'b', 'kv', %s, '[1]')", errors.InvalidParameterValue),
+    ):
+        with pytest.raises(refusal):
+            db.execute(bad, (app, handler["id"]))
+    with pytest.raises(errors.ForeignKeyViolation):
+        db.execute("SELECT picloud.create_trigger(%s, 'b', 'kv', %s)", (app, uuid.uuid4()))
+    with pytest.raises(errors.CheckViolation):
+        db.execute("SELECT picloud.create_cron_job(%s, 'bad name', '* * * * *')", (app,))
+    with pytest.raises(errors.CheckViolation):
+        db.execute("SELECT picloud.create_cron_job(%s, 'x', '* * *', 'UTC')", (app,))
+    # A value that is SQL text is bound, never spliced into the composed statement.
+    quoted = one(
+        db,
+        "SELECT * FROM picloud.create_cron_job(%s, 'q', '* * * * *', %s)",
+        app,
+        "UTC'); DROP TABLE picloud.cron_jobs; --",
+    )
+    assert quoted["timezone"].startswith("UTC'")
+    assert one(db, "SELECT count(*) AS n FROM picloud.cron_jobs WHERE app_id = %s", app)["n"] == 2
+    assert one(db, "SELECT picloud.value_or_default(NULL::integer, 3) AS v")["v"] == "DEFAULT"
+    assert one(db, "SELECT picloud.value_or_default(0, 3) AS v")["v"] == "$3"
+
+
+def test_the_cron_tickers_writes(db: Conn, app: uuid.UUID) -> None:
+    db.execute(
+        "INSERT INTO picloud.cron_jobs (app_id, name, expression) VALUES (%s, 'n', '* * * * *')",
+        (app,),
+    )
+    schedule = "SELECT picloud.cron_schedule(%s, %s, %s::timestamptz) AS done"
+    assert one(db, schedule, app, "n", "2030-01-01T00:00:00Z")["done"] is True
+    # Only a job without a due time is scheduled: the first time stays.
+    assert one(db, schedule, app, "n", "2031-01-01T00:00:00Z")["done"] is False
+    assert one(db, schedule, app, "gone", "2031-01-01T00:00:00Z")["done"] is False
+    job = one(db, "SELECT * FROM picloud.cron_jobs WHERE app_id = %s", app)
+    assert (job["next_run_at"].year, job["enabled"]) == (2030, True)
+    with pytest.raises(errors.InvalidParameterValue, match="next_run_at"):
+        db.execute(schedule, (app, "n", None))
+
+    disable = "SELECT picloud.cron_disable(%s, %s, %s) AS done"
+    assert one(db, disable, app, "n", "expression: bad")["done"] is True
+    job = one(db, "SELECT * FROM picloud.cron_jobs WHERE app_id = %s", app)
+    assert (job["enabled"], job["last_error"]) == (False, "expression: bad")
+    assert one(db, disable, app, "gone", "x")["done"] is False
+    for error in (None, ""):
+        with pytest.raises(errors.InvalidParameterValue, match="says why"):
+            db.execute(disable, (app, "n", error))

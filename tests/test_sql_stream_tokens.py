@@ -85,7 +85,7 @@ def test_single_topic_tokens_keep_their_format(db: psycopg.Connection[Row]) -> N
         (["x", "ghost"], None, "1 hour", errors.NoDataFound),
         (["x"], "", "1 hour", errors.InvalidParameterValue),
         (["x"], "a\tb", "1 hour", errors.InvalidParameterValue),
-        (["x"], "s" * 257, "1 hour", errors.InvalidParameterValue),
+        (["x"], "s" * 129, "1 hour", errors.InvalidParameterValue),
         (["x"], None, "0 seconds", errors.InvalidParameterValue),
         (["x"], None, "31 days", errors.InvalidParameterValue),
         (["x"], None, None, errors.InvalidParameterValue),
@@ -115,3 +115,50 @@ def test_too_long_a_token_is_refused(db: psycopg.Connection[Row]) -> None:
     with pytest.raises(errors.InvalidParameterValue, match="4096"):
         mint_many(db, app, names)
     assert authorize(db, app, names[0], mint_many(db, app, names[:20])) == "allow"
+
+
+def signed(key: bytes, version: int, app: uuid.UUID, topic: str, subject: str) -> str:
+    """A validly signed token naming ``subject`` (built from the documented format)."""
+    payload = f"{version}.{int(time.time()) + 600}.{app}.{topic} - {subject}".encode()
+    mac = hmac.new(key, b"picloud-subscriber." + payload, hashlib.sha256).digest()
+    return f"{b64u(payload)}.{b64u(mac)}"
+
+
+def test_a_subject_is_at_most_128_characters(db: psycopg.Connection[Row]) -> None:
+    app = make_app(db, "a")
+    make_topic(db, app, "x")
+    for subject in ("s" * 128, "é" * 128, "a b"):
+        assert mint_many(db, app, ["x"], subject)
+        row = db.execute(
+            "SELECT picloud.subscriber_token(%s, 'x', '1 hour', false, %s) AS t", (app, subject)
+        ).fetchone()
+        assert row is not None and row["t"]
+    for subject in ("s" * 129, "é" * 129):
+        with pytest.raises(errors.InvalidParameterValue, match="1-128 characters"):
+            mint_many(db, app, ["x"], subject)
+        with pytest.raises(errors.InvalidParameterValue, match="1-128 characters"):
+            db.execute(
+                "SELECT picloud.subscriber_token(%s, 'x', '1 hour', true, %s)", (app, subject)
+            )
+    valid = "SELECT picloud.token_subject_valid(%s) AS ok"
+    verdicts = [
+        db.execute(valid, (s,)).fetchone() for s in ("s" * 128, "s" * 129, "", "a\x1eb", None)
+    ]
+    assert [v and v["ok"] for v in verdicts] == [True, False, False, False, False]
+    # A token is read by the same rule: a longer subject, even signed, is not a token.
+    key, version = secret(db, app)
+    ok, long = signed(key, version, app, "x", "s" * 128), signed(key, version, app, "x", "s" * 129)
+    assert authorize(db, app, "x", ok) == "allow"
+    assert authorize(db, app, "x", long) == "unauthorized"
+    claims = "SELECT subject FROM picloud.subscriber_token_claims(%s)"
+    assert db.execute(claims, (ok,)).fetchone() == {"subject": "s" * 128}
+    assert db.execute(claims, (long,)).fetchone() is None
+    # So is a presence row written by plain DML.
+    db.execute("SELECT picloud.presence_heartbeat('n1', '30 seconds')")
+    insert = (
+        "INSERT INTO picloud.presence_connections (node_id, conn_id, app_id, topic, subject)"
+        " VALUES ('n1', %s, %s, 'x', %s)"
+    )
+    db.execute(insert, (1, app, "s" * 128))
+    with pytest.raises(errors.CheckViolation):
+        db.execute(insert, (2, app, "s" * 129))

@@ -176,7 +176,10 @@ def _retry(args: argparse.Namespace) -> int:
 def _discard(args: argparse.Namespace) -> int:
     with connect() as conn:
         params = {"app_id": _app_of_dead_letter(conn, args.id), "id": args.id}
-        conn.execute(q("discard_dead_letter"), params)
+        try:
+            conn.execute(q("discard_dead_letter"), params)
+        except psycopg.errors.NoDataFound as exc:  # discarded meanwhile
+            raise CommandError(f"no dead letter {args.id}") from exc
     emit(args, {"discarded": args.id})
     return 0
 

@@ -62,11 +62,11 @@ def _handlers_delete(args: argparse.Namespace) -> int:
     with connect() as conn:
         params = {"app_id": app_of(conn, args.app), "id": _uuid(args.id, "handler")}
         try:
-            row = conn.execute(q("delete_handler"), params).fetchone()
+            conn.execute(q("delete_handler"), params)
         except psycopg.errors.ForeignKeyViolation as exc:
             raise CommandError("triggers still use this handler") from exc
-        if row is None:
-            raise CommandError(f"no handler {args.id}")
+        except psycopg.errors.NoDataFound as exc:
+            raise CommandError(f"no handler {args.id}") from exc
     emit(args, {"deleted": args.id})
     return 0
 
@@ -107,9 +107,10 @@ def _handlers_update(args: argparse.Namespace) -> int:
             "topic": args.topic,
             "timeout_ms": args.timeout_ms,
         }
-        row = conn.execute(q("update_handler"), params).fetchone()
-    if row is None:
-        raise CommandError(f"no handler {args.id}")
+        try:
+            row = conn.execute(q("update_handler"), params).fetchone()
+        except psycopg.errors.NoDataFound as exc:
+            raise CommandError(f"no handler {args.id}") from exc
     emit(args, row)
     return 0
 
@@ -133,9 +134,10 @@ def _triggers_update(args: argparse.Namespace) -> int:
             "max_attempts": args.max_attempts,
             "enabled": args.enabled,
         }
-        row = conn.execute(q("update_trigger"), params).fetchone()
-    if row is None:
-        raise CommandError(f"no trigger {args.id}")
+        try:
+            row = conn.execute(q("update_trigger"), params).fetchone()
+        except psycopg.errors.NoDataFound as exc:
+            raise CommandError(f"no trigger {args.id}") from exc
     emit(args, row)
     return 0
 
@@ -150,8 +152,10 @@ def _triggers_list(args: argparse.Namespace) -> int:
 def _triggers_delete(args: argparse.Namespace) -> int:
     with connect() as conn:
         params = {"app_id": app_of(conn, args.app), "id": _uuid(args.id, "trigger")}
-        if conn.execute(q("delete_trigger"), params).fetchone() is None:
-            raise CommandError(f"no trigger {args.id}")
+        try:
+            conn.execute(q("delete_trigger"), params)
+        except psycopg.errors.NoDataFound as exc:
+            raise CommandError(f"no trigger {args.id}") from exc
     emit(args, {"deleted": args.id})
     return 0
 
@@ -192,8 +196,10 @@ def _cron_list(args: argparse.Namespace) -> int:
 def _cron_delete(args: argparse.Namespace) -> int:
     with connect() as conn:
         params = {"app_id": app_of(conn, args.app), "name": args.name}
-        if conn.execute(q("cron_delete"), params).fetchone() is None:
-            raise CommandError(f"no cron job {args.name!r}")
+        try:
+            conn.execute(q("cron_delete"), params)
+        except psycopg.errors.NoDataFound as exc:
+            raise CommandError(f"no cron job {args.name!r}") from exc
     emit(args, {"deleted": args.name})
     return 0
 

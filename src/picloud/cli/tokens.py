@@ -59,6 +59,7 @@ def _topics_create(args: argparse.Namespace) -> int:
             "name": args.name,
             "external_subscribable": args.external,
             "auth_mode": args.auth_mode,
+            "presence": args.presence,
         }
         row = conn.execute(q("create_topic"), params).fetchone()
     emit(args, row)
@@ -166,6 +167,9 @@ def register(sub: Sub) -> None:
     create.add_argument("name", help="topic name: 1-128 of A-Z a-z 0-9 _ . : -")
     create.add_argument("--external", action="store_true", help="open the topic to SSE subscribers")
     create.add_argument("--auth-mode", choices=("public", "token"), default="token")
+    create.add_argument(
+        "--presence", action="store_true", help="track who is here (subjects of its tokens)"
+    )
     create.set_defaults(func=_topics_create)
     lst = leaf(topics, "list", "list an app's topics")
     lst.add_argument("app", help="app id or slug")

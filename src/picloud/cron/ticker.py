@@ -44,7 +44,7 @@ async def _handle(conn: psycopg.AsyncConnection[Any], job: dict[str, Any]) -> in
         nxt = next_after(expression, job["timezone"], job["now"])
     except (CronError, ValueError, KeyError) as exc:
         log.warning("cron job %s/%s disabled: %s", job["app_id"], job["name"], exc)
-        await conn.execute(q("cron_disable"), {**key, "error": str(exc)})
+        await conn.execute(q("cron_disable"), {**key, "error": str(exc) or type(exc).__name__})
         return 0
     if job["next_run_at"] is None:
         await conn.execute(q("cron_schedule"), {**key, "next_run_at": nxt})

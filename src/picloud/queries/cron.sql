@@ -18,18 +18,15 @@ SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, l
   FROM picloud.cron_jobs WHERE app_id = %(app_id)s AND name = %(name)s;
 
 -- name: cron_update
--- Replace a cron job's settings and due time (the caller merged the PATCH).
-UPDATE picloud.cron_jobs
-   SET expression = %(expression)s, timezone = %(timezone)s, payload = %(payload)s,
-       enabled = %(enabled)s, next_run_at = %(next_run_at)s, last_error = NULL,
-       updated_at = now()
- WHERE app_id = %(app_id)s AND name = %(name)s
-RETURNING name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
-          created_at, updated_at;
+-- Replace a cron job's settings and due time (the CLI gives every field; P0002: none).
+SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
+       created_at, updated_at
+  FROM picloud.update_cron_job(%(app_id)s, %(name)s, %(expression)s, %(timezone)s,
+                               %(payload)s, %(enabled)s, %(next_run_at)s);
 
 -- name: cron_delete
--- Delete a cron job.
-DELETE FROM picloud.cron_jobs WHERE app_id = %(app_id)s AND name = %(name)s RETURNING name;
+-- Delete a cron job (P0002 when there is none).
+SELECT picloud.delete_cron_job(%(app_id)s, %(name)s) AS name;
 
 -- name: cron_claim_due
 -- Lock enabled jobs that are due (or not yet scheduled) that no other node holds.
@@ -46,13 +43,11 @@ SELECT picloud.cron_fire(%(app_id)s, %(name)s, %(due_at)s, %(next_run_at)s) AS e
 
 -- name: cron_schedule
 -- Give a job without a due time (e.g. inserted from psql) its next time, without firing.
-UPDATE picloud.cron_jobs SET next_run_at = %(next_run_at)s
- WHERE app_id = %(app_id)s AND name = %(name)s AND next_run_at IS NULL;
+SELECT picloud.cron_schedule(%(app_id)s, %(name)s, %(next_run_at)s) AS scheduled;
 
 -- name: cron_disable
 -- Disable a job whose expression or time zone cannot be used, saying why.
-UPDATE picloud.cron_jobs SET enabled = false, last_error = %(error)s
- WHERE app_id = %(app_id)s AND name = %(name)s;
+SELECT picloud.cron_disable(%(app_id)s, %(name)s, %(error)s) AS disabled;
 
 -- HTTP statements (web/cron.py), each named api_<handler>: picloud.authorize, then the
 -- operation, in one statement (web/auth.py: credentials).

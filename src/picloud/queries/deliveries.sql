@@ -10,17 +10,15 @@ SELECT id, app_id, name, kind, url, function, topic, timeout_ms, created_at, upd
   FROM picloud.handlers WHERE app_id = %(app_id)s ORDER BY created_at, id;
 
 -- name: update_handler
--- Change a handler; NULL leaves a field as it is.
-UPDATE picloud.handlers
-   SET name = coalesce(%(name)s, name), url = coalesce(%(url)s, url),
-       secret = coalesce(%(secret)s, secret), function = coalesce(%(function)s, function),
-       topic = coalesce(%(topic)s, topic), timeout_ms = coalesce(%(timeout_ms)s::integer, timeout_ms)
- WHERE app_id = %(app_id)s AND id = %(id)s
-RETURNING id, app_id, name, kind, url, function, topic, timeout_ms, created_at, updated_at;
+-- Change a handler as the database's own caller (the CLI); NULL leaves a field as it is
+-- (P0002: none).
+SELECT id, app_id, name, kind, url, function, topic, timeout_ms, created_at, updated_at
+  FROM picloud.update_handler(%(app_id)s, %(id)s, %(name)s, %(url)s, %(secret)s,
+                              %(function)s, %(topic)s, %(timeout_ms)s::integer);
 
 -- name: delete_handler
--- Delete a handler no trigger uses.
-DELETE FROM picloud.handlers WHERE app_id = %(app_id)s AND id = %(id)s RETURNING id;
+-- Delete a handler no trigger uses (23503 while one does, P0002 when none).
+SELECT picloud.delete_handler(%(app_id)s, %(id)s) AS id;
 
 -- name: create_trigger
 -- Create a trigger on a source of an app, as the database's own caller (the CLI).
@@ -35,19 +33,16 @@ SELECT id, app_id, name, source, filter, handler_id, max_attempts, enabled, crea
   FROM picloud.triggers WHERE app_id = %(app_id)s ORDER BY created_at, id;
 
 -- name: update_trigger
--- Change a trigger; NULL leaves a field as it is.
-UPDATE picloud.triggers
-   SET name = coalesce(%(name)s, name), filter = coalesce(%(filter)s, filter),
-       handler_id = coalesce(%(handler_id)s, handler_id),
-       max_attempts = coalesce(%(max_attempts)s::integer, max_attempts),
-       enabled = coalesce(%(enabled)s, enabled)
- WHERE app_id = %(app_id)s AND id = %(id)s
-RETURNING id, app_id, name, source, filter, handler_id, max_attempts, enabled, created_at,
-          updated_at;
+-- Change a trigger as the database's own caller (the CLI); NULL leaves a field as it is
+-- (P0002: none).
+SELECT id, app_id, name, source, filter, handler_id, max_attempts, enabled, created_at,
+       updated_at
+  FROM picloud.update_trigger(%(app_id)s, %(id)s, %(name)s, %(handler_id)s, %(filter)s,
+                              %(max_attempts)s::integer, %(enabled)s);
 
 -- name: delete_trigger
--- Delete a trigger (its queued deliveries still run).
-DELETE FROM picloud.triggers WHERE app_id = %(app_id)s AND id = %(id)s RETURNING id;
+-- Delete a trigger (P0002 when none); its queued deliveries still run.
+SELECT picloud.delete_trigger(%(app_id)s, %(id)s) AS id;
 
 -- name: list_deliveries
 -- An app's deliveries, newest first, optionally by status and source (22023: unknown).
@@ -101,8 +96,8 @@ SELECT picloud.retry_dead_letters(%(app_id)s, %(source)s, %(since)s::timestamptz
                                   %(limit)s) AS retried;
 
 -- name: discard_dead_letter
--- Delete a dead letter.
-DELETE FROM picloud.dead_letters WHERE app_id = %(app_id)s AND id = %(id)s RETURNING id;
+-- Delete a dead letter of an app (P0002 when none).
+SELECT picloud.discard_dead_letter(%(app_id)s, %(id)s) AS id;
 
 -- name: get_dead_letter_any_app
 -- A dead letter by id alone, with its app (for the CLI).

@@ -11,8 +11,9 @@ SELECT (file).path, (file).size, (file).sha256, (file).content_type, (file).blob
                         %(blob)s);
 
 -- name: file_delete
--- Delete a file's row; returns the blob to unlink after commit.
-DELETE FROM picloud.files WHERE app_id = %(app_id)s AND path = %(path)s RETURNING path, blob;
+-- Delete a file's row (no row: none; 22023 for an invalid path); returns the blob to unlink
+-- after commit.
+SELECT path, blob FROM picloud.file_delete(%(app_id)s, %(path)s);
 
 -- name: file_list
 -- A page of an app's files in path order, after a cursor path, under an optional prefix.

@@ -1,7 +1,8 @@
 -- name: create_topic
 -- Create a topic (name and auth_mode checked in SQL).
 SELECT app_id, name, external_subscribable, auth_mode, presence, created_at, updated_at
-  FROM picloud.create_topic(%(app_id)s, %(name)s, %(external_subscribable)s, %(auth_mode)s);
+  FROM picloud.create_topic(%(app_id)s, %(name)s, %(external_subscribable)s, %(auth_mode)s,
+                            %(presence)s);
 
 -- name: create_topic_as
 -- Create a topic for a key with topics:manage (name and auth_mode checked in SQL).
@@ -9,7 +10,7 @@ SELECT t.app_id, t.name, t.external_subscribable, t.auth_mode, t.presence, t.cre
        t.updated_at
   FROM picloud.authorize(%(api_key)s, %(app_id)s, %(capability)s) a,
        LATERAL picloud.create_topic(a.app, %(name)s, %(external_subscribable)s,
-                                    coalesce(%(auth_mode)s, 'token')) t;
+                                    coalesce(%(auth_mode)s, 'token'), %(presence)s) t;
 
 -- name: list_topics
 -- An app's topics by name.

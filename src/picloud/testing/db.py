@@ -112,10 +112,8 @@ def picloud_db(picloud_database: str) -> Iterator[psycopg.Connection[Row]]:
 
 
 def make_app(conn: psycopg.Connection[Row], slug: str = "app") -> uuid.UUID:
-    """A new app with this slug (and name), made in SQL; its id."""
-    row = conn.execute(
-        "INSERT INTO picloud.apps (slug, name) VALUES (%s, %s) RETURNING id", (slug, slug)
-    ).fetchone()
+    """A new app with this slug (and name), made by picloud.create_app; its id."""
+    row = conn.execute("SELECT id FROM picloud.create_app(%s, %s)", (slug, slug)).fetchone()
     assert row is not None
     app_id: uuid.UUID = row["id"]
     return app_id

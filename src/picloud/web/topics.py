@@ -37,6 +37,7 @@ TOKEN_TTL_MAX_SEC = 30 * 24 * 3600  # for the OpenAPI document; SQL enforces it
 TOPIC_FLAGS = {
     "external_subscribable": {"type": "boolean"},
     "auth_mode": {"type": "string", "enum": list(AUTH_MODES)},
+    "presence": {"type": "boolean", "description": "who is here"},
 }
 BASE = "/api/v1/apps/{app_id}/topics"
 
@@ -67,12 +68,13 @@ def path_topic(request: web.Request) -> str:
     },
 )
 async def create_topic(request: web.Request) -> web.Response:
-    body = await read_object(request, {"name", "external_subscribable", "auth_mode"})
+    body = await read_object(request, {"name", *TOPIC_FLAGS})
     params = {
         **credentials(request),
         "name": get_str(body, "name"),
         "external_subscribable": bool(get_bool(body, "external_subscribable")),
         "auth_mode": get_str(body, "auth_mode", required=False),
+        "presence": get_bool(body, "presence"),  # NULL: picloud.create_topic's default
     }
     return json_response(await fetch_one(request, "create_topic_as", params), status=201)
 
@@ -97,16 +99,10 @@ async def get_topic(request: web.Request) -> web.Response:
     "Change a topic's flags (streams end when access narrows)",
     "topics",
     capability="topics:manage",
-    request_body={
-        "type": "object",
-        "properties": {
-            **TOPIC_FLAGS,
-            "presence": {"type": "boolean", "description": "who is here"},
-        },
-    },
+    request_body={"type": "object", "properties": TOPIC_FLAGS},
 )
 async def update_topic(request: web.Request) -> web.Response:
-    body = await read_patch(request, {"external_subscribable", "auth_mode", "presence"})
+    body = await read_patch(request, set(TOPIC_FLAGS))
     params = {
         **credentials(request),
         "name": request.match_info["name"],
