@@ -5,11 +5,13 @@ multiplexed connection, and presence joins seen on another node — each beside 
 reference measured in the same run.
 
     .venv/bin/python bench/realtime.py [--quick] [--connections 5000]
-        [--only multiplex|publishing] [--rounds 3]
+        [--only multiplex|publishing] [--rounds 3] [--target embedded|durable]
 
 Everything runs on this machine over loopback: an embedded PostgreSQL in a temporary
-directory, ``picloud serve`` as a separate process, a bare aiohttp SSE server (the
-reference ceiling for fan-out) as another, and the load generator (this process). Every
+directory (or, with ``--target durable``, a throwaway PostgreSQL 15 cluster with fsync on
+and its data on disk, where every commit pays its flush; bench/targets.py), ``picloud
+serve`` as a separate process, a bare aiohttp SSE server (the reference ceiling for
+fan-out) as another, and the load generator (this process). Every
 loop is bounded by a duration or a count and a timeout; the script stops by itself and
 prints one JSON document. See bench/README.md.
 """
@@ -1006,6 +1008,23 @@ async def measure_multiplex(bench: Bench, connections: int) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def database(target: str, work: Path) -> Iterator[str]:
+    """The database the run measures on: the embedded one inside ``work``, or a durable
+    PostgreSQL 15 cluster on disk (never tmpfs, which would hide the commit's flush)."""
+    if target == "durable":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from bench.targets import durable_cluster
+
+        with durable_cluster(Path("/var/tmp")) as uri:
+            yield uri
+        return
+    from picloud.embedded import embedded_postgres
+
+    with embedded_postgres(work / "pg", cleanup_mode="delete") as uri:
+        yield uri
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
@@ -1019,6 +1038,13 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of --only publishing (for the spread)"
     )
+    parser.add_argument(
+        "--target",
+        choices=["embedded", "durable"],
+        default="embedded",
+        help="the embedded PostgreSQL (data on tmpfs when /dev/shm is writable) or a durable"
+        " PostgreSQL 15 cluster (fsync on, data on disk)",
+    )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--latency-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1030,13 +1056,12 @@ def main() -> int:
         port, host, path, count = args.latency_worker
         asyncio.run(latency_worker(int(port), host, path, int(count)))
         return 0
-    from picloud.embedded import embedded_postgres
     from picloud.migrate import migrate
 
     base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="picloud-bench-", dir=base) as tmp:
         work = Path(tmp)
-        with embedded_postgres(work / "pg", cleanup_mode="delete") as uri:
+        with database(args.target, work) as uri:
             migrate(uri)
             bench = Bench(work, uri, args.quick)
             bench.setup()
@@ -1049,6 +1074,7 @@ def main() -> int:
                 results = asyncio.run(measure(bench, args.connections))
                 results |= asyncio.run(measure_multiplex(bench, args.connections))
     report = {
+        "database": args.target,
         "machine": {
             "cpus": os.cpu_count(),
             "loadavg_1m": round(os.getloadavg()[0], 2),
