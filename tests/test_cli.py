@@ -288,6 +288,9 @@ def test_handlers_triggers_cron_deliveries(picloud: Cli, db: Conn) -> None:
         == "30 3 * * *"
     )
     assert [j["name"] for j in ok_json(picloud, "cron", "list", "ops")["cron_jobs"]] == ["nightly"]
+    # A put of a new job whose name breaks the rule is refused, and nothing is written.
+    assert "name" in refused(picloud, "cron", "put", "ops", "no spaces", "* * * * *")
+    assert [j["name"] for j in ok_json(picloud, "cron", "list", "ops")["cron_jobs"]] == ["nightly"]
     assert "expression" in refused(picloud, "cron", "put", "ops", "bad", "61 * * * *")
     assert "timezone" in refused(
         picloud, "cron", "put", "ops", "bad", "* * * * *", "--timezone", "Mars/Base"

@@ -180,8 +180,15 @@ def _cron_put(args: argparse.Namespace) -> int:
             "enabled": not args.disabled,
             "next_run_at": next_run_at,
         }
-        exists = conn.execute(q("cron_get"), params).fetchone() is not None
-        row = conn.execute(q("cron_update" if exists else "cron_create"), params).fetchone()
+        # Create or replace in one statement when the job exists (the usual case of a
+        # re-run script); a create that loses a race with another one replaces it.
+        try:
+            row = conn.execute(q("cron_update"), params).fetchone()
+        except psycopg.errors.NoDataFound:
+            try:
+                row = conn.execute(q("cron_create"), params).fetchone()
+            except psycopg.errors.UniqueViolation:
+                row = conn.execute(q("cron_update"), params).fetchone()
     emit(args, row)
     return 0
 

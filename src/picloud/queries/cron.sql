@@ -11,12 +11,6 @@ SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, l
        created_at, updated_at
   FROM picloud.cron_jobs WHERE app_id = %(app_id)s ORDER BY name;
 
--- name: cron_get
--- One cron job.
-SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
-       created_at, updated_at
-  FROM picloud.cron_jobs WHERE app_id = %(app_id)s AND name = %(name)s;
-
 -- name: cron_update
 -- Replace a cron job's settings and due time (the CLI gives every field; P0002: none).
 SELECT name, expression, timezone, payload, enabled, next_run_at, last_run_at, last_error,
