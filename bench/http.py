@@ -21,10 +21,14 @@ and this runs as root, the script installs Debian's package with apt-get. The wr
 spread over keys and topics (a counter in the wrk script) so that rows are not
 contended more than in real use. Points alternate picloud / reference, ``--repeats``
 times; each figure is [min, max]. Server and load-generator CPU (% of one core) are
-reported per point, and the load average at the start and end: the machine is shared.
+reported per point, with the server's CPU time per request answered
+(``server_cpu_us_per_request``), and the load average at the start and end: the
+machine is shared.
 
-The Starlette + broadcaster peer's publish route is measured when both are importable
-(with uvicorn); otherwise the JSON says why it was skipped. Prints one JSON document.
+The Starlette + broadcaster peer's publish route (broadcaster's PostgreSQL backend, on
+asyncpg) is measured when starlette, broadcaster, uvicorn and asyncpg are importable
+(``pip install -e '.[bench]'``); otherwise the JSON says why it was skipped. Prints one
+JSON document.
 """
 
 from __future__ import annotations
@@ -169,7 +173,7 @@ def reference_server(port: int, conninfo: str) -> None:
 
 def peer_available() -> str | None:
     """None when the Starlette + broadcaster peer can run, else why not."""
-    missing = [m for m in ("starlette", "broadcaster", "uvicorn") if not _importable(m)]
+    missing = [m for m in ("starlette", "broadcaster", "uvicorn", "asyncpg") if not _importable(m)]
     return f"not installed: {', '.join(missing)}" if missing else None
 
 
@@ -323,15 +327,19 @@ def run_wrk(
     finally:
         os.unlink(script.name)
     rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    done = re.search(r"(\d+) requests in", out)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
-    assert rate is not None, out
+    assert rate is not None and done is not None, out
     return {
         "rps": float(rate.group(1)),
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(0) if errors else None,
         "server_cpu_pct": round(100 * server_cpu / wall),
         "wrk_cpu_pct": round(100 * load_cpu / wall),
+        # The server process's CPU (user + system) per request answered: what a faster
+        # Python path lowers, whatever the machine's load does to the rates.
+        "server_cpu_us_per_request": round(1e6 * server_cpu / max(1, int(done.group(1)))),
     }
 
 
@@ -449,6 +457,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         out[server] = {
             "rps": [round(min(rates)), round(max(rates))],
             "server_cpu_pct": [p["server_cpu_pct"] for p in points],
+            "server_cpu_us_per_request": [p["server_cpu_us_per_request"] for p in points],
             "wrk_cpu_pct": [p["wrk_cpu_pct"] for p in points],
             "non_2xx": sum(p["non_2xx"] for p in points),
         }
@@ -480,13 +489,15 @@ def measure_peer(
         url = f"http://127.0.0.1:{port}"
         run_wrk(wrk, url, route, max(args.connections), 1, pid)
         for count in args.connections:
-            rates = [
-                run_wrk(wrk, url, route, count, args.duration, pid)["rps"]
-                for _ in range(args.repeats)
+            points = [
+                run_wrk(wrk, url, route, count, args.duration, pid) for _ in range(args.repeats)
             ]
+            rates = [p["rps"] for p in points]
             pic = figures["publish"][str(count)]["picloud"]["rps"]
             result[str(count)] = {
                 "rps": [round(min(rates)), round(max(rates))],
+                "server_cpu_us_per_request": [p["server_cpu_us_per_request"] for p in points],
+                "non_2xx": sum(p["non_2xx"] for p in points),
                 "picloud_to_peer": [round(pic[0] / max(rates), 3), round(pic[1] / min(rates), 3)],
             }
     return result

@@ -194,6 +194,13 @@ BEGIN
     IF enqueue_event.event IS NULL OR jsonb_typeof(enqueue_event.event) <> 'object' THEN
         RAISE EXCEPTION 'event must be a JSON object' USING ERRCODE = '22023';
     END IF;
+    -- Most changes have no trigger to fan out to (a kv write of an app without kv
+    -- triggers): one probe of the partial index on enabled triggers ends those here.
+    IF NOT EXISTS (SELECT FROM picloud.triggers t
+                    WHERE t.app_id = enqueue_event.app_id AND t.source = enqueue_event.source
+                      AND t.enabled) THEN
+        RETURN 0;
+    END IF;
     -- Topic handlers publish here and now, in this transaction, and get no delivery. Most
     -- apps have none: one probe of the app's handlers spares them the join and the loop.
     v_topics := EXISTS (SELECT FROM picloud.handlers h

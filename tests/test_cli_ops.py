@@ -24,9 +24,10 @@ from aiohttp.test_utils import TestServer
 
 from picloud.db import Row
 from picloud.embedded import embedded_postgres
-from picloud.logs import JsonFormatter, app_id, context_middleware, log_context
+from picloud.logs import JsonFormatter, app_id, log_context
+from picloud.node import Metrics
 from picloud.web import request_id
-from picloud.web.errors import error_middleware
+from picloud.web.middleware import request_middleware
 from tests.fix_server import free_port
 from tests.procs import picloud_env, run_cli, stop, wait_healthy
 from tests.redrive_util import seed_dead_letters
@@ -332,9 +333,9 @@ async def test_request_log_lines_name_their_app_and_no_other() -> None:
         log.info("handled %s", request.path_qs)
         return web.Response(text="ok")
 
-    # The server's own middlewares: the request id the error middleware assigns (and
+    # The server's own middleware: the request id it assigns (and
     # answers in X-Request-Id) is the one every log line of the request carries.
-    app = web.Application(middlewares=[context_middleware, error_middleware])
+    app = web.Application(middlewares=[request_middleware(Metrics())])
     app.on_response_prepare.append(request_id.add_header)
     app.router.add_get("/x", handler)
     answered: list[str] = []

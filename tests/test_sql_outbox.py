@@ -118,6 +118,17 @@ def test_other_apps_triggers_never_match(db: Conn, app_id: Any, hook: Any) -> No
     assert enqueue(db, other, "kv", "k", {"type": "set"}) == 1
 
 
+def test_only_an_enabled_trigger_of_the_source_fans_out(db: Conn, app_id: Any, hook: Any) -> None:
+    # (enqueue_event returns early when the app has none: the common case of a write.)
+    off = make_trigger(db, app_id, hook, "kv", {}, name="off", enabled=False)
+    make_trigger(db, app_id, hook, "docs", {}, name="docs")
+    assert enqueue(db, app_id, "kv", "k", {"type": "set"}) == 0
+    with pytest.raises(errors.InvalidParameterValue):
+        enqueue(db, app_id, "nope", "k", {"type": "set"})  # still checked
+    db.execute("UPDATE picloud.triggers SET enabled = true WHERE id = %s", (off,))
+    assert enqueue(db, app_id, "kv", "k", {"type": "set"}) == 1
+
+
 def test_enqueue_is_part_of_the_callers_transaction(database: str, app_id: Any, hook: Any) -> None:
     with psycopg.connect(database, row_factory=psycopg.rows.dict_row) as conn:
         make_trigger(conn, app_id, hook, "kv", {}, name="tx")

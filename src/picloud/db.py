@@ -20,10 +20,12 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from psycopg_pool.base import AttemptWithBackoff
@@ -128,17 +130,18 @@ class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Row]]):
             attempt = _CappedBackoff(timeout=self.reconnect_timeout)
         await super()._add_connection(attempt, growing)
 
-    @contextlib.asynccontextmanager
-    async def connection(
+    # (An async context manager as psycopg_pool's is, if not its generator-based kind.)
+    def connection(  # type: ignore[override]
         self,
-        timeout: float | None = None,  # noqa: ASYNC109  (psycopg_pool's signature)
-    ) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
-        try:
-            async with super().connection(timeout) as conn:
-                yield conn
-        except (psycopg.OperationalError, PoolTimeout):
-            self.probe_now()  # a broken connection, or none to be had: look at once
-            raise
+        timeout: float | None = None,
+    ) -> _Lease:
+        """A pooled connection for an ``async with`` block, as psycopg_pool's
+        ``connection()`` gives it (the transaction, if one was left open, committed or
+        rolled back as the block ends; the connection back to the pool), at less cost per
+        request: one plain object instead of two generator-based context managers, and no
+        connection lock taken to commit when no transaction is open (autocommit, the
+        server's every statement)."""
+        return _Lease(self, timeout)
 
     def probe_now(self) -> None:
         if self._kick is not None:
@@ -187,6 +190,46 @@ class Pool(AsyncConnectionPool[psycopg.AsyncConnection[Row]]):
         """
         with contextlib.suppress(psycopg.Error):
             await self.check()
+
+
+class _Lease:
+    """``async with pool.connection() as conn`` (Pool.connection)."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: Pool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: psycopg.AsyncConnection[Row] | None = None
+
+    async def __aenter__(self) -> psycopg.AsyncConnection[Row]:
+        try:
+            self._conn = await self._pool.getconn(self._timeout)
+        except PoolTimeout:
+            self._pool.probe_now()  # none to be had: look at once
+            raise
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        try:
+            if conn.pgconn.transaction_status != TransactionStatus.IDLE and not conn.closed:
+                # Commit on success, roll back on error: psycopg's connection block.
+                await conn.__aexit__(exc_type, exc, tb)
+        except psycopg.OperationalError:
+            self._pool.probe_now()
+            raise
+        finally:
+            await self._pool.putconn(conn)
+        if isinstance(exc, psycopg.OperationalError | PoolTimeout):
+            self._pool.probe_now()  # a broken connection, or none to be had: look at once
 
 
 class _QuietReconnects(logging.Filter):

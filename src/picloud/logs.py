@@ -11,12 +11,11 @@ import contextlib
 import contextvars
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "picloud_request_id", default=None
@@ -41,20 +40,6 @@ def log_context(*, request: str | None = None, app: object | None = None) -> Ite
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
-
-
-@web.middleware
-async def context_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Each request starts with no ids (keep-alive requests may share a task) and ends by
-    dropping whatever it set (credentials() sets the app id)."""
-    tokens = (request_id.set(None), app_id.set(None))
-    try:
-        return await handler(request)
-    finally:
-        app_id.reset(tokens[1])
-        request_id.reset(tokens[0])
 
 
 class JsonFormatter(logging.Formatter):

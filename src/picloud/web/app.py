@@ -1,14 +1,13 @@
-"""The aiohttp application: middlewares, routes, the pool and the background roles."""
+"""The aiohttp application: its router and middleware, routes, the pool and the background
+roles."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import warnings
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from picloud import logs
 from picloud.db import open_pool
 from picloud.roles import start_roles, stop_roles
 from picloud.settings import Settings
@@ -26,57 +25,28 @@ from picloud.web import meta as _meta  # noqa: F401
 from picloud.web import operator_stream as _operator_stream  # noqa: F401
 from picloud.web import presence as _presence  # noqa: F401
 from picloud.web import realtime as _realtime  # noqa: F401
-from picloud.web import request_id
 from picloud.web import signing_keys as _signing_keys  # noqa: F401
 from picloud.web import token_publish as _token_publish  # noqa: F401
 from picloud.web import topics as _topics  # noqa: F401
 from picloud.web import triggers as _triggers  # noqa: F401
 from picloud.web.bodies import json_body_limit
-from picloud.web.errors import Handler, error_middleware
-from picloud.web.routing import routes
+from picloud.web.middleware import on_response_prepare, request_middleware
+from picloud.web.routing import Router, routes
 from picloud.web.state import STATE, AppState
 from picloud.web.subscriber_caps import CAPS, SubscriberCaps
-
-PREPARED_STATUS = web.RequestKey("picloud_prepared_status", int)
-CLIENT_CLOSED = 499  # nothing was sent before the client went away
-
-
-async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    request[PREPARED_STATUS] = response.status
-    await request_id.add_header(request, response)
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
-    route = request.match_info.route.resource
-    name = route.canonical if route is not None else "unmatched"
-    metrics = request.app[STATE].metrics
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        # The client closed the connection (a stream, typically): record what it was.
-        status = request.get(PREPARED_STATUS, CLIENT_CLOSED)
-        metrics.http_client_closed.labels(request.method, name).inc()
-        raise
-    finally:
-        metrics.http_requests.labels(request.method, name, str(status)).inc()
-        metrics.http_seconds.labels(request.method, name).observe(time.perf_counter() - started)
 
 
 def create_app(settings: Settings, conninfo: str) -> web.Application:
     """The server for ``settings`` on the database at ``conninfo`` (already migrated)."""
-    app = web.Application(
-        middlewares=[metrics_middleware, logs.context_middleware, error_middleware],
-        client_max_size=json_body_limit(settings),
-    )
     state = AppState(settings=settings, conninfo=conninfo)
+    with warnings.catch_warnings():
+        # aiohttp calls its router argument deprecated, but offers no other way in.
+        warnings.filterwarnings("ignore", "router argument", DeprecationWarning)
+        app = web.Application(
+            router=Router(),
+            middlewares=[request_middleware(state.metrics)],
+            client_max_size=json_body_limit(settings),
+        )
     app[STATE] = state
     app[CAPS] = SubscriberCaps.of(settings)
     routes.install(app)

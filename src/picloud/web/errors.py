@@ -17,8 +17,6 @@ from aiohttp import web
 from psycopg import errors as pg_errors
 from psycopg_pool import PoolTimeout
 
-from picloud.web import request_id
-
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -132,11 +130,23 @@ def _undecodable_header(request: web.Request) -> str | None:
     """The name of a header whose bytes are not UTF-8 (aiohttp keeps them as surrogates,
     which nothing downstream, PostgreSQL included, can take)."""
     for name, value in request.headers.items():
+        if value.isascii():
+            continue  # (nearly every header: no encoding needed to know)
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return name
     return None
+
+
+def header_refusal(request: web.Request) -> web.Response | None:
+    """The answer to a request with a header that is not UTF-8 (401 for Authorization,
+    else 400); None for every other request."""
+    bad_header = _undecodable_header(request)
+    if bad_header is None:
+        return None
+    status = 401 if bad_header.lower() == "authorization" else 400
+    return error_response(status, _HTTP_CODES[status], f"the {bad_header} header is not UTF-8")
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -152,25 +162,11 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure as the JSON envelope; anything unexpected as a 500 that names the
-    request (X-Request-Id) and logs one ERROR line with the traceback. 4xx log nothing."""
-    rid = request_id.assign(request)
-    bad_header = _undecodable_header(request)
-    if bad_header is not None:
-        status = 401 if bad_header.lower() == "authorization" else 400
-        return error_response(status, _HTTP_CODES[status], f"the {bad_header} header is not UTF-8")
-    try:
-        return await handler(request)
-    except ConnectionResetError:
-        raise  # the client went away: nobody to answer
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        failure: Exception = exc
-    except Exception as exc:
-        failure = exc
+def failure_response(request: web.Request, rid: str, failure: Exception) -> web.Response:
+    """Every failure as the JSON envelope (web/middleware.py calls this for whatever a
+    handler raised, but a client gone away or a redirect); anything unexpected as a 500
+    that names the request (``rid``) and logs one ERROR line with the traceback. 4xx log
+    nothing."""
     try:
         mapped = _mapped(request, failure)
     except Exception:
