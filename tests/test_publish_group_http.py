@@ -299,3 +299,76 @@ async def test_group_bounds(api: Api, server: Server, database: str) -> None:
     assert {r.status for r in replies} == {201}
     assert committed(server)[0] - before[0] == 3  # the gate, 200 messages, 100 messages
     assert groups.queued == 0
+
+
+async def test_a_lone_publish_answers_as_a_group_would(
+    api: Api, server: Server, database: str, xacts: Conn
+) -> None:
+    """The same requests, once together in one group (picloud.publish_group) and once
+    each alone (picloud.publish_one): the same answers, success and every refusal."""
+
+    async def requests(rt: Realtime) -> list[Awaitable[Reply]]:
+        app = rt.app["id"]
+        for t in ("gate", "t", "u"):
+            await rt.topic(t)
+        await rt.topic("internal", external_subscribable=False)
+        other = await api.create_app(rt.app["slug"] + "-other")
+        reader = await api.create_key(app, "topics:manage")
+        foreign = await api.create_key(other["id"], "app:admin")
+        writer = (
+            await api.post(f"/api/v1/apps/{app}/topics/t/tokens", json={"publish": True})
+        ).json["token"]
+        listener = (await api.post(f"/api/v1/apps/{app}/topics/t/tokens")).json["token"]
+        host = {"Host": f"{rt.app['slug']}.localhost"}
+
+        def key(topic: str, body: dict[str, Any], k: Any = ...) -> Awaitable[Reply]:
+            return api.post(path(rt, topic), json=body, key=k)
+
+        def tok(topic: str, message: Any, t: str = writer, h: Any = host) -> Awaitable[Reply]:
+            return api.post(
+                f"/realtime/topics/{topic}/messages", json={"message": message}, key=t, headers=h
+            )
+
+        return [
+            key("t", {"message": {"n": 1}}),
+            key("t", {"messages": [2, 3]}),
+            key("u", {"message": "x"}),
+            key("t", {"message": "bad\x00nul"}),  # 400
+            key("t", {"messages": [4, "bad\x00nul", 5]}),  # 400, "message 1: ..."
+            key("t", {"message": "y" * 70000}),  # 413
+            key("t", {"messages": []}),  # 400
+            key("nope", {"message": 1}),  # 404
+            key("b*d", {"message": 1}),  # 400
+            key("t", {"message": 1}, "pck_wrong-key"),  # 401
+            key("t", {"message": 1}, None),  # 401
+            key("t", {"message": 1}, reader),  # 403
+            key("t", {"message": 1}, foreign),  # 403
+            tok("t", "a"),
+            tok("t", "b", listener),  # 401
+            tok("t", "c", "junk"),  # 401
+            tok("t", "d", h={"Host": "nobody.localhost"}),  # 404
+            tok("internal", "e"),  # 404
+            tok("t", "f\x00"),  # 400
+            tok("t", "z" * 70000),  # 413
+        ]
+
+    def answer(reply: Reply) -> tuple[int, Any]:
+        body = dict(reply.json)
+        assert reply.status != 201 or body.pop("published_at")
+        return reply.status, body
+
+    together = await Realtime.create(api, server, "grp")
+    before = committed(server) if server.state.publish_groups else (0.0, 0.0)
+    _, grouped_replies = await grouped(server, database, together, await requests(together))
+    assert transactions(xacts) == 2, "the gate's group, then all the others in one"
+    assert committed(server)[0] - before[0] == 2
+    alone = await Realtime.create(api, server, "one")
+    lone_replies = [await r for r in await requests(alone)]  # one at a time: groups of one
+    assert [answer(r) for r in lone_replies] == [answer(r) for r in grouped_replies]
+    assert [r.status for r in lone_replies] == [
+        *(201, 201, 201, 400, 400, 413, 400, 404, 400, 401, 401, 403, 403),
+        *(201, 401, 401, 404, 404, 400, 413),
+    ]
+    assert "message 1: " in lone_replies[4].json["error"]["message"]
+    assert committed(server)[0] - before[0] == 2 + len(lone_replies)
+    assert await stored(alone, "t") == await stored(together, "t")

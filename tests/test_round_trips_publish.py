@@ -60,3 +60,34 @@ async def test_publish_runs_one_statement(api: Api, round_trips: RoundTrips) -> 
         "POST", "/realtime/topics/nope/messages", 404, json={"message": 4}, key=tok, headers=host
     )
     await round_trips.refused("POST", path, 400, json={"nothing": 1}, key=tok, headers=host)
+
+
+async def test_a_lone_publish_runs_publish_one(api: Api, round_trips: RoundTrips) -> None:
+    # One request at a time: each is a group of one, sent as picloud.publish_one (scalar
+    # parameters, no subtransaction), refusals included.
+    app = await api.create_app("rt-one")
+    await api.post(
+        f"/api/v1/apps/{app['id']}/topics",
+        json={"name": "t", "external_subscribable": True, "auth_mode": "token"},
+    )
+    base = f"/api/v1/apps/{app['id']}/topics/t/messages"
+    reader = await api.create_key(app["id"], "topics:manage")
+    token = await api.post(f"/api/v1/apps/{app['id']}/topics/t/tokens", json={"publish": True})
+    host = {"Host": "rt-one.localhost"}
+    tok = token.json["token"]
+    cases: list[tuple[str, int, dict[str, object]]] = [
+        (base, 201, {"json": {"message": 1}}),
+        (base, 201, {"json": {"messages": [2, 3]}}),
+        (base, 401, {"json": {"message": 1}, "key": None}),
+        (base, 403, {"json": {"message": 1}, "key": reader}),
+        (base.replace("/t/", "/nope/"), 404, {"json": {"message": 1}}),
+        (base, 400, {"json": {"messages": [1, "x\x00"]}}),
+        (base, 413, {"json": {"message": "x" * 70000}}),
+        ("/realtime/topics/t/messages", 201, {"json": {"message": 4}, "key": tok, "headers": host}),
+        ("/realtime/topics/t/messages", 401, {"json": {"message": 4}, "key": "j", "headers": host}),
+    ]
+    for path, status, kw in cases:
+        reply, statements = await round_trips.call("POST", path, **kw)
+        assert reply.status == status, (path, reply.status, reply.raw[:300])
+        assert len(statements) == 1, statements
+        assert "picloud.publish_one(" in statements[0], statements

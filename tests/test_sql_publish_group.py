@@ -136,6 +136,32 @@ def test_authorisation_is_per_request(db: Conn) -> None:
     assert [r["message"] for r in logged(db, app, "t")] == [1, 7, 8]
 
 
+def test_the_key_is_checked_once_per_distinct_key(db: Conn, database: str) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    key = make_key(db, app, "topics:publish")
+    admin = make_key(db, app, "app:admin")
+    reqs = [
+        *(Req("t", str(n), key=key, app_id=app) for n in range(5)),
+        *(Req("t", "9", key="pck_not-a-key", app_id=app) for _ in range(3)),
+        Req("t", "10", key=admin, app_id=app),
+        Req("t", "11", key=key, app_id=app),
+    ]
+    with psycopg.connect(database, row_factory=dict_row) as conn:
+        conn.execute("SET track_functions = 'pl'")
+        rows = group(conn, reqs)
+        calls = conn.execute(
+            "SELECT calls FROM pg_stat_xact_user_functions"
+            " WHERE schemaname = 'picloud' AND funcname = 'authorize'"
+        ).fetchone()
+        conn.commit()
+    assert [r["error_state"] for r in rows] == [None] * 5 + ["28000"] * 3 + [None, None]
+    # Once per distinct key; the statistics count only the calls that returned (the two
+    # good keys' checks), not the one that raised for the unknown key.
+    assert calls is not None and calls["calls"] == 2, "once per distinct key"
+    assert [r["message"] for r in logged(db, app, "t")] == [0, 1, 2, 3, 4, 10, 11]
+
+
 def test_token_publishes_in_a_group(db: Conn) -> None:
     app = make_app(db)
     make_topic(db, app, "t", external=True)
@@ -212,3 +238,207 @@ def test_first_unstorable_message(db: Conn) -> None:
     assert first('"a\\u0000"') is None  # not an array
     assert first("not json") is None
     assert first(None) is None
+
+
+# picloud.publish_one: a group of one request, without a subtransaction.
+
+ONE = "SELECT ids, published_at FROM picloud.publish_one(%s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+def alone(conn: psycopg.Connection[Any], r: Req, capability: str = "topics:publish") -> Row:
+    """publish_one of one request, as a row of publish_group (its refusal as the row's
+    error_state and error_message)."""
+    params = (r.key, r.app_id, capability, r.host, r.token, r.topic, r.messages, r.single)
+    try:
+        row = conn.execute(ONE, params).fetchone()
+    except psycopg.Error as exc:
+        return {
+            "error_state": exc.sqlstate,
+            "error_message": exc.diag.message_primary,
+            "ids": None,
+            "published_at": None,
+        }
+    assert row is not None
+    return {"error_state": None, "error_message": None, **row}
+
+
+def world(db: Conn, slug: str) -> list[Req]:
+    """An app with topics, keys and tokens, and requests of every kind to it: successes
+    and every refusal publish_group answers (input, credentials, in its order)."""
+    app = make_app(db, slug)
+    other = make_app(db, slug + "-other")
+    make_topic(db, app, "t", external=True)
+    make_topic(db, app, "u", external=True)
+    make_topic(db, app, "internal", external=False)
+    good = make_key(db, app, "topics:publish")
+    admin = make_key(db, app, "app:admin")
+    reader = make_key(db, app, "topics:manage")
+    foreign = make_key(db, other, "app:admin")
+    instance = make_key(db, None, "instance:admin")
+
+    def token(topic: str, publish: bool) -> str:
+        row = db.execute(
+            "SELECT picloud.subscriber_token(%s, %s, '1 hour', %s, 'alice') AS t",
+            (app, topic, publish),
+        ).fetchone()
+        assert row is not None
+        tok: str = row["t"]
+        return tok
+
+    writer, listener = token("t", True), token("t", False)
+    host = f"{slug}.localhost"
+
+    def key(topic: str, messages: str, single: bool = True, k: str | None = good) -> Req:
+        return Req(topic, messages, single, key=k, app_id=app)
+
+    def tok(topic: str, messages: str, t: str = writer, h: str = host) -> Req:
+        return Req(topic, messages, host=h, token=t)
+
+    return [
+        key("t", '{"n": 1}'),
+        key("t", "[2, 3]", single=False),
+        key("u", '"x"'),
+        key("t", '"bad\\u0000"'),  # jsonb cannot hold it: 22P05
+        key("t", '[4, "bad\\u0000", 5]', single=False),  # named: "message 1: ..."
+        key("t", '"' + "x" * 70000 + '"'),  # 54000
+        key("t", "[1, " + '"' + "x" * 70000 + '"]', single=False),  # 54000, "message 1 is"
+        key("nope", "1"),  # P0002
+        key("b*d", "1"),  # 22023
+        key("t", "[]", single=False),  # 22023
+        key("t", '{"a": 1}', single=False),  # 22023: not an array
+        key("t", "{nope"),  # 22P02
+        key("t", "[1, {nope]", single=False),  # 22P02
+        Req("t", None, key=good, app_id=app),  # type: ignore[arg-type]  # 22023
+        key("t", "1", k="pck_not-a-key"),  # 28000
+        key("t", "1", k=None),  # 28000
+        key("t", "1", k=reader),  # 42501
+        key("t", "1", k=foreign),  # 42501
+        Req("t", "1", key=good, app_id=uuid.uuid4()),  # P0002: no such app
+        key("t", "{nope", k="pck_not-a-key"),  # 28000: the key is checked first
+        key("t", "7", k=admin),
+        key("t", "8", k=instance),
+        tok("t", '"a"'),
+        tok("t", '"b"', t=listener),  # 28000
+        tok("t", '"c"', t="junk"),  # 28000
+        tok("t", '"d"', h="nobody.localhost"),  # P0002
+        tok("internal", '"e"'),  # P0002
+        tok("nope", '"f"'),  # P0002
+        tok("t", '"g\\u0000"'),  # 22P05
+        tok("t", '"h\\u0000"', t="junk"),  # 22P05: the message is read first
+        tok("t", '"' + "x" * 70000 + '"'),  # 54000
+    ]
+
+
+def test_publish_one_answers_as_the_group_does(db: Conn) -> None:
+    grouped = group(db, world(db, "grp"))
+    lone = [alone(db, r) for r in world(db, "one")]
+
+    def answer(r: Row) -> tuple[Any, ...]:
+        return (r["error_state"], r["error_message"], r["ids"], r["published_at"] is None)
+
+    assert [answer(r) for r in lone] == [answer(r) for r in grouped]
+    states = [r["error_state"] for r in lone]
+    assert states.count(None) == 6, states
+    assert {s for s in states if s} == {
+        "22P05",
+        "54000",
+        "P0002",
+        "22023",
+        "22P02",
+        "28000",
+        "42501",
+    }
+    assert lone[4]["error_message"].startswith("message 1: "), lone[4]
+    assert lone[6]["error_message"].startswith("message 1 is 70002 bytes"), lone[6]
+    assert lone[19]["error_state"] == "28000" and lone[29]["error_state"] == "22P05"
+    # The same messages stored, with the token's subject.
+    rows = db.execute(
+        "SELECT a.slug, m.topic, m.seq, m.message, m.from_subject FROM picloud.messages m"
+        " JOIN picloud.apps a ON a.id = m.app_id ORDER BY a.slug, m.topic, m.seq"
+    ).fetchall()
+    by_app: dict[str, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        by_app.setdefault(r["slug"], []).append(
+            (r["topic"], r["seq"], r["message"], r["from_subject"])
+        )
+    assert by_app["one"] == by_app["grp"]
+    assert ("t", 6, "a", "alice") in by_app["one"]
+
+
+def test_publish_one_runs_in_the_callers_transaction_without_a_subtransaction(
+    db: Conn, database: str
+) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    key = make_key(db, app, "topics:publish")
+    with psycopg.connect(database, row_factory=dict_row) as writer:
+        first = alone(writer, Req("t", "1", key=key, app_id=app))
+        second = alone(writer, Req("t", "[2, 3]", single=False, key=key, app_id=app))
+        assert (first["ids"], second["ids"]) == ([1], [2, 3])
+        assert logged(db, app, "t") == [], "nothing visible before the commit"
+        # Written by the top-level transaction itself: a subtransaction would have its
+        # own transaction id in the rows' xmin.
+        row = writer.execute(
+            "SELECT array_agg(DISTINCT xmin::text) AS xmins,"
+            " pg_current_xact_id()::text AS xid FROM picloud.messages"
+        ).fetchone()
+        assert row is not None and row["xmins"] == [row["xid"]], row
+        writer.commit()
+    assert [r["message"] for r in logged(db, app, "t")] == [1, 2, 3]
+    # publish_group, by contrast, writes each request in a subtransaction of its own.
+    with psycopg.connect(database, row_factory=dict_row) as writer:
+        group(writer, [Req("t", "4", key=key, app_id=app)])
+        row = writer.execute(
+            "SELECT array_agg(DISTINCT xmin::text) AS xmins,"
+            " pg_current_xact_id()::text AS xid FROM picloud.messages WHERE seq = 4"
+        ).fetchone()
+        assert row is not None and row["xmins"] != [row["xid"]], row
+        writer.rollback()
+
+
+def test_publish_one_bad_input(db: Conn) -> None:
+    app = make_app(db)
+    make_topic(db, app, "t")
+    key = make_key(db, app, "topics:publish")
+
+    row = db.execute(
+        "SELECT picloud.subscriber_token(%s, 't', '1 hour', true) AS t", (app,)
+    ).fetchone()
+    assert row is not None
+    tok = row["t"]
+
+    def call(*params: Any) -> Any:
+        return db.execute(ONE, params).fetchone()
+
+    e = psycopg.errors
+    cases: list[tuple[tuple[Any, ...], type[psycopg.Error]]] = [
+        ((key, app, "topics:publish", None, None, "t", None, True), e.InvalidParameterValue),
+        ((key, app, "topics:publish", None, None, "t", None, False), e.InvalidParameterValue),
+        ((key, app, "topics:publish", None, None, "t", "{x", True), e.InvalidTextRepresentation),
+        (
+            (key, app, "topics:publish", None, None, "t", '"\\u0000"', True),
+            e.UntranslatableCharacter,
+        ),
+        ((key, app, "topics:publish", None, None, "t", "1", False), e.InvalidParameterValue),
+        ((key, app, "topics:publish", None, None, None, "1", True), e.InvalidParameterValue),
+        ((key, app, "topics:publish", None, None, "", "1", True), e.InvalidParameterValue),
+        ((key, app, None, None, None, "t", "1", True), e.InsufficientPrivilege),
+        ((key, app, "no:such", None, None, "t", "1", True), e.InsufficientPrivilege),
+        (
+            (None, app, "topics:publish", None, None, "t", "1", True),
+            e.InvalidAuthorizationSpecification,
+        ),
+        ((key, None, "topics:publish", None, None, "t", "1", True), e.InsufficientPrivilege),
+        (
+            (None, None, None, "app.localhost", None, "t", "1", True),
+            e.InvalidAuthorizationSpecification,
+        ),
+        ((None, None, None, "", "tok", "t", "1", True), e.NoDataFound),
+        ((None, None, None, "app.localhost", "tok", None, "1", True), e.NoDataFound),
+        ((None, None, None, "app.localhost", tok, "t", None, True), e.InvalidParameterValue),
+        ((None, None, None, "app.localhost", tok, "t", "{x", True), e.InvalidTextRepresentation),
+    ]
+    for params, error in cases:
+        with pytest.raises(error):
+            call(*params)
+    assert logged(db, app, "t") == []

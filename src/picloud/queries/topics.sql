@@ -65,6 +65,14 @@ SELECT i, error_state, error_message, ids, published_at
                              %(hosts)s::text[], %(tokens)s::text[], %(topics)s::text[],
                              %(messages)s::text[], %(singles)s::boolean[]);
 
+-- name: publish_one
+-- A group of one publish request, by itself (no subtransaction, no arrays): its message
+-- ids and time; a refusal is raised with the SQLSTATE publish_group would answer.
+SELECT ids, published_at
+  FROM picloud.publish_one(%(key)s::text, %(app_id)s::uuid, %(capability)s::text,
+                           %(host)s::text, %(token)s::text, %(topic)s::text,
+                           %(messages)s::text, %(single)s::boolean);
+
 -- name: publish_authorize
 -- The key check alone, for a publish whose body is malformed: the caller learns of the
 -- body only once it is allowed to publish (401, 404, 403 as picloud.authorize raises).

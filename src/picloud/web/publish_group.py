@@ -7,10 +7,13 @@ and under load every commit (and its fsync, and PostgreSQL's serialised NOTIFY c
 carries as many requests as arrived meanwhile, bounded by ``MAX_MESSAGES`` messages,
 ``MAX_BYTES`` of message text and ``MAX_REQUESTS`` requests (a larger request goes alone).
 
-A group is one autocommit statement, ``picloud.publish_group``, which authorises and
-validates each request by itself (a refused one is rolled back alone and answered by its
-SQLSTATE); every request is answered when that statement returns, i.e. after the group's
-commit. Should the statement fail as a whole for another reason than the database being
+A group is one autocommit statement, ``picloud.publish_group``, which authorises (once
+per distinct key) and validates each request by itself (a refused one is rolled back alone
+and answered by its SQLSTATE); every request is answered when that statement returns, i.e.
+after the group's commit. A group of one request, the lone publish, runs
+``picloud.publish_one`` instead: scalar parameters, no subtransaction, and its refusal
+comes back as the statement's error, with the SQLSTATE and message the group would
+answer. Should the statement fail as a whole for another reason than the database being
 unreachable (a deadlock with another node's group, an error no request's input
 explains), each request of the group is tried again alone, so one request never fails
 the others; a request whose text psycopg cannot send (a NUL character) always goes alone.
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
+from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
 from picloud.db import Pool
@@ -215,6 +219,8 @@ class PublishGroups:
                     w.answer.set_exception(exc)
 
     async def _statement(self, reqs: list[Publish]) -> list[Outcome]:
+        if len(reqs) == 1:
+            return [await self._alone(reqs[0])]
         params = {
             "keys": [r.key for r in reqs],
             "app_ids": [r.app_id for r in reqs],
@@ -226,14 +232,39 @@ class PublishGroups:
             "singles": [r.single for r in reqs],
         }
         async with self._pool.connection() as conn:
-            rows = await (await conn.execute(q("publish_group"), params)).fetchall()
-        by_index = {row["i"]: row for row in rows}
-        return [
-            Outcome(
-                by_index[i]["error_state"],
-                by_index[i]["error_message"],
-                by_index[i]["ids"],
-                by_index[i]["published_at"],
-            )
-            for i in range(1, len(reqs) + 1)
-        ]
+            cur = conn.cursor(row_factory=tuple_row)
+            rows = await (await cur.execute(q("publish_group"), params)).fetchall()
+        # (i, error_state, error_message, ids, published_at), in the statement's order
+        by_index = {row[0]: row for row in rows}
+        return [Outcome(*by_index[i][1:]) for i in range(1, len(reqs) + 1)]
+
+    async def _alone(self, r: Publish) -> Outcome:
+        """A group of one: picloud.publish_one, whose refusal is the statement's error."""
+        params = {
+            "key": r.key,
+            "app_id": r.app_id,
+            "capability": r.capability,
+            "host": r.host,
+            "token": r.token,
+            "topic": r.topic,
+            "messages": r.messages,
+            "single": r.single,
+        }
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=tuple_row)
+            try:
+                await cur.execute(q("publish_one"), params)
+            except psycopg.Error as exc:
+                state = exc.sqlstate or ""
+                if not refused(state):
+                    raise
+                return Outcome(state, exc.diag.message_primary, None, None)
+            row = await cur.fetchone()
+        assert row is not None
+        return Outcome(None, None, row[0], row[1])
+
+
+def refused(sqlstate: str) -> bool:
+    """Whether a SQLSTATE is a refusal of a publish request's input or credentials (its
+    answer), as picloud.publish_group tells them from failures of the whole statement."""
+    return sqlstate[:2] in ("22", "28", "54") or sqlstate in ("42501", "P0002")
