@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from picloud.realtime.cursor import parse_stream_cursor
 from picloud.realtime.hub import CLOSED, OVERFLOW, Hub, Subscriber
-from picloud.realtime.mux import Mux
+from picloud.realtime.mux import start_position
 from picloud.realtime.sse import Frame
 
 KEY = ("app", "t")
@@ -19,12 +19,14 @@ class Transport:
     def __init__(self) -> None:
         self.buffered = 0
         self.written = b""
+        self.writes: list[bytes] = []
         self.aborted = False
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
 
     def write(self, data: bytes) -> None:
+        self.writes.append(data)
         self.written += data
         self.buffered += len(data)
 
@@ -99,20 +101,20 @@ async def test_a_channel_of_another_epoch_is_ended_by_a_new_subscriber() -> None
     assert old.done.result() == CLOSED and hub.channels[KEY] is channel
 
 
-async def test_a_multiplexed_connection_shares_one_cursor_and_one_heartbeat() -> None:
+async def test_a_multiplexed_connection_is_one_subscriber_with_one_cursor_and_heartbeat() -> None:
     hub = Hub(capacity=2, max_bytes=1 << 20)
     transport = Transport()
-    mux = Mux({"t": (7, 0), "u": (9, 5)}, chunked=False)
-    subs = []
+    position = start_position("app", {"t": (7, 0), "u": (9, 5)})
+    sub = Subscriber(KEY, cast(Any, transport), chunked=False, position=position)
     for key, head, epoch in ((KEY, 0, 7), (("app", "u"), 5, 9)):
-        sub = Subscriber(key, cast(Any, transport), chunked=False, cursor=head, mux=mux)
-        hub.subscribe(sub, head, epoch)
-        sub.go_live()
-        subs.append(sub)
+        hub.subscribe(sub, head, epoch, key)
+    sub.go_live()
+    assert hub.channels[KEY].subscribers == hub.channels[("app", "u")].subscribers == {sub}
     hub.deliver(KEY, frames(1, 1, 3))
     hub.deliver(("app", "u"), [Frame.message(9, 6, '"y"')])
     ids = [line[4:] for line in transport.written.decode().splitlines() if line.startswith("id: ")]
-    assert [{t: c.seq for t, c in parse_stream_cursor(i).items()} for i in ids] == [
+    assert all(i.startswith("v2m.") for i in ids)
+    assert [{t: c.seq for t, c in parse_stream_cursor(i, ["u", "t"]).items()} for i in ids] == [
         {"t": 1, "u": 5},
         {"t": 1, "u": 6},
     ]
@@ -121,6 +123,48 @@ async def test_a_multiplexed_connection_shares_one_cursor_and_one_heartbeat() ->
     assert transport.written[before:] == b":heartbeat\n\n", "one heartbeat per connection"
     # The unsent-frames limit counts the connection: frames of both topics are pending.
     hub.deliver(KEY, frames(2, 1, 3))
-    assert not subs[0].done.done()
+    assert not sub.done.done()
     hub.deliver(("app", "u"), [Frame.message(9, 7, '"z"')])
-    assert subs[1].done.result() == OVERFLOW and transport.aborted
+    assert sub.done.result() == OVERFLOW and transport.aborted
+    hub.unsubscribe(sub)
+    assert not hub.channels, "out of every channel at once"
+
+
+async def test_streams_at_one_position_share_it_and_each_frame_is_built_once() -> None:
+    hub = Hub(capacity=100, max_bytes=1 << 20)
+    subs = []
+    for _ in range(3):
+        # Opened apart, same topics (in another order) at the same place: one position.
+        order = {"u": (9, 5), "t": (7, 0)} if subs else {"t": (7, 0), "u": (9, 5)}
+        sub = Subscriber(
+            KEY, cast(Any, Transport()), chunked=True, position=start_position("app", order)
+        )
+        for key, head, epoch in ((KEY, 0, 7), (("app", "u"), 5, 9)):
+            hub.subscribe(sub, head, epoch, key)
+        sub.go_live()
+        subs.append(sub)
+    assert subs[0].position is subs[1].position is subs[2].position
+    hub.deliver(KEY, frames(1, 2, 3))
+    after = subs[0].position
+    assert after is not None and after.seqs == (2, 5)
+    assert all(s.position is after for s in subs), "the new position is shared too"
+    written = [cast(Transport, s.transport).writes for s in subs]
+    assert written[0][0].count(b"id: v2m.") == 2
+    # The very same bytes object went to every transport: built once for all three.
+    assert written[0][0] is written[1][0] is written[2][0]
+    # A stream opened later at the same place holds the same position, and shares the next
+    # frame's bytes with the others.
+    later = Subscriber(
+        KEY,
+        cast(Any, Transport()),
+        chunked=True,
+        position=start_position("app", {"t": (7, 2), "u": (9, 5)}),
+    )
+    assert later.position is after
+    hub.subscribe(later, 0, 7, KEY)
+    hub.subscribe(later, 5, 9, ("app", "u"))
+    later.go_live()
+    hub.deliver(("app", "u"), [Frame.message(9, 6, '"y"')])
+    assert cast(Transport, later.transport).writes[0] is written[0][1]
+    assert later.position is subs[0].position
+    assert later.position is not None and later.position.seqs == (2, 6)

@@ -10,7 +10,16 @@ import aiohttp
 import psycopg
 import pytest
 
-from picloud.realtime.cursor import BIGINT_MAX, format_stream_cursor, parse_stream_cursor
+from picloud.realtime.cursor import (
+    BIGINT_MAX,
+    OTHER_TOPICS,
+    Cursor,
+    fingerprint,
+    format_stream_cursor,
+    format_stream_cursor_v1,
+    parse_stream_cursor,
+    varint,
+)
 from picloud.settings import SettingsError, load_settings
 from tests.fix_server import Api, Server, ServerFactory
 from tests.polling import until
@@ -122,7 +131,7 @@ async def test_three_topics_in_order_and_resume_replays_exactly_the_missed(rt: R
     got = await stream.messages(12)
     assert per_topic(got) == per_topic(sent), "every message once, in order per topic"
     assert stream.cursor is not None
-    positions = parse_stream_cursor(stream.cursor)
+    positions = parse_stream_cursor(stream.cursor, TOPICS)
     assert {t: c.seq for t, c in positions.items()} == {"orders": 4, "lobby": 4, "room": 4}
     stream.close()
 
@@ -145,7 +154,7 @@ async def test_the_opening_cursor_resumes_before_any_message(rt: Realtime) -> No
     stream = await open_multi(rt, TOPICS, token=token)
     opening = await stream.sse.next()
     assert opening.data == "" and opening.id is not None
-    assert {t: c.seq for t, c in parse_stream_cursor(opening.id).items()} == {
+    assert {t: c.seq for t, c in parse_stream_cursor(opening.id, TOPICS).items()} == {
         "orders": 1,
         "lobby": 1,
         "room": 1,
@@ -165,7 +174,11 @@ async def test_a_topic_missing_from_the_cursor_starts_live(rt: Realtime) -> None
     stream.close()
     await rt.publish("orders", 2)
     await rt.publish("room", 3)  # before 'room' joined the stream: not replayed
-    wider = await open_multi(rt, TOPICS, token=token, cursor=stream.cursor)
+    # (A cursor of the older, long form names its topics: it may widen a stream.)
+    assert stream.cursor is not None
+    at = parse_stream_cursor(stream.cursor, ["orders", "lobby"])
+    old = format_stream_cursor_v1({t: (c.epoch or 0, c.seq) for t, c in at.items()})
+    wider = await open_multi(rt, TOPICS, token=token, cursor=old)
     assert await wider.messages(1) == [("orders", 2)]
     await rt.publish("room", 4)
     assert await wider.messages(1) == [("room", 4)]
@@ -226,6 +239,52 @@ async def test_resume_across_a_server_restart(
     resumed.close()
 
 
+async def test_the_cursor_is_compact_and_an_old_long_cursor_still_resumes(rt: Realtime) -> None:
+    token = await three_topics(rt)
+    stream = await open_multi(rt, TOPICS, token=token)
+    sent = await publish_round(rt, 0, 6)
+    assert per_topic(await stream.messages(6)) == per_topic(sent)
+    stream.close()
+    cursor = stream.cursor
+    assert cursor is not None and cursor.startswith("v2m.")
+    at = {t: (c.epoch or 0, c.seq) for t, c in parse_stream_cursor(cursor, TOPICS).items()}
+    long = format_stream_cursor_v1(at)
+    # Fingerprint, smallest epoch (8 bytes), then per topic an epoch offset and a seq.
+    assert len(cursor) < 50 < len(long), (cursor, long)
+    missed = await publish_round(rt, 6, 5)
+    # The same position in the form sent before the compact one: read as before.
+    resumed = await open_multi(rt, TOPICS, token=token, cursor=long)
+    assert per_topic(await resumed.messages(5)) == per_topic(missed)
+    await rt.publish("lobby", 100)
+    assert await resumed.messages(1) == [("lobby", 100)]
+    resumed.close()
+    assert resumed.cursor is not None and resumed.cursor.startswith("v2m."), "sent compact"
+    # The compact cursor of the same place resumes the same way, in any ?topic= order.
+    again = await open_multi(rt, TOPICS[::-1], token=token, cursor=cursor)
+    assert per_topic(await again.messages(6)) == per_topic([*missed, ("lobby", 100)])
+    again.close()
+
+
+async def test_a_compact_cursor_of_other_topics_is_refused(rt: Realtime) -> None:
+    token = await three_topics(rt)
+    stream = await open_multi(rt, TOPICS, token=token)
+    await rt.publish("room", 1)
+    assert await stream.messages(1) == [("room", 1)]
+    stream.close()
+    assert stream.cursor is not None
+    await rt.topic("other")
+    for topics in (TOPICS[:2], [*TOPICS[:2], "other"], [*TOPICS, "other"]):
+        refused = await open_multi(rt, topics, token=token, cursor=stream.cursor)
+        assert refused.status == 400, topics
+        error = (await refused.sse.response.json())["error"]
+        assert error["code"] == "invalid_input"
+        assert error["message"] == f"Last-Event-ID: {OTHER_TOPICS}"
+    by_query = await open_multi(
+        rt, TOPICS[:2], token=token, query=[("last_event_id", stream.cursor)]
+    )
+    assert by_query.status == 400
+
+
 async def test_one_bad_topic_refuses_the_whole_stream_as_the_single_route(
     rt: Realtime, api: Api
 ) -> None:
@@ -279,6 +338,9 @@ async def test_bad_requests_are_400(server_factory: ServerFactory, http_session:
         (["a"], None, "v1m.!!"),
         (["a"], None, "v1m.MS4xLmE"[:-1]),
         (["a"], None, "v1m." + "QQ"),
+        (["a"], None, "v2m.!!"),
+        (["a"], None, "v2m.AAAA"),
+        (["a", "b"], None, format_stream_cursor({"a": (1, 1)})),  # another stream's
         (["a"], [("last_event_id", "garbage")], None),
     ]:
         reply = await open_multi(rt, topics, query=query, cursor=cursor)
@@ -303,7 +365,7 @@ async def test_reset_and_history_truncated_name_their_topic(rt: Realtime, databa
             (rt.app["id"],),
         )
         conn.execute("SELECT picloud.prune_messages('1 day')")
-    positions = parse_stream_cursor(stream.cursor or "")
+    positions = parse_stream_cursor(stream.cursor or "", TOPICS)
     # Resume 'lobby' from before its retained log, the others where they were.
     at = {t: (c.epoch or 0, c.seq) for t, c in positions.items()}
     at["lobby"] = (at["lobby"][0], 1)
@@ -364,13 +426,67 @@ async def test_mint_stream_token_bad_input(rt: Realtime) -> None:
     assert reply.status == 201
 
 
+def compact(topics: list[str], payload: bytes) -> str:
+    data = fingerprint(sorted(topics)) + payload
+    return "v2m." + base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def stray_bit(text: str) -> str:
+    """``text`` with its last character's lowest bit flipped: 7 bytes leave 4 unused bits
+    there, so the bytes decoded are the same but the spelling is not the canonical one."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+
+
 def test_stream_cursor_round_trip_and_malformed() -> None:
     positions = {"orders.eu:v1-x_y": (3, 17), "b": (0, 0), "c": (BIGINT_MAX, BIGINT_MAX)}
+    names = list(positions)
     text = format_stream_cursor(positions)
+    assert text.startswith("v2m.") and "=" not in text
+    parsed = parse_stream_cursor(text, names[::-1])
+    assert {t: (c.epoch, c.seq) for t, c in parsed.items()} == positions
+    # Fingerprint, then the smallest epoch and per topic (sorted) epoch - smallest, seq.
+    assert text == compact(
+        names,
+        varint(0)
+        + varint(0)
+        + varint(0)
+        + varint(BIGINT_MAX)
+        + varint(BIGINT_MAX)
+        + varint(3)
+        + varint(17),
+    )
+    with pytest.raises(ValueError, match="other topics"):
+        parse_stream_cursor(text, ["b", "c"])
+    with pytest.raises(ValueError, match="other topics"):
+        parse_stream_cursor(text, [*names, "d"])
+    one = ["a"]
+    for bad in [
+        "v2m.",
+        "v2m.A",
+        "v2m.@@@@@@@@",
+        compact(one, b""),  # no numbers
+        compact(one, varint(1) + varint(1)),  # a seq missing
+        compact(one, varint(1) + varint(1) + varint(1) + varint(1)),  # one too many
+        compact(one, varint(1) + b"\x81\x80\x00" + varint(1)),  # over-long: 1 as 3 bytes
+        compact(one, varint(1) + varint(1) + b"\x81"),  # cut within a number
+        compact(one, varint(BIGINT_MAX + 1) + varint(0) + varint(1)),
+        compact(one, varint(BIGINT_MAX) + varint(1) + varint(1)),  # epoch past bigint
+        compact(one, b"\xff" * 10 + b"\x01" + varint(0) + varint(1)),
+        stray_bit(compact(one, varint(1) + varint(1) + varint(1))),
+    ]:
+        with pytest.raises(ValueError, match="v2m"):
+            parse_stream_cursor(bad, one)
+    assert parse_stream_cursor(compact(one, varint(5) + varint(2) + varint(9)), one) == {
+        "a": Cursor(9, 7)
+    }
+
+    # The older long form: still read (it names its topics).
+    text = format_stream_cursor_v1(positions)
     assert text.startswith("v1m.") and "," not in text and "=" not in text
     parsed = parse_stream_cursor(text)
     assert {t: (c.epoch, c.seq) for t, c in parsed.items()} == positions
-    over = format_stream_cursor({"a": (BIGINT_MAX + 1, 1)})
+    over = format_stream_cursor_v1({"a": (BIGINT_MAX + 1, 1)})
     twice = "v1m." + base64.urlsafe_b64encode(b"1.1.a,2.2.a").decode().rstrip("=")
     spaced = "v1m." + base64.urlsafe_b64encode(b"1. 1.a").decode().rstrip("=")
     bad_name = "v1m." + base64.urlsafe_b64encode(b"1.1.a b").decode().rstrip("=")

@@ -299,7 +299,7 @@ async def test_operator_stream_of_several_topics_with_an_api_key(rt: Realtime) -
     while not event.data or event.event != "message":
         event = await stream.next_event()
     assert (event.json["topic"], event.json["message"]) == ("internal", "quiet")
-    assert event.id is not None and event.id.startswith("v1m.")
+    assert event.id is not None and event.id.startswith("v2m.")
     ada.close()
     assert await presence_events(stream, 1) == [("left", "ada", None)]
     stream.close()

@@ -455,16 +455,43 @@ function setTailState(name, detail) {
   }
 }
 
-// A multiplexed stream's cursor is 'v1m.' + base64url of '<epoch>.<seq>.<topic>' entries
-// joined by ','; a single topic's is 'v1.<epoch>.<seq>'. The message number of `topic`.
-function messageNumber(cursor, topic) {
-  if (!cursor.startsWith("v1m.")) return cursor.split(".").pop();
+// The event id is an opaque resume cursor; this page reads it only to show a message's
+// number. A single topic's is 'v1.<epoch>.<seq>'. A stream of several topics has one for
+// all: 'v2m.' + base64url of a 4-byte fingerprint of the sorted topic set, then varints
+// (7 bits a byte, low first): the smallest epoch, and per topic in sorted order its
+// epoch's offset and its seq. (Older servers sent 'v1m.' + base64url of
+// '<epoch>.<seq>.<topic>' entries joined by ','.) The message number of `topic` on a
+// stream of `topics`, or "?".
+function messageNumber(cursor, topic, topics) {
+  const compact = cursor.startsWith("v2m.");
+  if (!compact && !cursor.startsWith("v1m.")) return cursor.split(".").pop();
   try {
     const b64 = cursor.slice(4).replace(/-/g, "+").replace(/_/g, "/");
-    for (const entry of atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)).split(",")) {
-      const [, seq, ...name] = entry.split(".");
-      if (name.join(".") === topic) return seq;
+    const bytes = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+    if (!compact) {
+      for (const entry of bytes.split(",")) {
+        const [, seq, ...name] = entry.split(".");
+        if (name.join(".") === topic) return seq;
+      }
+      return "?";
     }
+    const numbers = [];
+    let value = 0n;
+    let shift = 0n;
+    for (let i = 4; i < bytes.length; i++) {
+      const byte = BigInt(bytes.charCodeAt(i));
+      value |= (byte & 0x7fn) << shift;
+      if (byte & 0x80n) {
+        shift += 7n;
+      } else {
+        numbers.push(value);
+        value = 0n;
+        shift = 0n;
+      }
+    }
+    const sorted = [...topics].sort();
+    const at = sorted.indexOf(topic);
+    if (at >= 0 && numbers.length === 1 + 2 * sorted.length) return String(numbers[2 + 2 * at]);
   } catch {
     // not a cursor this page can read: show none
   }
@@ -519,7 +546,7 @@ function tailEvent(ev) {
       frame = { message: ev.data };
     }
     // The event id is a resume cursor: show the message number (of its topic).
-    const number = messageNumber(ev.id ?? "", frame.topic ?? "");
+    const number = messageNumber(ev.id ?? "", frame.topic ?? "", state.tailTopics);
     const several = state.tailTopics.length > 1;
     item = el(
       "li",

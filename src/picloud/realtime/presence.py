@@ -80,7 +80,9 @@ class Presence:
         self.beat_sec = timeout / 4
         self.numbers = itertools.count(1)
         self.tracked: dict[int, Tracked] = {}
-        self.conn_of: dict[Subscriber, int] = {}
+        # (stream, presence topic) -> its connection number (a stream of several topics
+        # is one connection on each).
+        self.conn_of: dict[tuple[Subscriber, ChannelKey], int] = {}
         self.joins: dict[int, Tracked] = {}  # not yet written
         self.leaves: set[int] = set()  # written joins whose streams closed
         self.written: set[int] = set()  # connections the database holds (or may)
@@ -91,43 +93,44 @@ class Presence:
         self.active = False  # beats once it tracked or watched anything
 
     # -- the stream handler's side ----------------------------------------------------
-    def attach(self, sub: Subscriber, identity: dict[str, Any] | None) -> None:
-        """A stream of a presence topic starts: it watches, and is tracked when its token
-        names a subject (``identity``: {"subject", "info"})."""
+    def attach(self, sub: Subscriber, key: ChannelKey, identity: dict[str, Any] | None) -> None:
+        """A stream of the presence topic ``key`` (one of its topics) starts: it watches, and
+        is tracked when its token names a subject (``identity``: {"subject", "info"})."""
         self.active = True
-        watched = self.watched.get(sub.key)
+        watched = self.watched.get(key)
         if watched is None:
-            watched = self.watched[sub.key] = Watched()
-            self._reload({sub.key})
+            watched = self.watched[key] = Watched()
+            self._reload({key})
         if watched.loaded:
-            self._send_all(sub, watched)
+            self._send_all(sub, key[1], watched)
         watched.subs[sub] = watched.loaded
         if identity is not None:
             number = next(self.numbers)
             info = identity.get("info")
             self.tracked[number] = self.joins[number] = Tracked(
-                sub.key[0],
-                sub.key[1],
+                key[0],
+                key[1],
                 identity["subject"],
                 None if info is None else jsonnum.dumps(info),
             )
-            self.conn_of[sub] = number
+            self.conn_of[(sub, key)] = number
             self.flush.set()
 
     def detach(self, sub: Subscriber) -> None:
-        """A stream ends (whether it was attached or not)."""
-        number = self.conn_of.pop(sub, None)
-        if number is not None:
-            del self.tracked[number]
-            if self.joins.pop(number, None) is None or number in self.written:
-                self.leaves.add(number)
-                self.flush.set()
-        watched = self.watched.get(sub.key)
-        if watched is not None:
-            watched.subs.pop(sub, None)
-            if not watched.subs:
-                del self.watched[sub.key]
-                self.to_load.discard(sub.key)
+        """A stream ends (whether it was attached or not): on each of its topics."""
+        for key in sub.keys:
+            number = self.conn_of.pop((sub, key), None)
+            if number is not None:
+                del self.tracked[number]
+                if self.joins.pop(number, None) is None or number in self.written:
+                    self.leaves.add(number)
+                    self.flush.set()
+            watched = self.watched.get(key)
+            if watched is not None:
+                watched.subs.pop(sub, None)
+                if not watched.subs:
+                    del self.watched[key]
+                    self.to_load.discard(key)
 
     # -- the relay's side -------------------------------------------------------------
     def notified(self, payload: str) -> None:
@@ -178,11 +181,10 @@ class Presence:
         if buffered and buffered + len(data) > self.max_bytes:
             sub.overflow()  # as the hub does: the client resumes with its cursor
             return
-        (sub.mux or sub).written += len(data)
+        sub.written += len(data)
         sub.transport.write(data)
 
-    def _send_all(self, sub: Subscriber, watched: Watched) -> None:
-        topic = sub.key[1]
+    def _send_all(self, sub: Subscriber, topic: str, watched: Watched) -> None:
         raw = b"".join(presence_frame(topic, "joined", s, i) for s, i in watched.present.items())
         if raw:
             self._send(sub, raw)
@@ -229,7 +231,7 @@ class Presence:
                 if gone or came:
                     self._send(sub, gone + came)
             else:
-                self._send_all(sub, watched)
+                self._send_all(sub, topic, watched)
             watched.subs[sub] = True
         watched.loaded = True
         pending, watched.pending = watched.pending, []

@@ -1,6 +1,7 @@
 """The SSE subscribe sequence, in one place: replay -> backlog -> live.
 
-A stream follows one topic or several (multiplexed, one cursor for all: realtime.mux). For
+A stream follows one topic or several (multiplexed, one cursor for all: realtime.mux); either
+way it is one hub Subscriber, in the channel of each of its topics. For
 each topic it works out where the client stands (``Start``): nothing to tell, an
 ``event: history_truncated`` (its position is older than the retained log) or an
 ``event: reset`` (its cursor is not a position in the topic's current incarnation: another
@@ -8,11 +9,11 @@ epoch, or beyond the head; the stream then starts over from the incarnation's fi
 retained message). A topic's head is settled first: the stream waits until the
 publishers that were in flight when the head was read have ended (usually none; it then
 waits for nothing), so a message committed later never lands behind the stream's start.
-Each topic's subscriber then joins its hub channel before anything is written, so every
-frame fanned out from then on is kept in its backlog while the topic's missed messages
+The subscriber then joins each topic's hub channel before anything is written, so every
+frame fanned out from then on is kept in its backlog while each topic's missed messages
 are replayed from ``picloud.messages``, up to the settled position the channel had
-reached; the backlogs follow (without what the replays sent) and then all topics go live
-at once. The caller (the web layer) parses,
+reached; the backlog follows (without what the replays sent) and then the stream goes
+live, all topics at once. The caller (the web layer) parses,
 authorises, and hands over the response's transport and write function.
 """
 
@@ -27,7 +28,7 @@ from typing import Any, Literal
 from picloud.queries import q
 from picloud.realtime.cursor import Cursor
 from picloud.realtime.hub import Subscriber
-from picloud.realtime.mux import Mux
+from picloud.realtime.mux import Position, start_position
 from picloud.realtime.relay import FETCH_PAGE, Relay
 from picloud.realtime.sse import OPENED, Frame, history_truncated, reset
 
@@ -69,35 +70,36 @@ def start_at(start: Start) -> tuple[int, Literal["reset", "truncated"] | None]:
 @dataclass(slots=True)
 class Plan:
     """What a stream opens with: each topic's position, the notices before any message,
-    and (multiplexed) the stream's cursor."""
+    and (multiplexed) the stream's position in all its topics."""
 
     cursors: list[int]
     preamble: bytes
-    mux: Mux | None
+    position: Position | None
 
 
-def plan(starts: list[Start], *, multiplexed: bool, chunked: bool) -> Plan:
-    """Positions and opening bytes of a stream of ``starts``. A multiplexed stream's first
-    frame is its cursor alone, so a client can resume even before any message."""
+def plan(app_id: str, starts: list[Start], *, multiplexed: bool) -> Plan:
+    """Positions and opening bytes of a stream of ``starts`` (of app ``app_id``). A
+    multiplexed stream's first frame is its cursor alone, so a client can resume even
+    before any message."""
     placed = [start_at(s) for s in starts]
-    mux = (
-        Mux(
-            {s.topic: (s.epoch, c) for s, (c, _) in zip(starts, placed, strict=True)},
-            chunked=chunked,
+    position = (
+        start_position(
+            app_id, {s.topic: (s.epoch, c) for s, (c, _) in zip(starts, placed, strict=True)}
         )
         if multiplexed
         else None
     )
+    cursor = position.cursor if position is not None else None
     preamble = OPENED
-    for s, (cursor, notice) in zip(starts, placed, strict=True):
+    for s, (seq, notice) in zip(starts, placed, strict=True):
         if notice == "reset":
-            preamble += reset(s.topic, s.epoch, s.oldest, cursor, mux.cursor() if mux else None)
+            preamble += reset(s.topic, s.epoch, s.oldest, seq, cursor)
         elif notice == "truncated":
             first = s.oldest if s.oldest is not None else s.head + 1
-            preamble += history_truncated(cursor, first, s.topic if mux else None)
-    if mux is not None:
-        preamble += b"id: %b\n\n" % mux.cursor()
-    return Plan([c for c, _ in placed], preamble, mux)
+            preamble += history_truncated(seq, first, s.topic if multiplexed else None)
+    if cursor is not None:
+        preamble += b"id: %b\n\n" % cursor
+    return Plan([c for c, _ in placed], preamble, position)
 
 
 async def follow(
@@ -112,63 +114,78 @@ async def follow(
     operator: bool = False,
 ) -> None:
     """Run the stream until it ends (client gone, overflow, topic closed, stopping):
-    subscribe every topic, write the preamble, replay, drain the backlogs, go live."""
+    subscribe to every topic, write the preamble, replay, drain the backlog, go live."""
     app_id = str(app_uuid)
     await _settle_heads(relay, app_uuid, starts, transport)
-    subs: list[tuple[Subscriber, Start]] = []
+    hub = relay.hub
+    sub = Subscriber(
+        (app_id, starts[0].topic),
+        transport,
+        chunked=chunked,
+        cursor=opened.cursors[0],
+        operator=operator,
+        position=opened.position,
+    )
     uptos: list[int] = []
     try:
-        for s, cursor in zip(starts, opened.cursors, strict=True):
-            sub = Subscriber(
-                (app_id, s.topic),
-                transport,
-                chunked=chunked,
-                cursor=cursor,
-                operator=operator,
-                mux=opened.mux,
-            )
-            channel, created = relay.hub.subscribe(sub, s.head, s.epoch)
-            subs.append((sub, s))
+        for s in starts:
+            key = (app_id, s.topic)
+            channel, created = hub.subscribe(sub, s.head, s.epoch, key)
             if created:
-                relay.channel_created(sub.key)
+                relay.channel_created(key)
             # Settled up to here; what the channel fans out after it goes to the backlog.
             uptos.append(max(s.head, channel.last_seq))
         await write(opened.preamble)
-        for sub, s in subs:
+        opened.preamble = b""  # not kept for the stream's lifetime (memory per idle stream)
+        for s in starts:
             if s.presence:  # after the preamble: the stream opens with ':ok'
-                relay.presence.attach(sub, s.identity)
-        for (sub, s), upto in zip(subs, uptos, strict=True):
-            if sub.cursor < upto and not _ended(subs):
+                relay.presence.attach(sub, (app_id, s.topic), s.identity)
+        for s, upto in zip(starts, uptos, strict=True):
+            if sub.seq(s.topic) < upto and not sub.done.done():
                 await _replay(relay, write, sub, app_uuid, s, upto)
         # Frames the hub kept while we replayed, without what the replays already sent;
-        # then all topics go live together (no await in between).
-        while not _ended(subs) and any(sub.backlog for sub, _ in subs):
-            for sub, _ in subs:
-                frames, sub.backlog, sub.backlog_bytes = sub.backlog, [], 0
-                await _write(write, sub, [f for f in frames if f.seq > sub.cursor])
-        if not _ended(subs):
-            for sub, _ in subs:
-                sub.go_live()
-        await asyncio.wait([sub.done for sub, _ in subs], return_when=asyncio.FIRST_COMPLETED)
+        # then the stream goes live, all topics together (no await in between).
+        while not sub.done.done() and sub.backlog:
+            kept, sub.backlog, sub.backlog_bytes = sub.backlog, [], 0
+            await _write_kept(write, sub, kept)
+        del uptos
+        if not sub.done.done():
+            sub.go_live()
+        await sub.done
     finally:
-        for sub, _ in subs:
-            relay.hub.unsubscribe(sub)
-            relay.presence.detach(sub)
+        hub.unsubscribe(sub)
+        relay.presence.detach(sub)
 
 
-def _ended(subs: list[tuple[Subscriber, Start]]) -> bool:
-    return any(sub.done.done() for sub, _ in subs)
+async def _write_kept(write: Write, sub: Subscriber, kept: list[tuple[str, Frame]]) -> None:
+    """Write a backlog (frames with their topic, in arrival order), each topic's run of
+    frames after what was already sent of it."""
+    run: list[Frame] = []
+    topic = ""
+    for t, frame in kept:
+        if t != topic and run:
+            await _write(write, sub, topic, run)
+            run = []
+        topic = t
+        run.append(frame)
+    if run:
+        await _write(write, sub, topic, run)
 
 
-async def _write(write: Write, sub: Subscriber, frames: list[Frame]) -> None:
-    """Write frames of ``sub``'s topic outside the hub (replay, backlog)."""
-    if not frames:
-        return
-    sub.cursor = frames[-1].seq
-    if sub.mux is None:
+async def _write(write: Write, sub: Subscriber, topic: str, frames: list[Frame]) -> None:
+    """Write frames of ``topic`` outside the hub (replay, backlog), after what was already
+    sent of it."""
+    if sub.position is None:
+        frames = [f for f in frames if f.seq > sub.cursor]
+        if not frames:
+            return
+        sub.cursor = frames[-1].seq
         await write(b"".join(f.raw for f in frames))
-    else:
-        await write(b"".join(sub.mux.encode(sub.key[1], frames)))
+        return
+    step = sub.position.advance(topic, frames)
+    sub.position = step.position
+    if step.count:
+        await write(step.raw)
 
 
 async def _settle_heads(
@@ -201,7 +218,7 @@ async def _replay(
             "app_id": app_id,
             "topic": start.topic,
             "epoch": start.epoch,
-            "after": sub.cursor,
+            "after": sub.seq(start.topic),
             "upto": upto,
             "limit": FETCH_PAGE,
         }
@@ -210,6 +227,7 @@ async def _replay(
         if not rows:
             return
         epoch = start.epoch
-        await _write(write, sub, [Frame.message(epoch, r["seq"], r["data"]) for r in rows])
+        frames = [Frame.message(epoch, r["seq"], r["data"]) for r in rows]
+        await _write(write, sub, start.topic, frames)
         if len(rows) < FETCH_PAGE:
             return

@@ -27,7 +27,7 @@ from picloud.web.sql import fetch_all
 )
 async def operator_stream(request: web.Request) -> web.StreamResponse:
     topics = stream_topics(request)
-    resume = stream_last_event_id(request)
+    resume = stream_last_event_id(request, topics)
     auth = credentials(request)
     rows = await fetch_all(request, "operator_stream_check", {**auth, "topics": topics})
     if any(r["epoch"] is None for r in rows):

@@ -78,14 +78,14 @@ def last_event_id(request: web.Request) -> Cursor | None:
         raise bad_request(f"Last-Event-ID: {exc}") from None
 
 
-def stream_last_event_id(request: web.Request) -> dict[str, Cursor]:
+def stream_last_event_id(request: web.Request, topics: list[str]) -> dict[str, Cursor]:
     """A multiplexed stream's position per topic, from the same header or parameter (empty
-    without one)."""
+    without one); the stream is of ``topics`` (a cursor of other topics is refused)."""
     raw = _last_event_text(request)
     if raw is None:
         return {}
     try:
-        return parse_stream_cursor(raw)
+        return parse_stream_cursor(raw, topics)
     except ValueError as exc:
         raise bad_request(f"Last-Event-ID: {exc}") from None
 

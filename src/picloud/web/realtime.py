@@ -97,7 +97,7 @@ def stream_topics(request: web.Request) -> list[str]:
 )
 async def subscribe_many(request: web.Request) -> web.StreamResponse:
     topics = stream_topics(request)
-    resume = stream_last_event_id(request)
+    resume = stream_last_event_id(request, topics)
     token = bearer_token(request) or request.query.get("token")
     params = {"host": request.host, "topics": topics, "token": token}
     rows = await fetch_all(request, "subscribe_check_many", params)
@@ -164,7 +164,7 @@ async def serve_topics(
     if request.transport is None:
         raise ConnectionResetError("client went away")
     chunked = request.version >= HttpVersion11
-    opened = plan(starts, multiplexed=multiplexed, chunked=chunked)
+    opened = plan(str(app_uuid), starts, multiplexed=multiplexed)
     # A small kernel send buffer: without it, loopback autotuning lets a client that never
     # reads pin megabytes in the kernel before the hub's limits see anything.
     sock = request.transport.get_extra_info("socket")

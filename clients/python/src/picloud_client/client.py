@@ -160,14 +160,16 @@ class AsyncPiCloud:
         messages say their topic, and the one cursor resumes each where it was.
         """
         if isinstance(topic, str):
-            path, name = f"/realtime/topics/{_seg(topic)}", topic
+            path, name, topics = f"/realtime/topics/{_seg(topic)}", topic, ()
         else:
-            path = "/realtime?" + urlencode([("topic", t) for t in topic])
-            name = ",".join(topic)
+            topics = tuple(topic)
+            path = "/realtime?" + urlencode([("topic", t) for t in topics])
+            name = ",".join(topics)
         return Subscription(
             self._core,
             path,
             topic=name,
+            topics=topics,
             host=host,
             token=token,
             get_token=get_token,

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -108,15 +109,43 @@ def parse_presence(data: str) -> Presence:
 _CURSOR = re.compile(r"(?:v1\.[0-9]{1,19}\.)?([0-9]{1,19})")
 
 
-def _stream_seq(event_id: str, topic: str) -> int | None:
-    """The topic's sequence number in a multiplexed stream's cursor ``v1m.<base64url of
-    '<epoch>.<seq>.<topic>' entries joined by ','>``."""
-    if not event_id.startswith("v1m."):
+def _varints(data: bytes) -> list[int]:
+    values: list[int] = []
+    value = shift = 0
+    for byte in data:
+        value |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+        else:
+            values.append(value)
+            value = shift = 0
+    return values
+
+
+def _stream_seq(event_id: str, topic: str, topics: Sequence[str]) -> int | None:
+    """The topic's sequence number in the cursor of a stream of ``topics``. The cursor is
+    opaque to applications; this reads it only to number messages. ``v2m.<base64url>``: a
+    4-byte fingerprint of the sorted topic set, then varints (7 bits a byte, low first):
+    the smallest epoch, and per topic in sorted order its epoch's offset and its seq.
+    Older servers sent ``v1m.<base64url of '<epoch>.<seq>.<topic>' entries joined by ','>``.
+    """
+    compact = event_id.startswith("v2m.")
+    if not compact and not event_id.startswith("v1m."):
         return None
     body = event_id[4:]
     try:
-        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError):
+        data = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if compact:
+        names = sorted(topics)
+        numbers = _varints(data[4:])
+        if topic not in names or len(numbers) != 1 + 2 * len(names):
+            return None
+        return numbers[2 + 2 * names.index(topic)]
+    try:
+        payload = data.decode("ascii")
+    except UnicodeDecodeError:
         return None
     for entry in payload.split(","):
         _epoch, _, rest = entry.partition(".")
@@ -126,12 +155,15 @@ def _stream_seq(event_id: str, topic: str) -> int | None:
     return None
 
 
-def parse_message_fields(event_id: str, data: str) -> tuple[int, str, Any, str]:
-    """The sequence number, topic, payload and published_at of a message frame."""
+def parse_message_fields(
+    event_id: str, data: str, topics: Sequence[str] = ()
+) -> tuple[int, str, Any, str]:
+    """The sequence number, topic, payload and published_at of a message frame (of a
+    stream of ``topics``, when several)."""
     obj = _object(data)
     topic = str(obj.get("topic", ""))
     found = _CURSOR.fullmatch(event_id)
-    seq = int(found[1]) if found is not None else _stream_seq(event_id, topic)
+    seq = int(found[1]) if found is not None else _stream_seq(event_id, topic, topics)
     if seq is None:
         raise ProtocolError(f"message id is not a stream cursor: {event_id!r}")
     return (

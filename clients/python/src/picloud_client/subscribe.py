@@ -14,7 +14,7 @@ consuming task (or ``aclose()``) closes the connection.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -67,6 +67,7 @@ class Subscription(Generic[T]):
         path: str,
         *,
         topic: str,
+        topics: Sequence[str] = (),
         host: str | None,
         token: str | None,
         get_token: TokenSource | None,
@@ -78,6 +79,7 @@ class Subscription(Generic[T]):
         self._core = core
         self._path = path
         self.topic = topic
+        self._topics = tuple(topics)  # a stream of several: its topics
         self._host = host
         self._token = token
         self._get_token = get_token
@@ -179,7 +181,7 @@ class Subscription(Generic[T]):
                 self.last_event_id = event_id
             return None
         if name == "message":
-            seq, topic, payload, published_at = parse_message_fields(event_id, data)
+            seq, topic, payload, published_at = parse_message_fields(event_id, data, self._topics)
             # Past it before validating: a payload that fails validation raises from the
             # iterator, and a new subscription from last_event_id continues after it.
             self.last_event_id = event_id

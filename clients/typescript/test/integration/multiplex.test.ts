@@ -50,7 +50,7 @@ describe("one stream of several topics", () => {
       expect(net.requests).toHaveLength(2);
       const cursor = rec.messages[5]?.id ?? "";
       expect(net.requests[1]?.headers["last-event-id"]).toBe(cursor);
-      expect(cursor.startsWith("v1m.")).toBe(true);
+      expect(cursor.startsWith("v2m.")).toBe(true);
       expect(byTopic(rec.messages)).toEqual({
         [orders]: [0, 3, 6, 9],
         [lobby]: [1, 4, 7, 10, 12],
@@ -82,7 +82,7 @@ describe("one stream of several topics", () => {
       await publish(app, a, 2);
       net.release();
       await rec.waitForMessages(2);
-      expect(net.requests[1]?.headers["last-event-id"]?.startsWith("v1m.")).toBe(true);
+      expect(net.requests[1]?.headers["last-event-id"]?.startsWith("v2m.")).toBe(true);
       expect(byTopic(rec.messages)).toEqual({ [a]: [2], [b]: [1] });
     } finally {
       stop();

@@ -109,8 +109,8 @@ describe("presence", () => {
           [room, 2],
         ].sort(),
       );
-      // Presence frames leave the stream's cursor alone: every message id is a v1m cursor.
-      expect(me.rec.messages.every((m) => m.id.startsWith("v1m."))).toBe(true);
+      // Presence frames leave the stream's cursor alone: every message id is a v2m cursor.
+      expect(me.rec.messages.every((m) => m.id.startsWith("v2m."))).toBe(true);
       expect(me.rec.errors).toEqual([]);
     } finally {
       me.stop();

@@ -96,13 +96,13 @@ describe("useSubscription", () => {
     // A new array with the same topics is the same stream.
     view.rerender(createElement(Messages, { topic: ["room", "lobby"], options: { client } }));
     await act(async () => {
-      stream.push(on("room", "v1m.c1", "r1") + on("lobby", "v1m.c2", "l1") + on("room", "v1m.c3", "r2"));
+      stream.push(on("room", "v2m.c1", "r1") + on("lobby", "v2m.c2", "l1") + on("room", "v2m.c3", "r2"));
       await flush();
     });
     expect(net.calls.map((c) => c.url)).toEqual(["http://a.localhost/realtime?topic=room&topic=lobby"]);
     expect(screen.getAllByRole("listitem").map((li) => li.textContent)).toEqual(["r1", "l1", "r2"]);
     await act(async () => {
-      stream.push('id: v1m.c4\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":null}\n\n');
+      stream.push('id: v2m.c4\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":null}\n\n');
       await flush();
     });
     expect(screen.getAllByRole("listitem").map((li) => li.textContent)).toEqual(["l1"]);

@@ -46,14 +46,14 @@ describe("subscriptionStore", () => {
     await flush();
     const on = (topic: string, id: string, message: string): string =>
       `id: ${id}\ndata: ${JSON.stringify({ topic, message, published_at: "t" })}\n\n`;
-    stream.push(on("room", "v1m.c1", "r1") + on("lobby", "v1m.c2", "l1"));
+    stream.push(on("room", "v2m.c1", "r1") + on("lobby", "v2m.c2", "l1"));
     await flush();
     expect(net.calls.map((c) => c.url)).toEqual(["http://a.localhost/realtime?topic=room&topic=lobby"]);
     expect(get(store).messages.map((m) => [m.topic, m.message])).toEqual([
       ["room", "r1"],
       ["lobby", "l1"],
     ]);
-    stream.push('id: v1m.c3\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":null}\n\n');
+    stream.push('id: v2m.c3\nevent: reset\ndata: {"topic":"room","epoch":2,"oldest":null}\n\n');
     await flush();
     expect(get(store).messages.map((m) => m.message)).toEqual(["l1"]);
     expect(get(store).last?.message).toBe("l1");
