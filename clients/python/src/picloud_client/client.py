@@ -159,8 +159,9 @@ class AsyncPiCloud:
         A list of topics opens one stream for all of them (``GET /realtime?topic=…``); its
         messages say their topic, and the one cursor resumes each where it was.
         """
+        topics: tuple[str, ...] = ()
         if isinstance(topic, str):
-            path, name, topics = f"/realtime/topics/{_seg(topic)}", topic, ()
+            path, name = f"/realtime/topics/{_seg(topic)}", topic
         else:
             topics = tuple(topic)
             path = "/realtime?" + urlencode([("topic", t) for t in topics])
