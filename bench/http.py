@@ -199,6 +199,8 @@ def asyncpg_url(conninfo: str) -> str:
 def peer_server(port: int, conninfo: str) -> None:
     """Starlette + broadcaster (its PostgreSQL backend: NOTIFY), publish only: what a
     typical Python peer does, writing nothing durable."""
+    import asyncio
+
     import uvicorn
     from broadcaster import Broadcast
     from starlette.applications import Starlette
@@ -207,10 +209,15 @@ def peer_server(port: int, conninfo: str) -> None:
     from starlette.routing import Route
 
     broadcast = Broadcast(asyncpg_url(conninfo))
+    # Its PostgreSQL backend publishes on the one asyncpg connection it listens on, which
+    # runs one statement at a time ("another operation is in progress" otherwise): its
+    # users serialise publishes, and so does the peer.
+    one_at_a_time = asyncio.Lock()
 
     async def publish(request: Request) -> JSONResponse:
         body = await request.json()
-        await broadcast.publish(channel=request.path_params["topic"], message=json.dumps(body))
+        async with one_at_a_time:
+            await broadcast.publish(channel=request.path_params["topic"], message=json.dumps(body))
         return JSONResponse({"ok": True}, status_code=201)
 
     async def ready(request: Request) -> JSONResponse:

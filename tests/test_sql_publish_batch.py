@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from picloud.db import Row
 from tests.fix_db import make_app
+from tests.forgery import forged
 from tests.test_sql_outbox import make_trigger, make_webhook
 from tests.test_sql_topics import make_topic
 from tests.test_sql_topics_tokens import b64u, forge, secret
@@ -160,7 +161,7 @@ def test_publish_grant_and_subject(db: Conn) -> None:
     assert token_publish(db, app, "room", plain)["verdict"] == "unauthorized"
     assert token_publish(db, app, "room", None)["verdict"] == "unauthorized"
     assert token_publish(db, app, "room", "garbage")["verdict"] == "unauthorized"
-    assert token_publish(db, app, "room", talker[:-2] + "AA")["verdict"] == "unauthorized"
+    assert token_publish(db, app, "room", forged(talker))["verdict"] == "unauthorized"
     inside = mint(db, app, "inside", can_publish=True)
     assert token_publish(db, app, "inside", inside)["verdict"] == "not_found"
     assert token_publish(db, app, "nope", talker)["verdict"] == "not_found"
