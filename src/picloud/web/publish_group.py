@@ -256,15 +256,9 @@ class PublishGroups:
                 await cur.execute(q("publish_one"), params)
             except psycopg.Error as exc:
                 state = exc.sqlstate or ""
-                if not refused(state):
+                if refusal_of(state, None) is None:  # not a refusal of this request's input
                     raise
                 return Outcome(state, exc.diag.message_primary, None, None)
             row = await cur.fetchone()
         assert row is not None
         return Outcome(None, None, row[0], row[1])
-
-
-def refused(sqlstate: str) -> bool:
-    """Whether a SQLSTATE is a refusal of a publish request's input or credentials (its
-    answer), as picloud.publish_group tells them from failures of the whole statement."""
-    return sqlstate[:2] in ("22", "28", "54") or sqlstate in ("42501", "P0002")
