@@ -1,5 +1,33 @@
 -- Group commit: many publish requests (API key or subscriber token) in one statement.
 
+CREATE OR REPLACE FUNCTION picloud.refuses_request(sqlstate text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT left(refuses_request.sqlstate, 2) IN ('22', '28', '54')
+        OR refuses_request.sqlstate IN ('42501', 'P0002')
+$$;
+COMMENT ON FUNCTION picloud.refuses_request(text) IS
+    'Whether a SQLSTATE raised while publishing one request of a group refuses that request''s input or credentials (class 22 bad input, 28 credentials, 54 too large, 42501 capability, P0002 no such app or topic): its answer, where any other fails the whole statement.';
+
+CREATE OR REPLACE FUNCTION picloud.publish_as_token(
+    app_id uuid, topic text, token text, message jsonb,
+    OUT id bigint, OUT published_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_verdict text;
+BEGIN
+    SELECT p.verdict, p.id, p.published_at INTO v_verdict, id, published_at
+      FROM picloud.publish_with_token(publish_as_token.app_id, publish_as_token.topic,
+                                      publish_as_token.token, publish_as_token.message) p;
+    IF v_verdict = 'not_found' THEN
+        RAISE EXCEPTION 'not found' USING ERRCODE = 'P0002';
+    ELSIF v_verdict <> 'published' THEN
+        RAISE EXCEPTION 'not authorized to publish' USING ERRCODE = '28000';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION picloud.publish_as_token(uuid, text, text, jsonb) IS
+    'picloud.publish_with_token for the publish groups: its verdict other than published raised (P0002 no such topic, 28000 the token may not publish there), else the message''s id and time.';
+
 CREATE OR REPLACE FUNCTION picloud.publish_group(
     keys text[], app_ids uuid[], capabilities text[], hosts text[], tokens text[],
     topics text[], messages text[], singles boolean[])
@@ -13,7 +41,6 @@ DECLARE
     v_refused text[];  -- per request: the SQLSTATE its key check refused it with
     v_why     text[];  -- and that refusal's message
     v_member  integer;
-    v_msgs    jsonb;
     v_at      timestamptz;
     v_state   text;
     v_text    text;
@@ -50,8 +77,7 @@ BEGIN
             PERFORM FROM picloud.authorize(v_check.key, v_check.app_id, v_check.capability);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_text = MESSAGE_TEXT;
-            IF left(v_state, 2) NOT IN ('22', '28', '54') AND v_state NOT IN ('42501', 'P0002')
-            THEN
+            IF NOT picloud.refuses_request(v_state) THEN
                 RAISE;
             END IF;
             FOREACH v_member IN ARRAY v_check.members LOOP
@@ -73,41 +99,32 @@ BEGIN
         error_message := v_why[i];
         ids := NULL;
         published_at := NULL;
-        v_msgs := NULL;
         IF error_state IS NOT NULL THEN  -- its key was refused
             RETURN NEXT;
             CONTINUE;
         END IF;
         BEGIN
-            v_msgs := publish_group.messages[i]::jsonb;
             IF publish_group.hosts[i] IS NULL THEN
                 SELECT a.ids, a.published_at INTO ids, v_at
-                  FROM picloud.append_messages(v_req.app_id, publish_group.topics[i], v_msgs,
-                                               single => publish_group.singles[i]) a;
+                  FROM picloud.append_messages(
+                           v_req.app_id, publish_group.topics[i],
+                           CASE WHEN publish_group.singles[i]
+                                THEN publish_group.messages[i]::jsonb
+                                ELSE picloud.batch_jsonb(publish_group.messages[i]) END,
+                           single => publish_group.singles[i]) a;
             ELSE
-                SELECT p.verdict, ARRAY[p.id], p.published_at INTO v_text, ids, v_at
-                  FROM picloud.publish_with_token(v_req.app_id, publish_group.topics[i],
-                                                  publish_group.tokens[i], v_msgs) p;
-                IF v_text = 'not_found' THEN
-                    RAISE EXCEPTION 'not found' USING ERRCODE = 'P0002';
-                ELSIF v_text <> 'published' THEN
-                    RAISE EXCEPTION 'not authorized to publish' USING ERRCODE = '28000';
-                END IF;
+                SELECT ARRAY[p.id], p.published_at INTO ids, v_at
+                  FROM picloud.publish_as_token(v_req.app_id, publish_group.topics[i],
+                                                publish_group.tokens[i],
+                                                publish_group.messages[i]::jsonb) p;
             END IF;
             published_at := to_jsonb(v_at) #>> '{}';  -- the JSON text of the SSE frames
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_text = MESSAGE_TEXT;
             -- A refusal of this request's input or credentials is its answer; anything
             -- else (a deadlock, a bug) fails the whole statement.
-            IF left(v_state, 2) NOT IN ('22', '28', '54') AND v_state NOT IN ('42501', 'P0002')
-            THEN
+            IF NOT picloud.refuses_request(v_state) THEN
                 RAISE;
-            END IF;
-            IF v_msgs IS NULL AND left(v_state, 2) = '22' AND NOT publish_group.singles[i]
-               AND publish_group.hosts[i] IS NULL THEN
-                -- jsonb refused a batch that json takes (a \u0000): name the message.
-                v_text := coalesce('message ' || picloud.first_unstorable_message(
-                                       publish_group.messages[i]) || ': ', '') || v_text;
             END IF;
             error_state := v_state;
             error_message := v_text;
@@ -125,8 +142,7 @@ CREATE OR REPLACE FUNCTION picloud.publish_one(
     messages text, single boolean, OUT ids bigint[], OUT published_at text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_at   timestamptz;
-    v_text text;
+    v_at timestamptz;
 BEGIN
     -- The request of a group of one (picloud.publish_group's index i as scalars), in the
     -- caller's statement: no subtransaction and no arrays to unpack. A refusal is raised
@@ -142,15 +158,10 @@ BEGIN
                         ELSE picloud.batch_jsonb(publish_one.messages) END,
                    single => publish_one.single) a;
     ELSE
-        SELECT p.verdict, ARRAY[p.id], p.published_at INTO v_text, ids, v_at
-          FROM picloud.publish_with_token(
+        SELECT ARRAY[p.id], p.published_at INTO ids, v_at
+          FROM picloud.publish_as_token(
                    coalesce(publish_one.app_id, picloud.resolve_app(publish_one.host)),
                    publish_one.topic, publish_one.token, publish_one.messages::jsonb) p;
-        IF v_text = 'not_found' THEN
-            RAISE EXCEPTION 'not found' USING ERRCODE = 'P0002';
-        ELSIF v_text <> 'published' THEN
-            RAISE EXCEPTION 'not authorized to publish' USING ERRCODE = '28000';
-        END IF;
     END IF;
     published_at := to_jsonb(v_at) #>> '{}';  -- the JSON text of the SSE frames
 END
@@ -166,8 +177,7 @@ DECLARE
 BEGIN
     RETURN batch_jsonb.messages::jsonb;
 EXCEPTION WHEN data_exception THEN
-    -- jsonb refused a batch that json takes (a \u0000): name the message, as
-    -- picloud.publish_group does.
+    -- jsonb refused a batch that json takes (a \u0000): name the message.
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_text = MESSAGE_TEXT;
     RAISE EXCEPTION USING ERRCODE = v_state,
         MESSAGE = coalesce('message ' || picloud.first_unstorable_message(batch_jsonb.messages)
