@@ -37,8 +37,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -54,6 +52,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.targets import TARGETS  # noqa: E402
+from bench.wrk import run_wrk, wrk_binary  # noqa: E402
 
 ADMIN_KEY = "pck_bench_admin_key_0123456789abcdef"
 POOL_MAX = 16  # picloud's pool (picloud.db.open_pool): the reference gets the same
@@ -241,39 +240,7 @@ def peer_server(port: int, conninfo: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-# --------------------------------------------------------------------------- load
-
-
-WRK_SCRIPT = """
-local method, prefix, suffix = "%(method)s", "%(prefix)s", "%(suffix)s"
-local body, spread = %(body)s, %(spread)d
-wrk.headers["Authorization"] = "Bearer %(key)s"
-if body then wrk.headers["Content-Type"] = "application/json" end
-local n = 0
-request = function()
-  n = n + 1
-  local path = prefix
-  if spread > 0 then path = path .. (n %% spread) end
-  return wrk.format(method, path .. suffix, nil, body)
-end
-"""
-
-
-def wrk_binary() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "wrk"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("bench/http.py needs wrk (Debian: apt-get install wrk)")
-    return found
+# --------------------------------------------------------------------------- servers
 
 
 @contextlib.contextmanager
@@ -304,50 +271,6 @@ def process(argv: list[str], ready_url: str, env: dict[str, str] | None = None) 
             proc.kill()
             proc.wait(10)
         log.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_wrk(
-    wrk: str, base_url: str, route: dict[str, Any], connections: int, duration: int, pid: int
-) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % route)
-    try:
-        server0, load0, t0 = cpu_seconds(pid), children_cpu(), time.monotonic()
-        out = subprocess.run(
-            [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "-s", script.name, base_url],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        wall = time.monotonic() - t0
-        server_cpu, load_cpu = cpu_seconds(pid) - server0, children_cpu() - load0
-    finally:
-        os.unlink(script.name)
-    rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
-    done = re.search(r"(\d+) requests in", out)
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
-    assert rate is not None and done is not None, out
-    return {
-        "rps": float(rate.group(1)),
-        "non_2xx": int(bad.group(1)) if bad else 0,
-        "socket_errors": errors.group(0) if errors else None,
-        "server_cpu_pct": round(100 * server_cpu / wall),
-        "wrk_cpu_pct": round(100 * load_cpu / wall),
-        # The server process's CPU (user + system) per request answered: what a faster
-        # Python path lowers, whatever the machine's load does to the rates.
-        "server_cpu_us_per_request": round(1e6 * server_cpu / max(1, int(done.group(1)))),
-    }
 
 
 # --------------------------------------------------------------------------- set-up

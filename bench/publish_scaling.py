@@ -31,9 +31,10 @@ The HTTP rows (``--sections http``, at ``--http-connections``, default 1,4,16,64
 ``picloud serve`` (roles: relay) and a thin aiohttp handler that runs one ``INSERT …
 RETURNING pg_notify(…)`` per request on a psycopg pool of PiCloud's size, both on one
 fresh database of the target, and drive them alternately with keep-alive connections
-from two client processes: requests/s answered 201, latency p50/p99, and for PiCloud the
-mean group size of its group commit (from ``/metrics``). Connection 1 is the lone
-publish.
+from ``wrk`` (bench/wrk.py: C, one thread, so the load generator does not take the
+servers' CPU): requests/s, latency p50/p99 (each [min, max] over repeats), the server's
+CPU per request, and for PiCloud the mean group size of its group commit (from
+``/metrics``). "Many topics" spreads the requests over 64 topics.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from psycopg_pool import AsyncConnectionPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.targets import TARGETS  # noqa: E402
+from bench.wrk import run_wrk, wrk_binary  # noqa: E402
 
 Work = Callable[[psycopg.Connection[Any], int, float], int]
 
@@ -250,8 +252,8 @@ def measure_latency(
 # HTTP publish (group commit) beside a thin aiohttp handler doing one INSERT + pg_notify.
 # ---------------------------------------------------------------------------------------
 
-HTTP_MESSAGE = b'{"message": {"n": 1}}'
-HTTP_CLIENT_PROCESSES = 2  # the load generator, split so that it is not the bottleneck
+HTTP_MESSAGE = '\'{"message": {"n": 1}}\''  # a Lua string literal (bench/wrk.py)
+HTTP_TOPICS = 64  # "many topics": request n goes to topic t(n % 64)
 
 
 def serve_thin(port: int, conninfo: str) -> None:
@@ -297,82 +299,6 @@ def serve_thin(port: int, conninfo: str) -> None:
 POOL = web.AppKey("bench_pool", AsyncConnectionPool)
 
 
-def http_client(
-    url_of: Callable[[int], str], headers: dict[str, str], first: int, count: int, duration: float
-) -> tuple[int, int, list[float]]:
-    """``count`` keep-alive connections (numbered from ``first``) posting in a closed loop
-    for ``duration`` s: (201s, other answers, latencies in ms)."""
-    import asyncio
-
-    import aiohttp
-
-    async def run() -> tuple[int, int, list[float]]:
-        ok = bad = 0
-        latencies: list[float] = []
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-
-            async def one(i: int) -> None:
-                nonlocal ok, bad
-                url = url_of(first + i)
-                deadline = time.monotonic() + duration
-                while (t0 := time.monotonic()) < deadline:
-                    async with session.post(url, data=HTTP_MESSAGE) as resp:
-                        await resp.read()
-                    latencies.append((time.monotonic() - t0) * 1000)
-                    if resp.status == 201:
-                        ok += 1
-                    else:
-                        bad += 1
-
-            await asyncio.gather(*(one(i) for i in range(count)))
-        return ok, bad, latencies
-
-    return asyncio.run(run())
-
-
-class _Urls:
-    """Picklable URL makers for the client processes."""
-
-    def __init__(self, template: str, topics: int) -> None:
-        self.template, self.topics = template, topics
-
-    def __call__(self, i: int) -> str:
-        return self.template.format(topic=f"t{i % self.topics}")
-
-
-def http_point(
-    urls: _Urls, headers: dict[str, str], connections: int, duration: float
-) -> tuple[float, int, list[float]]:
-    """Requests/s answered 201 with ``connections`` connections, the other answers, and
-    the latencies."""
-    import concurrent.futures
-    import multiprocessing
-
-    procs = min(HTTP_CLIENT_PROCESSES, connections)
-    shares = [connections // procs + (1 if k < connections % procs else 0) for k in range(procs)]
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=ctx) as pool:
-        pool.submit(time.sleep, 0).result()  # the workers are up before the clock starts
-        started = time.monotonic()
-        firsts = [sum(shares[:k]) for k in range(procs)]
-        results = list(
-            pool.map(
-                http_client,
-                [urls] * procs,
-                [headers] * procs,
-                firsts,
-                shares,
-                [duration] * procs,
-            )
-        )
-        elapsed = time.monotonic() - started
-    ok = sum(r[0] for r in results)
-    bad = sum(r[1] for r in results)
-    latencies = [x for r in results for x in r[2]]
-    return ok / elapsed, bad, latencies
-
-
 def _free_port() -> int:
     import socket
 
@@ -408,12 +334,6 @@ def http_server(argv: list[str], env: dict[str, str], port: int) -> Iterator[tup
         proc.wait(30)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def group_counters(url: str) -> tuple[float, float]:
     """(groups, requests) of picloud_publish_group* on a PiCloud node's /metrics."""
     import urllib.request
@@ -428,9 +348,16 @@ def group_counters(url: str) -> tuple[float, float]:
     return values["picloud_publish_groups_total"], values["picloud_publish_group_requests_total"]
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
+# The figures of each HTTP point, from bench/wrk.py run_wrk's: name -> its key there.
+HTTP_FIGURES = {"requests_per_s": "rps", "latency_ms_p50": "latency_ms_p50",
+                "latency_ms_p99": "latency_ms_p99"}  # fmt: skip
+
+
+def spread(values: list[float], digits: int = 0) -> list[float]:
+    """[min, max] of a figure over repeats."""
+    if digits == 0:
+        return [round(min(values)), round(max(values))]
+    return [round(min(values), digits), round(max(values), digits)]
 
 
 def measure_http(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -473,58 +400,47 @@ def _measure_http(
     }
     picloud_argv = [sys.executable, "-m", "picloud", "serve", "--no-migrate"]
     thin_argv = [sys.executable, __file__, "--serve-thin", str(thin_port), db.conninfo]
-    json_ct = {"Content-Type": "application/json"}
+    post = {"method": "POST", "suffix": "/messages", "body": HTTP_MESSAGE}
+    topics = f"/api/v1/apps/{db.app_id}/topics/t"
+    variants = {
+        "thin_insert_notify": {**post, "prefix": "/topics/t", "spread": HTTP_TOPICS, "key": ""},
+        "picloud_publish_many_topics": {**post, "prefix": topics, "spread": HTTP_TOPICS,
+                                        "key": key},
+        "picloud_publish_one_topic": {**post, "prefix": topics + "0", "spread": 0, "key": key},
+    }  # fmt: skip
+    wrk = wrk_binary()
     figures: dict[str, Any] = {}
     with (
         http_server(picloud_argv, picloud_env, pc_port) as (pc_url, pc_pid),
         http_server(thin_argv, {}, thin_port) as (thin_url, thin_pid),
     ):
-        pids = {"thin_insert_notify": thin_pid}
-        variants = {
-            "thin_insert_notify": (_Urls(thin_url + "/topics/{topic}/messages", 64), json_ct),
-            "picloud_publish_many_topics": (
-                _Urls(pc_url + f"/api/v1/apps/{db.app_id}/topics/{{topic}}/messages", 64),
-                {**json_ct, "Authorization": f"Bearer {key}"},
-            ),
-            "picloud_publish_one_topic": (
-                _Urls(pc_url + f"/api/v1/apps/{db.app_id}/topics/{{topic}}/messages", 1),
-                {**json_ct, "Authorization": f"Bearer {key}"},
-            ),
-        }
+        servers = {"thin_insert_notify": (thin_url, thin_pid)}
+        for variant, route in variants.items():  # warm up pools, prepared plans, caches
+            url, pid = servers.get(variant, (pc_url, pc_pid))
+            run_wrk(wrk, url, route, 16, 1, pid)
         for count in args.http_connections:
-            runs: dict[str, list[float]] = {v: [] for v in variants}
-            latency: dict[str, list[float]] = {v: [] for v in variants}
+            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
             size: dict[str, list[float]] = {v: [] for v in variants}
-            cpu: dict[str, list[float]] = {v: [] for v in variants}
-            errors = dict.fromkeys(variants, 0)
             for _ in range(args.repeats):
-                for variant, (urls, headers) in variants.items():
+                for variant, route in variants.items():
+                    url, pid = servers.get(variant, (pc_url, pc_pid))
                     before = group_counters(pc_url)
-                    pid = pids.get(variant, pc_pid)
-                    cpu_before = cpu_seconds(pid)
-                    rate, bad, lat = http_point(urls, headers, count, args.duration)
-                    cpu[variant].append((cpu_seconds(pid) - cpu_before) / max(1, len(lat)))
+                    runs[variant].append(run_wrk(wrk, url, route, count, args.duration, pid))
                     after = group_counters(pc_url)
-                    runs[variant].append(rate)
-                    latency[variant].extend(lat)
-                    errors[variant] += bad
                     if after[0] > before[0] and variant.startswith("picloud"):
                         size[variant].append((after[1] - before[1]) / (after[0] - before[0]))
-            for variant, values in runs.items():
-                point = figures.setdefault(variant, {})
-                point[str(count)] = {
-                    "requests_per_s": [round(min(values)), round(max(values))],
-                    "latency_ms_p50": round(percentile(latency[variant], 0.5), 2),
-                    "latency_ms_p99": round(percentile(latency[variant], 0.99), 2),
-                    "server_cpu_ms_per_request": round(1000 * min(cpu[variant]), 3),
-                }
-                if errors[variant]:
-                    point[str(count)]["non_201"] = errors[variant]
+            for variant, points in runs.items():
+                figure = figures.setdefault(variant, {})[str(count)] = {
+                    **{f: spread([p[k] for p in points], 2 if f.startswith("lat") else 0)
+                       for f, k in HTTP_FIGURES.items()},
+                    "server_cpu_ms_per_request": min(
+                        p["server_cpu_us_per_request"] for p in points
+                    ) / 1000,
+                }  # fmt: skip
+                if bad := sum(p["non_2xx"] for p in points):
+                    figure["non_201"] = bad
                 if size[variant]:
-                    point[str(count)]["mean_group_size"] = [
-                        round(min(size[variant]), 1),
-                        round(max(size[variant]), 1),
-                    ]
+                    figure["mean_group_size"] = spread(size[variant], 1)
     thin = figures["thin_insert_notify"]
     for variant in ("picloud_publish_many_topics", "picloud_publish_one_topic"):
         figures[f"{variant}_to_thin_ratio"] = {
@@ -534,7 +450,9 @@ def _measure_http(
             ]
             for c, t in thin.items()
         }
-    figures["unit"] = "requests/s answered 201, [min, max] over repeats; latency over all"
+    figures["unit"] = (
+        "requests/s ([min, max] over repeats, as each latency percentile); load from wrk -t1"
+    )
     return figures
 
 

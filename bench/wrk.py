@@ -1,0 +1,113 @@
+"""The HTTP benchmarks' load generator: ``wrk`` (C, one thread, epoll), which uses a small
+share of a core, so that it does not take the servers' CPU as a Python client would on a
+small machine. A route is a dict: ``method``, ``prefix``, ``suffix``, ``body`` (a Lua
+string literal, or ``nil``), ``key`` (the bearer token) and ``spread``: when above 0,
+request n goes to ``prefix .. (n % spread) .. suffix``, so writes spread over keys or
+topics."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SCRIPT = """
+local method, prefix, suffix = "%(method)s", "%(prefix)s", "%(suffix)s"
+local body, spread = %(body)s, %(spread)d
+wrk.headers["Authorization"] = "Bearer %(key)s"
+if body then wrk.headers["Content-Type"] = "application/json" end
+local n = 0
+request = function()
+  n = n + 1
+  local path = prefix
+  if spread > 0 then path = path .. (n %% spread) end
+  return wrk.format(method, path .. suffix, nil, body)
+end
+"""
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def wrk_binary() -> str:
+    """wrk's path; installed with Debian's package when missing and this runs as root."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("the HTTP benchmarks need wrk (Debian: apt-get install wrk)")
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _latency_ms(out: str, percent: int) -> float | None:
+    found = re.search(rf"^\s+{percent}%\s+([0-9.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
+    return round(float(found.group(1)) * _UNITS_MS[found.group(2)], 2) if found else None
+
+
+def run_wrk(
+    wrk: str,
+    base_url: str,
+    route: dict[str, Any],
+    connections: int,
+    duration: float,
+    pid: int,
+) -> dict[str, Any]:
+    """One point: ``connections`` keep-alive connections for ``duration`` s against the
+    server at ``base_url`` (process ``pid``, whose CPU is counted)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(SCRIPT % route)
+    try:
+        server0, load0, t0 = cpu_seconds(pid), children_cpu(), time.monotonic()
+        out = subprocess.run(
+            [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s",
+             script.name, base_url],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout  # fmt: skip
+        wall = time.monotonic() - t0
+        server_cpu, load_cpu = cpu_seconds(pid) - server0, children_cpu() - load0
+    finally:
+        os.unlink(script.name)
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    done = re.search(r"(\d+) requests in", out)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    assert rate is not None and done is not None, out
+    answered = max(1, int(done.group(1)))
+    return {
+        "rps": float(rate.group(1)),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(0) if errors else None,
+        "latency_ms_p50": _latency_ms(out, 50),
+        "latency_ms_p99": _latency_ms(out, 99),
+        "server_cpu_pct": round(100 * server_cpu / wall),
+        "wrk_cpu_pct": round(100 * load_cpu / wall),
+        # The server process's CPU (user + system) per request answered: what a faster
+        # Python path lowers, whatever the machine's load does to the rates.
+        "server_cpu_us_per_request": round(1e6 * server_cpu / answered),
+    }
