@@ -60,10 +60,12 @@ SELECT d.name
 -- A group of publish requests (API key or subscriber token) in one statement, so one
 -- transaction and one wake-up: each request authorised and validated alone, one row per
 -- request (1-based i) with its message ids and time, or the SQLSTATE it was refused with.
+-- The arrays are sent in binary format: psycopg's text format quotes every element with
+-- a regex, a tenth of the server's CPU per grouped publish.
 SELECT i, error_state, error_message, ids, published_at
-  FROM picloud.publish_group(%(keys)s::text[], %(app_ids)s::uuid[], %(capabilities)s::text[],
-                             %(hosts)s::text[], %(tokens)s::text[], %(topics)s::text[],
-                             %(messages)s::text[], %(singles)s::boolean[]);
+  FROM picloud.publish_group(%(keys)b::text[], %(app_ids)b::uuid[], %(capabilities)b::text[],
+                             %(hosts)b::text[], %(tokens)b::text[], %(topics)b::text[],
+                             %(messages)b::text[], %(singles)b::boolean[]);
 
 -- name: publish_one
 -- A group of one publish request, by itself (no subtransaction, no arrays): its message

@@ -233,7 +233,7 @@ class PublishGroups:
         }
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=tuple_row)
-            rows = await (await cur.execute(q("publish_group"), params)).fetchall()
+            rows = await (await cur.execute(q("publish_group"), params, binary=True)).fetchall()
         # (i, error_state, error_message, ids, published_at), in the statement's order
         by_index = {row[0]: row for row in rows}
         return [Outcome(*by_index[i][1:]) for i in range(1, len(reqs) + 1)]
