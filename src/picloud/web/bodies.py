@@ -44,6 +44,8 @@ async def read_body(request: web.Request) -> bytes:
     """The whole body of a JSON route."""
     settings = state_of(request).settings
     check_declared_length(request, json_body_limit(settings))
+    if request.content.is_eof():  # it came with the headers: nothing left to wait for
+        return await request.read()
     try:
         async with asyncio.timeout(settings.http_body_timeout_sec):
             return await request.read()
