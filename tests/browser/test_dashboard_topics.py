@@ -88,6 +88,14 @@ def test_topic_lifecycle_with_live_tail(page: Page, live_server: ThreadServer) -
     expect(page.locator("#tail-status")).to_have_attribute("data-state", "closed")
     assert live_server.status("GET", f"{topics}/orders.created") == 404
 
+    # A topic can track presence from its creation.
+    form.get_by_label("Name").fill("room")
+    form.get_by_label("Track presence").check()
+    form.get_by_role("button", name="Create topic").click()
+    room = page.locator('#topics-table tr[data-topic="room"]')
+    expect(room.locator("input.presence")).to_be_checked()
+    assert live_server.call("GET", f"{topics}/room")["presence"] is True
+
 
 def test_api_errors_while_tailing_are_shown(page: Page, live_server: ThreadServer) -> None:
     app = live_server.create_app("gone")

@@ -59,7 +59,12 @@ async def test_topics_publish_history_tokens(app: AsyncApp, picloud_app: PiCloud
         True,
         "public",
     )
+    assert topic["presence"] is False
     assert [t["name"] for t in await app.list_topics()] == ["news"]
+    room = await app.create_topic("room", presence=True)
+    assert (room["name"], room["presence"]) == ("room", True)
+    assert (await app.get_topic("room"))["presence"] is True
+    await app.delete_topic("room")
     assert (await app.update_topic("news", auth_mode="token"))["auth_mode"] == "token"
     assert (await app.get_topic("news"))["auth_mode"] == "token"
 

@@ -376,6 +376,7 @@ async function createTopic(form) {
     name: data.get("name"),
     auth_mode: data.get("auth_mode"),
     external_subscribable: data.get("external_subscribable") === "on",
+    presence: data.get("presence") === "on",
   };
   await attempt(async () => {
     const topic = await api.post(appPath(app.id, "topics"), body);

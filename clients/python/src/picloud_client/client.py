@@ -225,12 +225,18 @@ class AsyncApp:
 
     # -- topics, publish, history, tokens ---------------------------------------------
     async def create_topic(
-        self, name: str, *, external_subscribable: bool = False, auth_mode: str = "token"
+        self,
+        name: str,
+        *,
+        external_subscribable: bool = False,
+        auth_mode: str = "token",
+        presence: bool = False,
     ) -> Topic:
         body = {
             "name": name,
             "external_subscribable": external_subscribable,
             "auth_mode": auth_mode,
+            "presence": presence,
         }
         return cast(Topic, await self._json("POST", "/topics", json=body))
 
