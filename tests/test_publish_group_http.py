@@ -17,6 +17,7 @@ from picloud.web.publish_group import Publish, PublishGroups
 from tests.fix_server import Api, Reply, Server
 from tests.polling import until as wait_until
 from tests.test_realtime_sse import Realtime
+from tests.test_token_publish_http import mint
 
 Conn = psycopg.Connection[Row]
 
@@ -92,6 +93,13 @@ def path(rt: Realtime, topic: str) -> str:
     return f"/api/v1/apps/{rt.app['id']}/topics/{topic}/messages"
 
 
+async def tokens_of_t(rt: Realtime) -> tuple[str, str]:
+    """Two subscriber tokens of topic "t": one that may publish, one that may only listen."""
+    publisher = (await mint(rt, "t", publish=True)).json["token"]
+    listener = (await mint(rt, "t")).json["token"]
+    return publisher, listener
+
+
 async def stored(rt: Realtime, topic: str) -> list[Any]:
     reply = await rt.api.get(path(rt, topic))
     assert reply.status == 200, reply.raw
@@ -146,10 +154,7 @@ async def test_authorisation_is_per_request_within_a_group(
     writer = await api.create_key(rt.app["id"], "topics:publish")
     reader = await api.create_key(rt.app["id"], "topics:manage")
     foreign = await api.create_key(other["id"], "app:admin")
-    token = (
-        await api.post(f"/api/v1/apps/{rt.app['id']}/topics/t/tokens", json={"publish": True})
-    ).json["token"]
-    listen_only = (await api.post(f"/api/v1/apps/{rt.app['id']}/topics/t/tokens")).json["token"]
+    token, listen_only = await tokens_of_t(rt)
     host = {"Host": f"{rt.app['slug']}.localhost"}
 
     def key_publish(n: int, key: str | None) -> Awaitable[Reply]:
@@ -315,10 +320,7 @@ async def test_a_lone_publish_answers_as_a_group_would(
         other = await api.create_app(rt.app["slug"] + "-other")
         reader = await api.create_key(app, "topics:manage")
         foreign = await api.create_key(other["id"], "app:admin")
-        writer = (
-            await api.post(f"/api/v1/apps/{app}/topics/t/tokens", json={"publish": True})
-        ).json["token"]
-        listener = (await api.post(f"/api/v1/apps/{app}/topics/t/tokens")).json["token"]
+        writer, listener = await tokens_of_t(rt)
         host = {"Host": f"{rt.app['slug']}.localhost"}
 
         def key(topic: str, body: dict[str, Any], k: Any = ...) -> Awaitable[Reply]:

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from picloud.db import Row
 from tests.fix_db import make_app
+from tests.test_sql_publish_batch import mint
 from tests.test_sql_topics import make_topic
 
 Conn = psycopg.Connection[Row]
@@ -168,16 +169,8 @@ def test_token_publishes_in_a_group(db: Conn) -> None:
     make_topic(db, app, "internal", external=False)
     key = make_key(db, app, "topics:publish")
 
-    def token(topic: str, publish: bool) -> str:
-        row = db.execute(
-            "SELECT picloud.subscriber_token(%s, %s, '1 hour', %s, 'alice') AS t",
-            (app, topic, publish),
-        ).fetchone()
-        assert row is not None
-        tok: str = row["t"]
-        return tok
-
-    writer, reader = token("t", True), token("t", False)
+    writer = mint(db, app, "t", can_publish=True, subject="alice")
+    reader = mint(db, app, "t", subject="alice")
     host = "app.localhost"
     reqs = [
         Req("t", '"a"', host=host, token=writer),
@@ -276,16 +269,8 @@ def world(db: Conn, slug: str) -> list[Req]:
     foreign = make_key(db, other, "app:admin")
     instance = make_key(db, None, "instance:admin")
 
-    def token(topic: str, publish: bool) -> str:
-        row = db.execute(
-            "SELECT picloud.subscriber_token(%s, %s, '1 hour', %s, 'alice') AS t",
-            (app, topic, publish),
-        ).fetchone()
-        assert row is not None
-        tok: str = row["t"]
-        return tok
-
-    writer, listener = token("t", True), token("t", False)
+    writer = mint(db, app, "t", can_publish=True, subject="alice")
+    listener = mint(db, app, "t", subject="alice")
     host = f"{slug}.localhost"
 
     def key(topic: str, messages: str, single: bool = True, k: str | None = good) -> Req:
@@ -401,11 +386,7 @@ def test_publish_one_bad_input(db: Conn) -> None:
     make_topic(db, app, "t")
     key = make_key(db, app, "topics:publish")
 
-    row = db.execute(
-        "SELECT picloud.subscriber_token(%s, 't', '1 hour', true) AS t", (app,)
-    ).fetchone()
-    assert row is not None
-    tok = row["t"]
+    tok = mint(db, app, "t", can_publish=True)
 
     def call(*params: Any) -> Any:
         return db.execute(ONE, params).fetchone()
