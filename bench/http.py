@@ -21,9 +21,11 @@ and this runs as root, the script installs Debian's package with apt-get. The wr
 spread over keys and topics (a counter in the wrk script) so that rows are not
 contended more than in real use. Points alternate picloud / reference, ``--repeats``
 times; each figure is [min, max]. Server and load-generator CPU (% of one core) are
-reported per point, with the server's CPU time per request answered
-(``server_cpu_us_per_request``), and the load average at the start and end: the
-machine is shared.
+reported per point, with the CPU time per request answered of the server, the database
+(every process of the PostgreSQL server: backends, WAL writer, checkpointer) and wrk, and
+their sum (``total_cpu_us_per_request``); ``cpu_ratio`` is the reference's mean sum over
+picloud's, the ratio the rates would show if each were bound by the machine's CPU alone.
+The load average at the start and end is reported too: the machine is shared.
 
 The Starlette + broadcaster peer's publish route (broadcaster's PostgreSQL backend, on
 asyncpg) is measured when starlette, broadcaster, uvicorn and asyncpg are importable
@@ -52,7 +54,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.targets import TARGETS  # noqa: E402
-from bench.wrk import run_wrk, wrk_binary  # noqa: E402
+from bench.wrk import postmaster_of, run_wrk, wrk_binary  # noqa: E402
 
 ADMIN_KEY = "pck_bench_admin_key_0123456789abcdef"
 POOL_MAX = 16  # picloud's pool (picloud.db.open_pool): the reference gets the same
@@ -287,6 +289,7 @@ class Target:
             conn.execute("CREATE DATABASE bench_http")
         self.conninfo = psycopg.conninfo.make_conninfo(conninfo, dbname="bench_http")
         migrate(self.conninfo)
+        self.postmaster = postmaster_of(self.conninfo)  # whose CPU each point counts
         self.work = work
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
             conn.execute(REFERENCE_DDL)
@@ -366,18 +369,36 @@ def measure_target(conninfo: str, args: argparse.Namespace, wrk: str) -> dict[st
         }
         for name, route in routes.items():
             for url, pid in servers.values():  # warm up pools, prepared plans, caches
-                run_wrk(wrk, url, route, max(args.connections), 1, pid)
+                run_wrk(wrk, url, route, max(args.connections), 1, pid, target.postmaster)
             figures[name] = {}
             for count in args.connections:
                 runs: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
                 for _ in range(args.repeats):
                     for server, (url, pid) in servers.items():  # alternate: drift hits both
-                        runs[server].append(run_wrk(wrk, url, route, count, args.duration, pid))
+                        point = run_wrk(
+                            wrk, url, route, count, args.duration, pid, target.postmaster
+                        )
+                        runs[server].append(point)
                 figures[name][str(count)] = summarise(runs)
     if "publish" in routes:
         figures["peer_publish"] = measure_peer(target, routes["publish"], args, wrk, figures)
     shutil.rmtree(work, ignore_errors=True)
     return figures
+
+
+def cpu_per_request(points: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Each point's CPU per request answered: the server's, the database's (every process
+    of the PostgreSQL server), wrk's, and their sum: what one request costs the machine."""
+    parts = ("server", "database", "wrk")
+    out = {f"{p}_cpu_us_per_request": [x[f"{p}_cpu_us_per_request"] for x in points] for p in parts}
+    out["total_cpu_us_per_request"] = [
+        sum(x[f"{p}_cpu_us_per_request"] for p in parts) for x in points
+    ]
+    return out
+
+
+def _mean(values: list[int]) -> float:
+    return sum(values) / max(1, len(values))
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -387,7 +408,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         out[server] = {
             "rps": [round(min(rates)), round(max(rates))],
             "server_cpu_pct": [p["server_cpu_pct"] for p in points],
-            "server_cpu_us_per_request": [p["server_cpu_us_per_request"] for p in points],
+            **cpu_per_request(points),
             "wrk_cpu_pct": [p["wrk_cpu_pct"] for p in points],
             "non_2xx": sum(p["non_2xx"] for p in points),
         }
@@ -397,6 +418,11 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     pic, ref = out["picloud"]["rps"], out["reference"]["rps"]
     # [worst, best] pairing of the spreads; the median-free honest range.
     out["ratio"] = [round(pic[0] / max(1, ref[1]), 3), round(pic[1] / max(1, ref[0]), 3)]
+    out["cpu_ratio"] = round(
+        _mean(out["reference"]["total_cpu_us_per_request"])
+        / max(1.0, _mean(out["picloud"]["total_cpu_us_per_request"])),
+        3,
+    )
     out["ratio_of_means"] = round(
         sum(p["rps"] for p in runs["picloud"]) / max(1.0, sum(p["rps"] for p in runs["reference"])),
         3,
@@ -417,16 +443,17 @@ def measure_peer(
         f"http://127.0.0.1:{port}/ready",
     ) as pid:
         url = f"http://127.0.0.1:{port}"
-        run_wrk(wrk, url, route, max(args.connections), 1, pid)
+        run_wrk(wrk, url, route, max(args.connections), 1, pid, target.postmaster)
         for count in args.connections:
             points = [
-                run_wrk(wrk, url, route, count, args.duration, pid) for _ in range(args.repeats)
+                run_wrk(wrk, url, route, count, args.duration, pid, target.postmaster)
+                for _ in range(args.repeats)
             ]
             rates = [p["rps"] for p in points]
             pic = figures["publish"][str(count)]["picloud"]["rps"]
             result[str(count)] = {
                 "rps": [round(min(rates)), round(max(rates))],
-                "server_cpu_us_per_request": [p["server_cpu_us_per_request"] for p in points],
+                **cpu_per_request(points),
                 "non_2xx": sum(p["non_2xx"] for p in points),
                 "picloud_to_peer": [round(pic[0] / max(rates), 3), round(pic[1] / min(rates), 3)],
             }

@@ -58,6 +58,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postmaster_of(conninfo: str) -> int:
+    """The PID of the (local) PostgreSQL server behind ``conninfo``: its backends' parent."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        backend = conn.info.backend_pid
+    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def database_cpu(postmaster: int) -> float:
+    """CPU time of a PostgreSQL server's processes alive now: the postmaster, its backends
+    (the servers' pools, the relay's LISTEN connection) and its writers (WAL writer,
+    checkpointer, background writer)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -75,12 +101,15 @@ def run_wrk(
     connections: int,
     duration: float,
     pid: int,
+    postmaster: int | None = None,
 ) -> dict[str, Any]:
     """One point: ``connections`` keep-alive connections for ``duration`` s against the
-    server at ``base_url`` (process ``pid``, whose CPU is counted)."""
+    server at ``base_url`` (process ``pid``, whose CPU is counted; and the database's,
+    when its ``postmaster`` is given)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(SCRIPT % route)
     try:
+        db0 = database_cpu(postmaster) if postmaster else 0.0
         server0, load0, t0 = cpu_seconds(pid), children_cpu(), time.monotonic()
         out = subprocess.run(
             [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s",
@@ -91,6 +120,7 @@ def run_wrk(
         ).stdout  # fmt: skip
         wall = time.monotonic() - t0
         server_cpu, load_cpu = cpu_seconds(pid) - server0, children_cpu() - load0
+        db_cpu = database_cpu(postmaster) - db0 if postmaster else None
     finally:
         os.unlink(script.name)
     rate = re.search(r"Requests/sec:\s+([0-9.]+)", out)
@@ -110,4 +140,9 @@ def run_wrk(
         # The server process's CPU (user + system) per request answered: what a faster
         # Python path lowers, whatever the machine's load does to the rates.
         "server_cpu_us_per_request": round(1e6 * server_cpu / answered),
+        # The database's, and wrk's: with the server's, what one request costs the machine.
+        "database_cpu_us_per_request": (
+            round(1e6 * db_cpu / answered) if db_cpu is not None else None
+        ),
+        "wrk_cpu_us_per_request": round(1e6 * load_cpu / answered),
     }
