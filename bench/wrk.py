@@ -62,9 +62,9 @@ def postmaster_of(conninfo: str) -> int:
     """The PID of the (local) PostgreSQL server behind ``conninfo``: its backends' parent."""
     import psycopg
 
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        backend = conn.info.backend_pid
-    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    with psycopg.connect(conninfo, autocommit=True) as conn:  # (read while it lives)
+        stat = Path(f"/proc/{conn.info.backend_pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def database_cpu(postmaster: int) -> float:
