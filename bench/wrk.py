@@ -70,7 +70,8 @@ def postmaster_of(conninfo: str) -> int:
 def database_cpu(postmaster: int) -> float:
     """CPU time of a PostgreSQL server's processes alive now: the postmaster, its backends
     (the servers' pools, the relay's LISTEN connection) and its writers (WAL writer,
-    checkpointer, background writer)."""
+    checkpointer, background writer). A backend that ends during a point drops out of
+    its sum; the servers' pools keep theirs open through a run."""
     total = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
