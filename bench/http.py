@@ -54,7 +54,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.targets import TARGETS  # noqa: E402
-from bench.wrk import postmaster_of, run_wrk, wrk_binary  # noqa: E402
+from bench.wrk import postmaster_of, run_wrk, spread, wrk_binary  # noqa: E402
 
 ADMIN_KEY = "pck_bench_admin_key_0123456789abcdef"
 POOL_MAX = 16  # picloud's pool (picloud.db.open_pool): the reference gets the same
@@ -406,7 +406,7 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     for server, points in runs.items():
         rates = [p["rps"] for p in points]
         out[server] = {
-            "rps": [round(min(rates)), round(max(rates))],
+            "rps": spread(rates),
             "server_cpu_pct": [p["server_cpu_pct"] for p in points],
             **cpu_per_request(points),
             "wrk_cpu_pct": [p["wrk_cpu_pct"] for p in points],
@@ -452,7 +452,7 @@ def measure_peer(
             rates = [p["rps"] for p in points]
             pic = figures["publish"][str(count)]["picloud"]["rps"]
             result[str(count)] = {
-                "rps": [round(min(rates)), round(max(rates))],
+                "rps": spread(rates),
                 **cpu_per_request(points),
                 "non_2xx": sum(p["non_2xx"] for p in points),
                 "picloud_to_peer": [round(pic[0] / max(rates), 3), round(pic[1] / min(rates), 3)],

@@ -61,7 +61,7 @@ from psycopg_pool import AsyncConnectionPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.targets import TARGETS  # noqa: E402
-from bench.wrk import run_wrk, wrk_binary  # noqa: E402
+from bench.wrk import run_wrk, spread, wrk_binary  # noqa: E402
 
 Work = Callable[[psycopg.Connection[Any], int, float], int]
 
@@ -180,10 +180,7 @@ def measure_target(conninfo: str, args: argparse.Namespace, tree: Path | None) -
                     work = db.workloads()[workload]
                     runs[variant].append(closed_loop(db.conninfo, work, count, args.duration))
             for variant, values in runs.items():
-                figures[variant].setdefault(workload, {})[str(count)] = [
-                    round(min(values)),
-                    round(max(values)),
-                ]
+                figures[variant].setdefault(workload, {})[str(count)] = spread(values)
     for variant in figures:
         raw = figures[variant]["raw_insert"]
         figures[variant]["publish_to_raw_ratio"] = {
@@ -351,13 +348,6 @@ def group_counters(url: str) -> tuple[float, float]:
 # The figures of each HTTP point, from bench/wrk.py run_wrk's: name -> its key there.
 HTTP_FIGURES = {"requests_per_s": "rps", "latency_ms_p50": "latency_ms_p50",
                 "latency_ms_p99": "latency_ms_p99"}  # fmt: skip
-
-
-def spread(values: list[float], digits: int = 0) -> list[float]:
-    """[min, max] of a figure over repeats."""
-    if digits == 0:
-        return [round(min(values)), round(max(values))]
-    return [round(min(values), digits), round(max(values), digits)]
 
 
 def measure_http(conninfo: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -52,10 +52,19 @@ def wrk_binary() -> str:
     return found
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: [1] is the parent's PID,
+    [11] and [12] the user and system CPU time in clock ticks."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _cpu(_stat(pid))
 
 
 def postmaster_of(conninfo: str) -> int:
@@ -63,8 +72,7 @@ def postmaster_of(conninfo: str) -> int:
     import psycopg
 
     with psycopg.connect(conninfo, autocommit=True) as conn:  # (read while it lives)
-        stat = Path(f"/proc/{conn.info.backend_pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
+        return int(_stat(conn.info.backend_pid)[1])
 
 
 def database_cpu(postmaster: int) -> float:
@@ -77,12 +85,19 @@ def database_cpu(postmaster: int) -> float:
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(int(entry))
         except OSError:
             continue  # ended meanwhile
         if int(entry) == postmaster or int(fields[1]) == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += _cpu(fields)
     return total
+
+
+def spread(values: list[float], digits: int = 0) -> list[float]:
+    """[min, max] of a figure over repeats."""
+    if digits == 0:
+        return [round(min(values)), round(max(values))]
+    return [round(min(values), digits), round(max(values), digits)]
 
 
 def children_cpu() -> float:
